@@ -1,0 +1,1 @@
+"""Etcher-like demo app."""

@@ -1,0 +1,1 @@
+"""Durable, consent-first usage telemetry for desktop apps."""
