@@ -1,0 +1,50 @@
+"""The collector: an HTTP service that receives Amplitude HTTP V2 event batches and stores them.
+
+It plays the role of balena's analytics-backend for the telemetry client. The client side never
+imports this package.
+
+Wire protocol (``POST /2/httpapi`` and ``POST /amplitude/2/httpapi``): a JSON body
+``{"api_key": PROJECT, "events": [...], "options": {"min_id_length": N}}``, plain or with
+``Content-Encoding: gzip``. Answers:
+
+* **200** ``{"code": 200, "events_ingested": N, "payload_size_bytes": B,
+  "server_upload_time": MS, "duplicates": D}`` once the batch is committed. ``N`` is the number
+  of events accepted (all of the batch), ``D`` how many of them were already stored (same
+  ``api_key`` + ``insert_id``) and were ignored, so ``N - D`` rows were added.
+* **400** in Amplitude's shape (``code``, ``error``, ``missing_field``,
+  ``events_with_invalid_fields`` and ``events_with_missing_fields``, each mapping a field name to
+  event indexes). Nothing of the batch is stored; the client drops the named events and resends
+  the others. An event that is not an object or is over 32 KiB is named under the field
+  ``"event"``; an event with neither ``device_id`` nor ``user_id`` under ``"device_id"``.
+* **413** ``{"code": 413, "error": "Payload too large"}``: more than 2,000 events, or a body over
+  1 MiB after decompression (decompression is streamed and stops at the cap).
+* **415** for a ``Content-Encoding`` other than gzip/identity.
+* **503** with ``Retry-After: 5`` when the database cannot be written; nothing was committed.
+
+Events are stored as received (compact JSON), except that an ``ip`` key is dropped: the
+collector keeps no IP address, neither the sender's nor one written into an event. An event
+without ``insert_id`` gets a deterministic one, ``"collector-sha256:" + sha256(canonical JSON of
+the event)``, so a retried batch is still stored once.
+
+``GET /healthz`` answers ``{"status": "ok"}``, or 503 when the database is not writable.
+"""
+
+from __future__ import annotations
+
+from telemetry.collector._app import create_app
+from telemetry.collector._server import serve
+from telemetry.collector._storage import (
+    SCHEMA_VERSION,
+    EventStore,
+    InsertResult,
+    StorageUnavailable,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EventStore",
+    "InsertResult",
+    "StorageUnavailable",
+    "create_app",
+    "serve",
+]

@@ -1,0 +1,83 @@
+"""Reading a request body in a streaming way, with a hard cap on its decompressed size."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterable
+
+__all__ = ["BodyTooLarge", "InvalidGzip", "read_capped_body"]
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+class BodyTooLarge(Exception):
+    """The (decompressed) body is larger than the limit; reading stopped at the limit."""
+
+
+class InvalidGzip(Exception):
+    """The body claims to be gzip but is not a complete, valid gzip stream."""
+
+
+class _CappedGunzip:
+    """Incremental gunzip (multi-member aware) that never produces more than ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._out = bytearray()
+        self._inflater = zlib.decompressobj(_GZIP_WBITS)
+        self._member_has_input = False
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            if self._inflater.eof:
+                # A finished member followed by more bytes: the next gzip member starts here.
+                self._inflater = zlib.decompressobj(_GZIP_WBITS)
+            self._member_has_input = True
+            room = self._limit - len(self._out)
+            try:
+                # ``max_length`` bounds the output of this call, so a bomb never inflates in
+                # memory beyond the limit (+1 byte, which is how we notice it is too big).
+                chunk = self._inflater.decompress(data, room + 1)
+            except zlib.error as exc:
+                raise InvalidGzip(str(exc)) from exc
+            self._out += chunk
+            if len(self._out) > self._limit:
+                raise BodyTooLarge
+            if self._inflater.eof:
+                data = self._inflater.unused_data
+            else:
+                data = self._inflater.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if not self._member_has_input:
+            return b""
+        if not self._inflater.eof:
+            raise InvalidGzip("truncated gzip stream")
+        return bytes(self._out)
+
+
+async def read_capped_body(
+    chunks: AsyncIterable[bytes], *, gzip: bool, limit: int, raw_limit: int
+) -> bytes:
+    """Read ``chunks`` and return the body, gunzipped when ``gzip`` is true.
+
+    Raises :class:`BodyTooLarge` as soon as more than ``raw_limit`` bytes were received or the
+    decompressed body would exceed ``limit`` bytes (without decompressing further), and
+    :class:`InvalidGzip` for a corrupt or truncated gzip stream.
+    """
+    received = 0
+    if not gzip:
+        plain = bytearray()
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > min(limit, raw_limit):
+                raise BodyTooLarge
+            plain += chunk
+        return bytes(plain)
+    gunzip = _CappedGunzip(limit)
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > raw_limit:
+            raise BodyTooLarge
+        gunzip.feed(chunk)
+    return gunzip.finish()

@@ -1,0 +1,59 @@
+"""Numeric limits and fixed strings of the collector's wire protocol (Amplitude HTTP V2 shape)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Largest accepted request body *after* decompression (Amplitude: "under 1 MB"; we use 1 MiB).
+MAX_BODY_BYTES: Final = 1024 * 1024
+#: Extra room allowed for the *compressed* size of a gzip body over ``MAX_BODY_BYTES`` (gzip of
+#: incompressible data is a little larger than the data itself).
+GZIP_OVERHEAD_BYTES: Final = 64 * 1024
+#: Most events accepted in one request (Amplitude HTTP V2: 2,000).
+MAX_EVENTS_PER_BATCH: Final = 2000
+#: Largest accepted event, measured as compact UTF-8 JSON (Segment's 32 KB per-event limit).
+MAX_EVENT_BYTES: Final = 32 * 1024
+#: Default minimum length of ``device_id`` / ``user_id`` (Amplitude's ``options.min_id_length``).
+DEFAULT_MIN_ID_LENGTH: Final = 5
+#: Longest accepted ``api_key`` (project name) and ``insert_id``.
+MAX_API_KEY_LENGTH: Final = 256
+MAX_INSERT_ID_LENGTH: Final = 1024
+#: Largest accepted ``time`` (ms since the epoch); keeps the value inside SQLite's 64-bit INTEGER.
+MAX_TIME_MS: Final = 2**63 - 1
+#: ``Retry-After`` seconds sent with a 503 when storage is unavailable.
+RETRY_AFTER_STORAGE_SECONDS: Final = 5
+
+#: ``device_id`` / ``user_id`` values that Amplitude always refuses (compared case-insensitively,
+#: after stripping surrounding whitespace).
+PLACEHOLDER_IDS: Final = frozenset(
+    {
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        "",
+        "00000000-0000-0000-0000-000000000000",
+        "{}",
+        "lmy47d",
+        "0",
+        "-1",
+    }
+)
+
+# Amplitude's fixed ``error`` strings (InvalidRequestError / PayloadTooLargeError).
+ERROR_MISSING_BODY: Final = "Missing request body"
+ERROR_INVALID_JSON: Final = "Invalid JSON request body"
+ERROR_MISSING_FIELD: Final = "Request missing required field"
+ERROR_INVALID_EVENT_JSON: Final = "Invalid event JSON"
+ERROR_INVALID_API_KEY: Final = "Invalid API key"
+ERROR_INVALID_EVENTS: Final = "Invalid field values on some events"
+ERROR_PAYLOAD_TOO_LARGE: Final = "Payload too large"
+# Our own additions, same body shape.
+ERROR_INVALID_OPTIONS: Final = "Invalid options: min_id_length must be a positive integer"
+ERROR_INVALID_GZIP: Final = "Invalid gzip request body"
+ERROR_UNSUPPORTED_ENCODING: Final = "Unsupported Content-Encoding (use gzip or none)"
+ERROR_STORAGE_UNAVAILABLE: Final = "Service unavailable: events were not stored, retry later"

@@ -1,0 +1,261 @@
+"""Parsing and validating an Amplitude HTTP V2 request body into a batch of storable events.
+
+Rules (Amplitude semantics, see ``docs`` in ``telemetry.collector``):
+
+* the body is a JSON object with ``api_key`` (non-empty string: the project name), ``events``
+  (non-empty list, at most 2,000 items) and optional ``options.min_id_length`` (int >= 1);
+* every event is an object with a non-empty string ``event_type`` and at least one *valid*
+  ``device_id`` / ``user_id``: a string of at least ``min_id_length`` characters that is not a
+  placeholder such as ``"null"`` or the all-zero UUID (case-insensitive). An invalid id next to a
+  valid one is ignored (not used for the ``device_id`` / ``user_id`` columns), as Amplitude drops
+  it; an event with no valid id is refused;
+* ``time``, when present and not null, is an integer number of milliseconds (>= 0);
+* ``insert_id``, when present and not null, is a non-empty string of at most 1,024 characters;
+* an event serialises to at most 32 KiB of compact UTF-8 JSON.
+
+If any event breaks a rule, the whole request is refused with 400 and Amplitude's body
+(``events_with_invalid_fields`` / ``events_with_missing_fields`` map a field name to the list of
+offending event indexes); the client drops those events and resends the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+from telemetry.collector import _limits as L
+
+__all__ = [
+    "GENERATED_INSERT_ID_PREFIX",
+    "Batch",
+    "RequestRejected",
+    "ValidEvent",
+    "error_body",
+    "generated_insert_id",
+    "parse_batch",
+]
+
+#: Prefix of the ``insert_id`` the collector derives for an event that arrived without one.
+GENERATED_INSERT_ID_PREFIX: Final = "collector-sha256:"
+
+#: Event keys never written to storage: an IP address is personal data we do not keep.
+_DROPPED_KEYS: Final = ("ip",)
+
+#: Field name used in ``events_with_invalid_fields`` for an event that is not a JSON object or
+#: whose serialised size exceeds ``MAX_EVENT_BYTES``.
+WHOLE_EVENT_FIELD: Final = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    """One accepted event, ready to be stored."""
+
+    insert_id: str
+    insert_id_generated: bool
+    event_type: str
+    device_id: str | None
+    user_id: str | None
+    time: int | None
+    #: The event as received, as compact JSON, minus the keys in ``_DROPPED_KEYS``.
+    event_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A fully valid request: every event in it may be stored."""
+
+    project: str
+    events: tuple[ValidEvent, ...]
+    payload_size_bytes: int
+
+
+class RequestRejected(Exception):
+    """The request is refused; ``status`` and ``body`` are the HTTP answer."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status, body.get("error"))
+        self.status = status
+        self.body = body
+
+
+def error_body(
+    code: int,
+    error: str,
+    *,
+    missing_field: str | None = None,
+    invalid: dict[str, list[int]] | None = None,
+    missing: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """Build an error answer in Amplitude's ``InvalidRequestError`` shape."""
+    return {
+        "code": code,
+        "error": error,
+        "missing_field": missing_field,
+        "events_with_invalid_fields": invalid or {},
+        "events_with_missing_fields": missing or {},
+    }
+
+
+def _reject(error: str, *, missing_field: str | None = None) -> NoReturn:
+    raise RequestRejected(400, error_body(400, error, missing_field=missing_field))
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _compact(value: Any, *, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+
+
+def generated_insert_id(stored_event: dict[str, Any]) -> str:
+    """The deterministic ``insert_id`` of an event that has none.
+
+    It is ``"collector-sha256:"`` + the SHA-256 (hex) of the event's canonical JSON (keys sorted,
+    compact separators, UTF-8, without dropped keys such as ``ip``). A retried event therefore maps
+    to the same id and is stored once; two events identical in every field are also stored once,
+    which is why clients should send their own ``insert_id`` (a UUID).
+    """
+    canonical = _compact(stored_event, sort_keys=True).encode("utf-8")
+    return GENERATED_INSERT_ID_PREFIX + hashlib.sha256(canonical).hexdigest()
+
+
+def _valid_id(value: Any, min_length: int) -> str | None:
+    if not isinstance(value, str) or len(value) < min_length:
+        return None
+    if value.strip().lower() in L.PLACEHOLDER_IDS:
+        return None
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _min_id_length(payload: dict[str, Any]) -> int:
+    options = payload.get("options")
+    if options is None:
+        return L.DEFAULT_MIN_ID_LENGTH
+    if not isinstance(options, dict):
+        _reject(L.ERROR_INVALID_OPTIONS)
+    value = options.get("min_id_length")
+    if value is None:
+        return L.DEFAULT_MIN_ID_LENGTH
+    if not _is_int(value) or value < 1:
+        _reject(L.ERROR_INVALID_OPTIONS)
+    return int(value)
+
+
+def parse_batch(body: bytes) -> Batch:
+    """Parse and validate a decompressed request body.
+
+    Returns the :class:`Batch` when the request and every event in it are valid; raises
+    :class:`RequestRejected` (400 or 413) otherwise.
+    """
+    if not body.strip():
+        _reject(L.ERROR_MISSING_BODY)
+    try:
+        payload = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        _reject(L.ERROR_INVALID_JSON)
+    if not isinstance(payload, dict):
+        _reject(L.ERROR_INVALID_JSON)
+
+    if "api_key" not in payload or payload["api_key"] is None:
+        _reject(L.ERROR_MISSING_FIELD, missing_field="api_key")
+    project = payload["api_key"]
+    if not isinstance(project, str) or not project.strip() or len(project) > L.MAX_API_KEY_LENGTH:
+        _reject(L.ERROR_INVALID_API_KEY)
+
+    events = payload.get("events")
+    if events is None or (isinstance(events, list) and not events):
+        _reject(L.ERROR_MISSING_FIELD, missing_field="events")
+    if not isinstance(events, list):
+        _reject(L.ERROR_INVALID_EVENT_JSON)
+    if len(events) > L.MAX_EVENTS_PER_BATCH:
+        raise RequestRejected(413, {"code": 413, "error": L.ERROR_PAYLOAD_TOO_LARGE})
+
+    min_id_length = _min_id_length(payload)
+
+    invalid: defaultdict[str, list[int]] = defaultdict(list)
+    missing: defaultdict[str, list[int]] = defaultdict(list)
+    accepted: list[ValidEvent] = []
+    for index, event in enumerate(events):
+        parsed = _parse_event(index, event, min_id_length, invalid, missing)
+        if parsed is not None:
+            accepted.append(parsed)
+
+    if invalid or missing:
+        error = L.ERROR_INVALID_EVENTS if invalid else L.ERROR_MISSING_FIELD
+        raise RequestRejected(
+            400, error_body(400, error, invalid=dict(invalid), missing=dict(missing))
+        )
+    return Batch(project=project, events=tuple(accepted), payload_size_bytes=len(body))
+
+
+def _parse_event(
+    index: int,
+    event: Any,
+    min_id_length: int,
+    invalid: defaultdict[str, list[int]],
+    missing: defaultdict[str, list[int]],
+) -> ValidEvent | None:
+    """Validate one event, recording its problems by ``index``; return it if it has none."""
+    if not isinstance(event, dict):
+        invalid[WHOLE_EVENT_FIELD].append(index)
+        return None
+    ok = True
+
+    if len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES:
+        invalid[WHOLE_EVENT_FIELD].append(index)
+        ok = False
+
+    event_type = event.get("event_type")
+    if event_type is None:
+        missing["event_type"].append(index)
+        ok = False
+    elif not isinstance(event_type, str) or not event_type.strip():
+        invalid["event_type"].append(index)
+        ok = False
+
+    raw_device, raw_user = event.get("device_id"), event.get("user_id")
+    device_id = _valid_id(raw_device, min_id_length)
+    user_id = _valid_id(raw_user, min_id_length)
+    if device_id is None and user_id is None:
+        if raw_device is None and raw_user is None:
+            missing["device_id"].append(index)
+        else:
+            for field, raw in (("device_id", raw_device), ("user_id", raw_user)):
+                if raw is not None:
+                    invalid[field].append(index)
+        ok = False
+
+    time = event.get("time")
+    if time is not None and (not _is_int(time) or not 0 <= time <= L.MAX_TIME_MS):
+        invalid["time"].append(index)
+        ok = False
+
+    insert_id = event.get("insert_id")
+    if insert_id is not None and (
+        not isinstance(insert_id, str) or not insert_id or len(insert_id) > L.MAX_INSERT_ID_LENGTH
+    ):
+        invalid["insert_id"].append(index)
+        ok = False
+
+    if not ok:
+        return None
+    assert isinstance(event_type, str)
+    stored = {key: value for key, value in event.items() if key not in _DROPPED_KEYS}
+    generated = insert_id is None
+    return ValidEvent(
+        insert_id=generated_insert_id(stored) if generated else str(insert_id),
+        insert_id_generated=generated,
+        event_type=event_type,
+        device_id=device_id,
+        user_id=user_id,
+        time=time,
+        event_json=_compact(stored),
+    )
