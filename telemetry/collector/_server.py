@@ -169,9 +169,10 @@ def serve(host: str, port: int, database: str | Path, *, ready_file: Path | None
             url = socket_url(sock)
 
             def announce() -> None:
-                print(f"listening on {url}", flush=True)
+                # The ready file first: whoever waits for the stdout line may read it at once.
                 if ready_file is not None:
                     _write_ready_file(Path(ready_file), url)
+                print(f"listening on {url}", flush=True)
                 logger.info("collector ready (database schema version %d)", store.schema_version)
 
             config = uvicorn_config(create_app(store), log_config=None)
