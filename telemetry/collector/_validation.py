@@ -209,7 +209,11 @@ def _parse_event(
         return None
     ok = True
 
-    if len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES:
+    try:
+        too_big = len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES
+    except RecursionError:  # nested too deeply to serialise again in this thread
+        too_big = True
+    if too_big:
         invalid[WHOLE_EVENT_FIELD].append(index)
         ok = False
 

@@ -273,3 +273,17 @@ def test_concurrent_batches_are_all_stored(collector: RunningCollector) -> None:
         codes = list(pool.map(send, range(16)))
     assert codes == [200] * 16
     assert len(rows(collector.database)) == 16 * 50
+
+
+@pytest.mark.parametrize("depth", [40, 900, 5000, 200_000])
+def test_deeply_nested_json_never_causes_a_server_error(
+    collector: RunningCollector, depth: int
+) -> None:
+    nested = "[" * depth + "]" * depth
+    content = (
+        '{"api_key": "p", "events": [{"event_type": "e", "device_id": "device-12345", '
+        f'"event_properties": {{"x": {nested}}}}}]}}'
+    ).encode()
+    response = post(collector.url, content)
+    assert response.status_code in (200, 400, 413)
+    assert response.json()["code"] == response.status_code
