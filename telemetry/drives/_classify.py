@@ -253,8 +253,19 @@ def _drive_type(
 
 
 def _vendor_model(facts: DiskFacts) -> tuple[str | None, str | None]:
-    """Vendor and model from sysfs first, udev properties as a fallback."""
+    """Vendor and model text, as lsblk shows them: udev's when it has them, else sysfs'.
+
+    udev's strings are only descriptive extras here (never used to classify); they are
+    better when present: ata_id reads the full ATA model behind a USB-SATA bridge, where
+    sysfs only has the bridge's 16-character SCSI INQUIRY (``ASMT`` / ``2115``).
+    """
     props = facts.properties
+    udev_model = _udev_text(props, "ID_MODEL") or _clean(props.get("ID_NAME"))
+    if udev_model:
+        udev_vendor = _udev_text(props, "ID_VENDOR")
+        if udev_vendor and udev_vendor.upper() == "ATA":
+            udev_vendor = None
+        return udev_vendor, udev_model
     vendor: str | None = None
     model: str | None = None
     if facts.scsi is not None:
@@ -268,8 +279,6 @@ def _vendor_model(facts: DiskFacts) -> tuple[str | None, str | None]:
     if facts.usb is not None:
         vendor = vendor or _clean(facts.usb.manufacturer)
         model = model or _clean(facts.usb.product)
-    vendor = vendor or _udev_text(props, "ID_VENDOR")
-    model = model or _udev_text(props, "ID_MODEL") or _clean(props.get("ID_NAME"))
     return vendor, model
 
 

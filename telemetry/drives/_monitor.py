@@ -27,7 +27,7 @@ _POLL_INTERVAL_WITHOUT_EVENTS = 2.0
 class EventSource(Protocol):
     """What the monitor needs from a uevent source (see ``_udev.UdevEventSource``)."""
 
-    def fileno(self) -> int: ...
+    def filenos(self) -> tuple[int, ...]: ...
 
     def read_pending(self) -> list[tuple[str, str, str]]: ...
 
@@ -191,9 +191,8 @@ class DriveMonitor:
             while not self._stopping.is_set():
                 now = time.monotonic()
                 wake_at = next_rescan if deadline is None else min(deadline, next_rescan)
-                fds = [self._wake_r]
-                if self._source is not None:
-                    fds.append(self._source.fileno())
+                source_fds = self._source.filenos() if self._source is not None else ()
+                fds = [self._wake_r, *source_fds]
                 try:
                     ready, _, _ = select.select(fds, [], [], max(0.0, wake_at - now))
                 except (OSError, ValueError) as exc:
@@ -206,7 +205,7 @@ class DriveMonitor:
                     if self._stopping.is_set():
                         break
                 now = time.monotonic()
-                if self._source is not None and self._source.fileno() in ready:
+                if self._source is not None and any(fd in ready for fd in source_fds):
                     for action, name, devtype in self._source.read_pending():
                         if action == "remove" and devtype == "disk":
                             removed_disks.add(name)

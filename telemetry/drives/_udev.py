@@ -43,6 +43,8 @@ _SKIPPED_PREFIXES = ("sr", "ram", "fd")
 _SYS: Final = "/sys"
 _SYS_DEVICES: Final = "/sys/devices"
 _SYS_CLASS_BLOCK: Final = "/sys/class/block"
+#: A bound on one read of a monitor (the socket keeps the rest for the next wake-up).
+_MAX_EVENTS_PER_READ: Final = 1000
 #: Errors a device that vanishes mid-read can raise through pyudev/libudev.
 _VANISHED = (pyudev.DeviceNotFoundError, OSError, ValueError, KeyError, UnicodeDecodeError)
 
@@ -397,10 +399,18 @@ def _resolve_mounts(
 ) -> dict[str, list[str]]:
     """Mount entries → block name → mount paths, matching by name, symlink, then dev_t."""
     by_devnum = {b.devnum: b.name for b in blocks.values() if b.devnum}
+    # /dev/mapper/NAME exists without udev too (libdevmapper makes it): match dm/name.
+    dm_names = {
+        dm_name: b.name
+        for b in blocks.values()
+        if b.name.startswith("dm-") and (dm_name := _read(f"{b.path}/dm/name"))
+    }
     out: dict[str, list[str]] = defaultdict(list)
     for entry in entries:
         name: str | None = None
-        if entry.device.startswith("/dev/"):
+        if entry.device.startswith("/dev/mapper/"):
+            name = dm_names.get(entry.device[len("/dev/mapper/") :])
+        if name is None and entry.device.startswith("/dev/"):
             base = os.path.basename(entry.device)
             if base in blocks:
                 name = base
@@ -474,39 +484,54 @@ def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
 
 
 class UdevEventSource:
-    """A netlink uevent monitor for block devices, read without blocking.
+    """Netlink uevent monitors for block devices, read without blocking.
 
-    The source is udev when a udev daemon runs (its database is then up to date when the
-    event arrives), else the kernel's own uevents.
+    udev's monitor is always opened; when no udev daemon runs (containers, CI, umockdev
+    test beds) the kernel's own uevents are read as well, since nothing would rebroadcast
+    them. With a udev daemon only udev's events are used: its database is up to date by the
+    time they arrive. Duplicates are harmless: the monitor debounces and re-scans.
     """
 
     def __init__(self) -> None:
         self.context = pyudev.Context()
-        source = "udev" if os.path.exists("/run/udev/control") else "kernel"
-        self._monitor = pyudev.Monitor.from_netlink(self.context, source=source)
-        self._monitor.filter_by("block")
-        self._monitor.start()
+        sources = ["udev"]
+        if not os.path.exists("/run/udev/control"):
+            sources.append("kernel")
+        self._monitors: list[Any] = []
+        for source in sources:
+            monitor = pyudev.Monitor.from_netlink(self.context, source=source)
+            monitor.filter_by("block")
+            monitor.start()
+            self._monitors.append(monitor)
 
-    def fileno(self) -> int:
-        """The socket to wait on (``select``/``poll``)."""
-        return int(self._monitor.fileno())
+    def filenos(self) -> tuple[int, ...]:
+        """The sockets to wait on (``select``/``poll``)."""
+        return tuple(int(m.fileno()) for m in self._monitors)
 
     def read_pending(self) -> list[tuple[str, str, str]]:
         """Every queued event as ``(action, disk name, devtype)``; a partition's event names
         its disk (devtype ``partition``). Unreadable events become ``("change", "", "")``."""
         out: list[tuple[str, str, str]] = []
-        while True:
-            ready, _, _ = select.select([self.fileno()], [], [], 0)
-            if not ready:
+        for monitor in self._monitors:
+            out.extend(self._drain(monitor))
+        return out
+
+    @staticmethod
+    def _drain(monitor: Any) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        fd = int(monitor.fileno())
+        for _ in range(_MAX_EVENTS_PER_READ):
+            if not select.select([fd], [], [], 0)[0]:
                 break
             try:
-                dev = self._monitor.poll(timeout=0)
-            except _VANISHED as exc:  # malformed or vanished: treat as "something changed"
+                dev = monitor.poll(timeout=0)
+            except _VANISHED as exc:  # malformed or vanished: "something changed"
                 _log.debug("unreadable uevent: %s", exc)
                 out.append(("change", "", ""))
                 continue
-            if dev is None:
-                break
+            if dev is None:  # consumed but dropped by libudev's filter
+                out.append(("change", "", ""))
+                continue
             try:
                 name = str(dev.sys_name)
                 devtype = str(dev.device_type or "")
@@ -518,8 +543,10 @@ class UdevEventSource:
         return out
 
     def close(self) -> None:
-        """Stop receiving; the socket is closed."""
-        try:
-            self._monitor.stop()
-        except Exception as exc:  # noqa: BLE001 - closing must never raise
-            _log.debug("closing the udev monitor failed: %s", exc)
+        """Stop receiving; the sockets are closed."""
+        for monitor in self._monitors:
+            try:
+                monitor.stop()
+            except Exception as exc:  # noqa: BLE001 - closing must never raise
+                _log.debug("closing a udev monitor failed: %s", exc)
+        self._monitors = []
