@@ -124,6 +124,7 @@ def run_listing(
     properties), ``default`` (``list_drives()``), ``cli-json`` / ``cli-table`` (``cli.run``).
     """
     merged = merge([description(name, udev=udev) for name in fixtures])
+    tmp_path.mkdir(parents=True, exist_ok=True)
     device_file = tmp_path / "devices.umockdev"
     device_file.write_text(merged, encoding="utf-8")
     cmd = [
