@@ -1,1 +1,54 @@
-"""Durable, consent-first usage telemetry for desktop apps."""
+"""Durable, consent-first usage telemetry for desktop apps.
+
+>>> import telemetry
+>>> with telemetry.create_client("my-project", "my-app", "1.0.0") as client:  # doctest: +SKIP
+...     client.track("Application start", {"packageType": "deb"})
+"""
+
+from telemetry import url_params
+from telemetry._platform import library_version
+from telemetry.client import (
+    AMPLITUDE_URL,
+    PRODUCTION_ENDPOINT,
+    STAGING_ENDPOINT,
+    Client,
+    NoopClient,
+    create_client,
+    create_noop_client,
+    default_data_dir,
+    endpoint_url,
+)
+from telemetry.connectivity import Connectivity
+from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
+from telemetry.experiments import LocalExperiment
+from telemetry.store import EventStore
+from telemetry.tracker import Tracker
+from telemetry.uploader import Uploader, UploadPolicy
+from telemetry.url_params import AnalyticsUrlParams
+
+__version__ = library_version()
+
+__all__ = [
+    "AMPLITUDE_URL",
+    "PRODUCTION_ENDPOINT",
+    "STAGING_ENDPOINT",
+    "AnalyticsUrlParams",
+    "Client",
+    "ConfigError",
+    "Connectivity",
+    "EventStore",
+    "InvalidEventError",
+    "LocalExperiment",
+    "NoopClient",
+    "StoreError",
+    "TelemetryError",
+    "Tracker",
+    "UploadPolicy",
+    "Uploader",
+    "__version__",
+    "create_client",
+    "create_noop_client",
+    "default_data_dir",
+    "endpoint_url",
+    "url_params",
+]

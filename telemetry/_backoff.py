@@ -1,0 +1,50 @@
+"""The retry timing rules of the uploader, as pure functions of the attempt count."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    initial: float = 5.0,
+    cap: float = 600.0,
+    rand: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (1 = the first failure).
+
+    Exponential with full jitter between ``initial`` and the ceiling ``initial * 2**(n-1)``,
+    the ceiling capped at ``cap``: 5 s, then 5-10 s, 5-20 s, ... up to 5-600 s.
+    """
+    ceiling = min(cap, initial * 2 ** max(0, failures - 1))
+    return rand(initial, ceiling) if ceiling > initial else initial
+
+
+def parse_retry_after(
+    value: str | None,
+    *,
+    default: float = 30.0,
+    maximum: float = 3600.0,
+    now: datetime | None = None,
+) -> float:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), within [0, maximum]."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return default
+    return max(0.0, min(maximum, seconds))

@@ -1,0 +1,255 @@
+"""The event model: validating names and properties, and turning them into stored JSON.
+
+Every stored event is an Amplitude HTTP V2 event object, so it can go to our collector or to
+Amplitude unchanged. This module owns the rules a property must follow before it is stored:
+
+- JSON values only (str, int, finite float, bool, None, lists and str-keyed dicts), no cycles;
+- nested objects flattened to dotted, lower-cased keys as Etcher did (``drive.isusb``), while
+  lists are kept as they are;
+- path-like values in error and path fields rewritten to ``[PERSONAL PATH]/<tail>``;
+- an event name of at most 1,024 characters and at most 32 KiB per serialised event.
+
+A violation raises :class:`~telemetry.errors.InvalidEventError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from telemetry.errors import InvalidEventError
+
+MAX_EVENT_TYPE_LENGTH: Final = 1024
+MAX_EVENT_BYTES: Final = 32 * 1024
+IDENTIFY_EVENT: Final = "$identify"
+
+#: Flattened keys whose values are path-anonymised (Etcher's list). Any key whose last segment
+#: ends in "path" (``imagePath``, ``image.path``) is anonymised as well.
+PATH_KEYS: Final = frozenset(
+    {"error.description", "error.message", "error.stack", "image", "image.path", "path"}
+)
+PERSONAL_PATH: Final = "[PERSONAL PATH]"
+ANONYMIZE_FAILED: Final = "[ANONYMIZE PATH FAILED]"
+
+_SIMPLE_TYPES: Final = (str, int, bool, type(None))
+_PATH_RE: Final = re.compile(r"(.*)(^|\s)(file://)?(\w:)?([\\/].+)")
+_PATH_MARKERS: Final = ("app.asar", "Resources")
+
+JSONValue = str | int | float | bool | None | list[Any] | dict[str, Any]
+Properties = dict[str, Any]
+
+
+def validate_event_type(event_type: object) -> str:
+    """Return ``event_type`` if it is a usable event name, else raise InvalidEventError."""
+    if not isinstance(event_type, str):
+        raise InvalidEventError(
+            f"event_type must be a str, not {type(event_type).__name__}: {event_type!r}"
+        )
+    if not event_type.strip():
+        raise InvalidEventError("event_type must not be empty or blank")
+    if len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidEventError(
+            f"event_type is {len(event_type)} characters long; "
+            f"the limit is {MAX_EVENT_TYPE_LENGTH}: {event_type[:40]!r}..."
+        )
+    if event_type.startswith("$") or event_type.startswith("[Amplitude]"):
+        raise InvalidEventError(
+            f"event_type {event_type!r} is reserved (names starting with '$' or '[Amplitude]')"
+        )
+    return event_type
+
+
+def normalize_properties(
+    properties: Mapping[str, Any] | None, *, anonymize: bool = True
+) -> Properties:
+    """Validate ``properties`` and return a new flat dict ready to store.
+
+    Nested mappings become dotted, lower-cased keys (``{"drive": {"isUSB": True}}`` becomes
+    ``{"drive.isusb": True}``); lists are kept as they are, their contents validated.
+
+    Raises:
+        InvalidEventError: a key is not a non-empty str, a value is not JSON (NaN, infinity,
+            bytes, objects...), or a container refers to itself; the message names the key.
+    """
+    if properties is None:
+        return {}
+    if not isinstance(properties, Mapping):
+        raise InvalidEventError(
+            f"properties must be a mapping (dict) of str to JSON values, "
+            f"not {type(properties).__name__}"
+        )
+    out: Properties = {}
+    for key, value in properties.items():
+        _check_key(key, "")
+        if isinstance(value, _SIMPLE_TYPES):
+            out[key] = value
+        elif isinstance(value, float):
+            _check_float(value, key)
+            out[key] = value
+        elif isinstance(value, Mapping):
+            _flatten_into(out, key.lower(), value, key, {id(properties)})
+        else:
+            out[key] = _copy_json(value, key, {id(properties)})
+    if anonymize:
+        for key, value in out.items():
+            if value is not None and _is_path_key(key):
+                out[key] = anonymize_path(value if isinstance(value, str) else json.dumps(value))
+    return out
+
+
+def filter_properties(properties: Properties, allowlist: Iterable[str]) -> tuple[Properties, int]:
+    """Keep only keys matched by ``allowlist`` patterns; return the kept dict and dropped count.
+
+    A pattern matches a flattened key exactly, as a glob (``drive.*``), or as a prefix of a
+    dotted key (``drive`` keeps ``drive.size``).
+    """
+    patterns = tuple(allowlist)
+    kept = {k: v for k, v in properties.items() if _allowed(k, patterns)}
+    return kept, len(properties) - len(kept)
+
+
+def copy_json_mapping(values: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A validated deep copy of a str-keyed mapping of JSON values (not flattened)."""
+    copied = _copy_json(values, path, set())
+    assert isinstance(copied, dict)
+    return copied
+
+
+#: Compact JSON, UTF-8 kept, NaN refused (a reused encoder is several µs faster per call).
+encode_json: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def check_size(event_type: str, text: str) -> int:
+    """The UTF-8 size of a serialised event; raise InvalidEventError above 32 KiB."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEventError(
+            f"event {event_type!r} is {size} bytes serialised; the limit is {MAX_EVENT_BYTES} bytes"
+        )
+    return size
+
+
+def serialize_event(event: Mapping[str, Any]) -> str:
+    """Serialise an event to compact JSON, enforcing the per-event size limit."""
+    text = encode_json(event)
+    check_size(str(event.get("event_type")), text)
+    return text
+
+
+def new_insert_id() -> str:
+    """A random UUID4 string (formatted from ``os.urandom``: a few times faster than uuid4)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT: Final = "89ab89ab89ab89ab"
+
+
+def anonymize_path(text: str) -> str:
+    """Replace absolute paths in ``text`` by ``[PERSONAL PATH]`` and a non-identifying tail.
+
+    Follows Etcher's rule, line by line: the tail kept is everything from the last
+    ``app.asar`` or ``Resources`` segment on, otherwise only the basename. A ``file://``
+    prefix is kept and a Windows drive letter dropped.
+    """
+    try:
+        return "\n".join(_anonymize_line(line) for line in text.split("\n"))
+    except Exception:  # noqa: BLE001 - the documented fallback for any failure
+        return ANONYMIZE_FAILED
+
+
+def _anonymize_line(line: str) -> str:
+    match = _PATH_RE.match(line)
+    if match is None:
+        return line
+    before, space, file_prefix, _drive, path = match.groups()
+    separator = path[0]
+    segments = path.split(separator)
+    tail: list[str] = [segments[-1]]
+    for index in range(len(segments) - 1, -1, -1):
+        if segments[index] in _PATH_MARKERS:
+            tail = segments[index:]
+            break
+    return f"{before}{space}{file_prefix or ''}{PERSONAL_PATH}{separator}{separator.join(tail)}"
+
+
+def _is_path_key(key: str) -> bool:
+    return key in PATH_KEYS or key.rsplit(".", 1)[-1].lower().endswith("path")
+
+
+def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") or fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def _check_key(key: object, parent: str) -> None:
+    if not isinstance(key, str):
+        where = f" inside {parent!r}" if parent else ""
+        raise InvalidEventError(
+            f"property keys must be str; got {type(key).__name__} {key!r}{where}",
+            key=parent or None,
+        )
+    if not key:
+        raise InvalidEventError(
+            f"property keys must not be empty{f' (inside {parent!r})' if parent else ''}",
+            key=parent or key,
+        )
+
+
+def _check_float(value: float, path: str) -> None:
+    if not math.isfinite(value):
+        raise InvalidEventError(
+            f"property {path!r} is {value!r}; NaN and infinity are not JSON values", key=path
+        )
+
+
+def _flatten_into(
+    out: Properties, prefix: str, mapping: Mapping[Any, Any], path: str, seen: set[int]
+) -> None:
+    if id(mapping) in seen:
+        raise InvalidEventError(f"property {path!r} contains a reference to itself", key=path)
+    seen = seen | {id(mapping)}
+    if not mapping:
+        out[prefix] = {}
+        return
+    for key, value in mapping.items():
+        _check_key(key, path)
+        child_path = f"{path}.{key}"
+        flat_key = f"{prefix}.{key.lower()}"
+        if isinstance(value, Mapping):
+            _flatten_into(out, flat_key, value, child_path, seen)
+        else:
+            out[flat_key] = _copy_json(value, child_path, seen)
+
+
+def _copy_json(value: Any, path: str, seen: set[int]) -> JSONValue:
+    if isinstance(value, _SIMPLE_TYPES):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, float):
+        _check_float(value, path)
+        return value
+    if isinstance(value, (list, tuple)):
+        if id(value) in seen:
+            raise InvalidEventError(f"property {path!r} contains a reference to itself", key=path)
+        inner = seen | {id(value)}
+        return [_copy_json(item, f"{path}[{i}]", inner) for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        if id(value) in seen:
+            raise InvalidEventError(f"property {path!r} contains a reference to itself", key=path)
+        inner = seen | {id(value)}
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            _check_key(key, path)
+            copied[key] = _copy_json(item, f"{path}.{key}", inner)
+        return copied
+    raise InvalidEventError(
+        f"property {path!r} has a {type(value).__name__} value ({value!r:.60}); "
+        "only str, int, float, bool, None, lists and dicts are JSON values",
+        key=path,
+    )

@@ -1,0 +1,139 @@
+"""Who the events are about: the random device id, the optional user id and the session.
+
+The device id is a random UUID4 persisted in the store: never derived from hardware, the
+user name or the host name. A session is identified by its start time in ms and ends after
+30 minutes without events (Amplitude's rule).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Final
+
+from telemetry.errors import ConfigError
+from telemetry.store import EventStore
+
+SESSION_TIMEOUT_MS: Final = 30 * 60 * 1000
+MIN_ID_LENGTH: Final = 5
+#: Ids Amplitude refuses (compared case-insensitively).
+INVALID_IDS: Final = frozenset(
+    {
+        "anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown", "",
+        "00000000-0000-0000-0000-000000000000", "{}", "lmy47d", "0", "-1",
+    }
+)  # fmt: skip
+
+_DEVICE_KEY: Final = "device_id"
+_USER_KEY: Final = "user_id"
+_SESSION_KEY: Final = "session"
+
+
+def check_id(value: object, what: str) -> str:
+    """Return ``value`` if it is a usable device or user id, else raise ConfigError."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a str, not {type(value).__name__}")
+    if value.strip().lower() in INVALID_IDS:
+        raise ConfigError(f"{what} {value!r} is a placeholder that Amplitude refuses")
+    if len(value) > 1024:
+        raise ConfigError(f"{what} is longer than 1,024 characters")
+    return value
+
+
+def new_device_id() -> str:
+    """A fresh random device id."""
+    return str(uuid.uuid4())
+
+
+class Identity:
+    """Device id, user id and session of one client, persisted in its store."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        device_id: str | None = None,
+        session_timeout_ms: int = SESSION_TIMEOUT_MS,
+    ) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._timeout = session_timeout_ms
+        persisted = store.get_state(_DEVICE_KEY)
+        if device_id is not None:
+            self._device_id = check_id(device_id, "device_id")
+        elif isinstance(persisted, str) and persisted:
+            self._device_id = persisted
+        else:
+            self._device_id = new_device_id()
+        if self._device_id != persisted:
+            store.set_state(_DEVICE_KEY, self._device_id)
+        user = store.get_state(_USER_KEY)
+        self._user_id: str | None = user if isinstance(user, str) else None
+        session = store.get_state(_SESSION_KEY) or {}
+        self._session_id: int = int(session.get("id", -1))
+        self._last_event: int = int(session.get("last", 0))
+        self._saved_last = self._last_event
+
+    @property
+    def device_id(self) -> str:
+        """The current device id."""
+        return self._device_id
+
+    @property
+    def user_id(self) -> str | None:
+        """The current user id, if one was set."""
+        return self._user_id
+
+    def set_device_id(self, device_id: str) -> None:
+        """Use ``device_id`` from now on (persisted)."""
+        self._device_id = check_id(device_id, "device_id")
+        self._store.set_state(_DEVICE_KEY, self._device_id)
+
+    def regenerate_device_id(self) -> str:
+        """Switch to a fresh random device id (the user id is kept)."""
+        self.set_device_id(new_device_id())
+        return self._device_id
+
+    def set_user_id(self, user_id: str | None) -> None:
+        """Set (or with ``None`` clear) the user id (persisted)."""
+        self._user_id = None if user_id is None else check_id(user_id, "user_id")
+        self._store.set_state(_USER_KEY, self._user_id)
+
+    def session_at(self, now_ms: int) -> int:
+        """The session id for an event at ``now_ms``, starting a new session after idling."""
+        with self._lock:
+            if self._session_id < 0 or now_ms - self._last_event > self._timeout:
+                self._session_id = now_ms
+            self._last_event = now_ms
+            return self._session_id
+
+    @property
+    def session_id(self) -> int:
+        """The current session id (its start in ms), starting one if none is active."""
+        return self.session_at(time.time_ns() // 1_000_000) if self._expired() else self._session_id
+
+    def set_session_id(self, session_id: int) -> None:
+        """Continue the session ``session_id`` (for example one passed in a link)."""
+        with self._lock:
+            self._session_id = int(session_id)
+            self._last_event = time.time_ns() // 1_000_000
+        self.save()
+
+    def _expired(self) -> bool:
+        now = time.time_ns() // 1_000_000
+        return self._session_id < 0 or now - self._last_event > self._timeout
+
+    def save(self) -> None:
+        """Persist the session (called from housekeeping and at close, not per event)."""
+        with self._lock:
+            if self._last_event == self._saved_last and self._session_id >= 0:
+                return
+            state = {"id": self._session_id, "last": self._last_event}
+            self._saved_last = self._last_event
+        self._store.set_state(_SESSION_KEY, state)
+
+    def forget(self) -> None:
+        """Delete the device id, user id and session from the store."""
+        for key in (_DEVICE_KEY, _USER_KEY, _SESSION_KEY):
+            self._store.set_state(key, None)
