@@ -129,7 +129,6 @@ class DiskFacts:
     mmc: MmcFacts | None = None
     nvme_model: str | None = None
     virtio: bool = False
-    events: str = ""
     luns_on_interface: int = 1
     properties: Mapping[str, str] = field(default_factory=dict)
     partitions: tuple[PartitionFacts, ...] = ()

@@ -50,12 +50,21 @@ _VANISHED = (pyudev.DeviceNotFoundError, OSError, ValueError, KeyError, UnicodeD
 
 
 def _read(path: str) -> str | None:
-    """A sysfs file as stripped text, ``None`` when absent, unreadable or vanished."""
+    """A sysfs file as stripped text, ``None`` when absent, unreadable or vanished.
+
+    Plain ``os.open``/``os.read`` (sysfs attributes fit in one page): about three times
+    cheaper than ``open()`` with its buffered reader, and this runs ~10 times per disk.
+    """
     try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "replace").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return os.read(fd, 65536).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_int(path: str, default: int = 0) -> int:
@@ -242,7 +251,10 @@ def _disk_facts(
 ) -> DiskFacts:
     props = block.props
     path = block.path
-    subsystems, found = _parent_chain(sysfs, path)
+    subsystems: tuple[str, ...] = ()
+    found: dict[str, _Node] = {}
+    if not block.devpath.startswith("/devices/virtual/"):  # loop, zram, dm …: no parents
+        subsystems, found = _parent_chain(sysfs, path)
     usb = scsi = mmc = None
     nvme_model: str | None = None
     usb_dev = found.get("usb_device")
@@ -304,7 +316,6 @@ def _disk_facts(
         mmc=mmc,
         nvme_model=nvme_model,
         virtio="virtio" in found,
-        events=_read(f"{path}/events") or "",
         luns_on_interface=luns.get(iface_path, 1) if iface_path else 1,
         properties=props,
         partitions=tuple(
@@ -317,7 +328,7 @@ def _disk_facts(
         ),
         partition_table_type=ptable,
         loop_backing_file=(
-            _read(f"{path}/loop/backing_file") if block.name.startswith("loop") else None
+            _read(f"{path}/loop/backing_file") if block.name.startswith("loop") and size else None
         ),
         fs_label=_fs_label(props),
     )
@@ -360,7 +371,7 @@ def _enumerate() -> list[_Block]:
             block.devnum = (int(props["MAJOR"]), int(props["MINOR"]))
         except (KeyError, ValueError):
             block.devnum = None
-        if kind == "disk" and block.devpath.startswith("/devices/virtual/"):
+        if kind == "disk" and name.startswith(("dm-", "md")):
             try:
                 block.slaves = sorted(os.listdir(os.path.join(path, "slaves")))
             except OSError:
