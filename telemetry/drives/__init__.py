@@ -1,11 +1,10 @@
-"""Drive detection for flashing apps: list, classify and watch disks (Linux via pyudev).
+"""Drive detection for flashing apps: list, classify and watch disks (Linux via pyudev)."""
 
-``list_drives()`` returns ``Drive`` objects with drivelist's fields (snake case) plus a
-drive type, card type, warnings and an ``is_flash_target`` verdict; ``DriveMonitor`` reports
-hot-plug events. On Linux the sysfs parent chain is read through pyudev (``_udev``); other
-platforms, or Linux without pyudev/libudev, get the psutil fallback (``_fallback``), which
-only knows mounted removable volumes.
-"""
+# ``list_drives()`` returns ``Drive`` objects with drivelist's fields (snake case) plus a drive
+# type, card type, warnings and an ``is_flash_target`` verdict; ``DriveMonitor`` reports
+# hot-plug events. On Linux the sysfs parent chain is read by ``_udev`` (the only pyudev
+# importer); other platforms, or Linux without pyudev/libudev, get the psutil fallback
+# (``_fallback``), which only knows mounted removable volumes.
 
 from __future__ import annotations
 

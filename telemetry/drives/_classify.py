@@ -18,6 +18,7 @@ __all__ = [
     "UsbFacts",
     "classify",
     "decode_udev_string",
+    "resolve_system_disks",
 ]
 
 #: Mount points whose backing disk is a system disk (plus every swap device).

@@ -1,17 +1,4 @@
-"""The psutil-only fallback: mounted removable volumes, for platforms without pyudev.
-
-What it can know is limited to the mount table, so it is documented as such:
-
-* one ``Drive`` per mounted removable *volume* (grouped by device), not per physical disk;
-* ``size`` is the filesystem's size from ``disk_usage`` (not the medium's), block sizes 512;
-* removable means: Windows' ``removable`` mount option, or a mount under ``/media`` or
-  ``/run/media`` (Linux/BSD desktops) or ``/Volumes`` (macOS);
-* ``bus_type`` is ``UNKNOWN``, ``drive_type`` ``other``, the USB/card/SCSI flags false,
-  ``partition_table_type`` and ``device_path`` ``None``, ``enumerator`` ``"psutil"``;
-* ``is_read_only`` comes from the ``ro`` mount option, ``is_system`` from the system mount
-  points (``/``, ``/boot``, ``C:\\`` …), and ``is_flash_target`` also needs "removable"
-  (internal disks cannot be told apart here).
-"""
+"""The psutil-only fallback: mounted removable volumes, for platforms without pyudev."""
 
 from __future__ import annotations
 
@@ -56,7 +43,21 @@ def _is_system_mount(path: str) -> bool:
 
 
 def collect_drives(*, include_all: bool = False) -> list[Drive]:
-    """Mounted volumes as drives: removable ones, or every device-backed one with ``all``."""
+    """Mounted volumes as drives: removable ones, or every device-backed one with ``all``.
+
+    What it can know is limited to the mount table, so:
+
+    * one ``Drive`` per mounted removable *volume* (grouped by device), not per physical disk;
+    * ``size`` is the filesystem's size from ``disk_usage`` (not the medium's), block sizes
+      512;
+    * removable means: Windows' ``removable`` mount option, or a mount under ``/media`` or
+      ``/run/media`` (Linux/BSD desktops) or ``/Volumes`` (macOS);
+    * ``bus_type`` is ``UNKNOWN``, ``drive_type`` ``other``, the USB/card/SCSI flags false,
+      ``partition_table_type`` and ``device_path`` ``None``, ``enumerator`` ``"psutil"``;
+    * ``is_read_only`` comes from the ``ro`` mount option, ``is_system`` from the system
+      mount points (``/``, ``/boot``, ``C:\\`` …), and ``is_flash_target`` also needs
+      "removable" (internal disks cannot be told apart here).
+    """
     try:
         parts = psutil.disk_partitions(all=False)
     except (OSError, RuntimeError) as exc:

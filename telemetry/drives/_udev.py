@@ -1,11 +1,10 @@
-"""The Linux backend: block devices from sysfs, udev's extras and uevents through pyudev.
+"""The Linux backend: block devices from sysfs, udev's extras and uevents through pyudev."""
 
-This is the only module of the package that imports pyudev. Classification relies on sysfs
-attributes and the parent chain, read directly (the files libudev itself would read, once per
-scan, which is what makes a full scan faster than ``lsblk``); udev ``ID_*`` properties come
-from pyudev's view of the udev database and are only extra information: they are missing
-where no udev daemon runs. Hot-plug uevents arrive through a pyudev ``Monitor``.
-"""
+# This is the only module of the package that imports pyudev. Classification relies on sysfs
+# attributes and the parent chain, read directly (the files libudev itself would read, once
+# per scan, which is what makes a full scan faster than ``lsblk``); udev ``ID_*`` properties
+# come from pyudev's view of the udev database and are only extra information: they are
+# missing where no udev daemon runs. Hot-plug uevents arrive through a pyudev ``Monitor``.
 
 from __future__ import annotations
 
