@@ -444,3 +444,17 @@ def test_card_reader_alone(tmp_path: Path, udev: bool) -> None:
     assert media == {"/dev/sdd": False, "/dev/sde": False, "/dev/sdf": True, "/dev/sdg": False}
     assert listing["/dev/sdf"]["drive"]["is_flash_target"]
     assert listing["/dev/sdf"]["drive"]["mountpoints"] == []  # procfs "empty"
+
+
+def test_the_build_vm(tmp_path: Path) -> None:
+    """The recorded build VM (virtio root disk, loop and zram devices) with its own mounts."""
+    listing = _by_device(
+        um.run_listing(
+            ["virtio.umockdev", "loop.umockdev", "zram.umockdev"], tmp_path, procfs="vm", udev=False
+        )
+    )
+    vda = listing["/dev/vda"]["drive"]
+    assert [m["path"] for m in vda["mountpoints"]] == ["/"]
+    assert vda["warnings"] == ["system", "mounted"]
+    assert not any(e["drive"]["is_flash_target"] for e in listing.values())
+    assert listing["/dev/zram1"]["drive"]["is_system"] is False  # no swap in this procfs
