@@ -101,8 +101,13 @@ class Drive:
       USB version (``"2.00"``, ``"3.20"``) for USB drives, else ``None``.
     * ``enumerator``: which code path found it: ``"udev"`` (sysfs through pyudev) or
       ``"psutil"`` (the mounted-volume fallback, see ``_fallback``).
-    * ``is_read_only``, ``is_system``, ``is_virtual``, ``is_removable``, ``is_card``,
-      ``is_scsi`` (SATA/ATA/SCSI transport, not USB), ``is_usb``, ``is_uas``.
+    * ``is_read_only`` (the disk's ``ro``: lock switch, write-protected media);
+      ``is_system`` (backs /, /boot, /boot/efi, /usr, /var, /home or swap, through
+      partitions and dm/md holders, or is an internal fixed disk: NVMe, SATA, virtio, eMMC);
+      ``is_virtual`` (under /devices/virtual: loop, zram, dm, md …); ``is_removable`` (USB,
+      a memory card, or the kernel's removable bit; unlike drivelist, virtual disks are not
+      "removable"); ``is_card`` (SD card in an internal slot, or a USB card-reader slot);
+      ``is_scsi`` (SATA/ATA/SCSI transport, not USB); ``is_usb``; ``is_uas``.
 
     Beyond drivelist: ``has_media`` (size > 0), ``card_type`` (``sd``, ``cf``, ``sm``,
     ``ms`` or ``None``), ``usb_driver`` (``uas`` / ``usb-storage`` / …), ``drive_type`` (one
