@@ -1,0 +1,221 @@
+"""The store under faults: caps, corrupt files, read-only and full disks, kills, two writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import telemetry
+from telemetry import _schema
+from telemetry.store import EventStore
+from tests.core.conftest import user_events
+
+CHILD = Path(__file__).with_name("track_child.py")
+DAY_MS = 86_400_000
+
+
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real tiny filesystem (needs root, as in CI) so disk-full and read-only are real."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_count_cap_drops_oldest_and_counts(data_dir: Path) -> None:
+    with telemetry.create_client(
+        "proj1", "app", data_dir=data_dir, upload=False, max_events=100
+    ) as client:
+        for i in range(250):
+            client.track("E", {"i": i})
+        client.store.maintain()
+        kept = [e["event_properties"]["i"] for e in user_events(client)]
+        assert len(list(client.store.iter_events())) == 100
+        assert kept == list(range(150, 250))
+        dropped = client.store.counters()["dropped_cap_count"]
+        assert dropped == 151  # 150 tracked events plus the start-up $identify
+        assert client.store.dropped(1)[0]["reason"] == "dropped_cap_count"
+
+
+def test_byte_cap_drops_oldest_and_counts(data_dir: Path) -> None:
+    with telemetry.create_client(
+        "proj1", "app", data_dir=data_dir, upload=False, max_bytes=20_000
+    ) as client:
+        for i in range(200):
+            client.track("E", {"i": i, "pad": "x" * 300})
+        client.store.maintain()
+        stats = client.store.stats()
+        assert stats.bytes <= 20_000
+        assert stats.bytes > 20_000 - 1_000  # only what was needed went
+        assert client.store.counters()["dropped_cap_bytes"] == 201 - stats.events
+        assert user_events(client)[-1]["event_properties"]["i"] == 199
+
+
+def test_events_older_than_30_days_expire(data_dir: Path) -> None:
+    with EventStore(data_dir) as store:
+        now = time.time_ns() // 1_000_000
+        for i, age_days in enumerate([40, 31, 29, 1]):
+            payload = json.dumps({"event_type": "E", "i": i})
+            store.append(f"id-{i}", "E", now - age_days * DAY_MS, payload)
+        drops = store.enforce_limits(now)
+        assert drops["dropped_age"] == 2
+        assert [json.loads(e.json)["i"] for e in store.iter_events()] == [2, 3]
+        assert store.counters()["dropped_age"] == 2
+
+
+def test_corrupt_file_is_moved_aside_and_app_keeps_running(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "telemetry.db").write_bytes(b"this is not a database" * 200)
+    with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
+        assert client.track("After corruption") is not None
+        assert "corrupt" in (client.store.degraded or "")
+        assert client.store.counters()["store_recovered_corrupt"] == 1
+        assert [e["event_type"] for e in user_events(client)] == ["After corruption"]
+    aside = list(data_dir.glob("telemetry.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+
+
+def test_damaged_pages_are_detected(data_dir: Path) -> None:
+    with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
+        for i in range(500):
+            client.track("E", {"i": i, "pad": "y" * 200})
+    db = data_dir / "telemetry.db"
+    raw = bytearray(db.read_bytes())
+    for offset in range(4096 * 3, min(len(raw), 4096 * 12), 7):
+        raw[offset] = 0xFF
+    db.write_bytes(bytes(raw))
+    with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
+        assert client.track("Still works") is not None
+        assert client.store.counters().get("store_recovered_corrupt") == 1
+
+
+def test_read_only_data_dir_falls_back_to_memory(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "1m") as mount:
+        with telemetry.create_client("proj1", "app", data_dir=mount, upload=False) as client:
+            client.track("Before")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with telemetry.create_client("proj1", "app", data_dir=mount, upload=False) as client:
+            assert client.track("While read-only") is not None  # no exception reaches the app
+            assert "memory" in (client.store.degraded or "")
+            assert [e["event_type"] for e in user_events(client)] == ["While read-only"]
+        with telemetry.create_client("proj1", "app", data_dir=mount / "new", upload=False) as c:
+            assert c.track("No dir possible") is not None
+
+
+def test_full_disk_keeps_events_in_memory_then_writes_them(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "full", "4m") as mount:
+        client = telemetry.create_client("proj1", "app", data_dir=mount / "t", upload=False)
+        try:
+            filler = mount / "filler"
+            with open(filler, "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:
+                    pass  # the disk is now full
+            ids = [client.track("While full", {"i": i, "pad": "z" * 2000}) for i in range(40)]
+            assert all(ids)  # track() never raised
+            assert client.store.overflow_size > 0
+            assert client.store.counters()["store_write_errors"] > 0
+            filler.unlink()
+            client.store.maintain()
+            assert client.store.overflow_size == 0
+            stored = [e["insert_id"] for e in user_events(client)]
+            assert sorted(stored) == sorted(ids)  # each exactly once
+        finally:
+            client.close()
+
+
+def test_schema_migrates_from_version_1(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    conn = sqlite3.connect(data_dir / "telemetry.db")
+    conn.executescript(_schema.MIGRATIONS[0])
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO events(insert_id, event_type, time, size, payload) VALUES (?, ?, ?, ?, ?)",
+        ("old-1", "Old", 1, 2, "{}"),
+    )
+    conn.commit()
+    conn.close()
+    with EventStore(data_dir) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == _schema.SCHEMA_VERSION
+        assert "upload_lease" in store.db.table_names()
+        assert [e.insert_id for e in store.iter_events()] == ["old-1"]
+
+
+def test_newer_schema_is_not_destroyed(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    conn = sqlite3.connect(data_dir / "telemetry.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with EventStore(data_dir) as store:
+        assert "memory" in (store.degraded or "")
+    assert not list(data_dir.glob("*.corrupt-*"))
+
+
+def test_two_processes_sharing_a_data_dir_lose_and_duplicate_nothing(data_dir: Path) -> None:
+    n = 1500
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(CHILD), str(data_dir), str(n), tag],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
+    outputs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    printed = [line for out in outputs for line in out if line not in ("ready", "done")]
+    assert len(printed) == 2 * n
+    with EventStore(data_dir) as store:
+        stored = [e.as_dict() for e in store.iter_events() if e.event_type == "Tick"]
+    assert len(stored) == 2 * n
+    assert sorted(e["insert_id"] for e in stored) == sorted(printed)
+    assert len({e["event_id"] for e in stored}) == 2 * n  # event ids unique across processes
+    for tag in ("a", "b"):
+        assert sorted(
+            e["event_properties"]["i"] for e in stored if e["event_properties"]["tag"] == tag
+        ) == list(range(n))
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(data_dir: Path) -> None:
+    rng = random.Random(20261123)
+    confirmed: list[str] = []
+    kills = 0
+    while kills < 50:
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), str(data_dir)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + rng.uniform(0.0, 0.15)
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.strip():
+                confirmed.append(line.strip())
+        os.kill(proc.pid, signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=30)
+        confirmed.extend(line for line in rest.split() if line not in ("ready", "done"))
+        assert proc.returncode == -signal.SIGKILL
+        kills += 1
+    with EventStore(data_dir) as store:
+        stored = [e.insert_id for e in store.iter_events() if e.event_type == "Tick"]
+        assert not {k: v for k, v in store.counters().items() if k.startswith("dropped")}
+    assert len(stored) == len(set(stored)), "an event was stored twice"
+    missing = set(confirmed) - set(stored)
+    assert not missing, f"{len(missing)} events whose track() returned were lost"
+    assert len(confirmed) > 1000
