@@ -66,5 +66,5 @@ class Housekeeper:
                 return
             try:
                 self._task()
-            except Exception:  # noqa: BLE001 - housekeeping must never kill the host app
+            except Exception:
                 log.exception("telemetry housekeeping pass failed")

@@ -90,7 +90,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         f"last upload:  {_fmt_ms(upload.get('last_attempt_at'))}"
         f" - {upload.get('last_result', 'none yet')}",
         f"last success: {_fmt_ms(upload.get('last_success_at'))}",
-        f"next attempt: {_fmt_ms(upload.get('next_attempt_at')) if upload.get('next_attempt_at') else 'when events wait'}",
+        "next attempt: "
+        + (_fmt_ms(upload["next_attempt_at"]) if upload.get("next_attempt_at") else "when due"),
         "counters:     "
         + (", ".join(f"{k}={v}" for k, v in sorted(info["counters"].items())) or "none"),
     ]

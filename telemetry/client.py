@@ -217,7 +217,7 @@ class Client:
 
     def set_user_properties(
         self,
-        set: Mapping[str, Any] | None = None,  # noqa: A002 - the analytics-client's name
+        set: Mapping[str, Any] | None = None,
         set_once: Mapping[str, Any] | None = None,
     ) -> str | None:
         """One ``$identify`` with ``$set`` and ``$setOnce`` user properties."""
@@ -281,7 +281,7 @@ class Client:
             _events.check_size(event_type, payload)
         except InvalidEventError:
             raise
-        except Exception:  # noqa: BLE001 - a bug here must not crash the host app
+        except Exception:
             log.exception("telemetry could not build event %r", event_type)
             self.store.increment(INTERNAL_ERRORS)
             return None
@@ -412,7 +412,7 @@ class NoopClient:
 
     def set_user_properties(
         self,
-        set: Mapping[str, Any] | None = None,  # noqa: A002
+        set: Mapping[str, Any] | None = None,
         set_once: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Do nothing."""

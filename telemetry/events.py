@@ -57,7 +57,7 @@ def validate_event_type(event_type: object) -> str:
             f"event_type is {len(event_type)} characters long; "
             f"the limit is {MAX_EVENT_TYPE_LENGTH}: {event_type[:40]!r}..."
         )
-    if event_type.startswith("$") or event_type.startswith("[Amplitude]"):
+    if event_type.startswith(("$", "[Amplitude]")):
         raise InvalidEventError(
             f"event_type {event_type!r} is reserved (names starting with '$' or '[Amplitude]')"
         )
@@ -230,7 +230,7 @@ def _flatten_into(
 
 def _copy_json(value: Any, path: str, seen: set[int]) -> JSONValue:
     if isinstance(value, _SIMPLE_TYPES):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, float):
         _check_float(value, path)
         return value

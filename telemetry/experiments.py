@@ -95,7 +95,7 @@ class LocalExperiment(Generic[V]):
         if store is None:
             return self._variations[0][0]  # no storage: the first variation, consistently
         stored = store.experiment_assignment(self.name, device_id)
-        known = {v: v for v, _ in self._variations}
+        known: dict[str, V] = {v: v for v, _ in self._variations}
         if stored is not None and stored in known:
             variation = known[stored]
         else:

@@ -282,15 +282,16 @@ class EventStore:
         """Remove events (after delivery); returns how many were removed."""
         if not ids:
             return 0
-        return self._write(
-            lambda conn: sum(
+
+        def work(conn: sqlite3.Connection) -> int:
+            return sum(
                 conn.execute(
                     f"DELETE FROM events WHERE id IN ({','.join('?' * len(part))})", part
                 ).rowcount
                 for part in _chunks(ids, 500)
-            ),
-            0,
-        )
+            )
+
+        return int(self._write(work, 0))
 
     def drop(self, ids: Sequence[int], reason: str) -> int:
         """Remove events that will never be sent, logging them and counting ``reason``."""
@@ -304,14 +305,14 @@ class EventStore:
                 removed += self._log_dropped(conn, f"id IN ({marks})", part, reason)
             return removed
 
-        return self._write(work, 0)
+        return int(self._write(work, 0))
 
     def purge(self) -> int:
         """Delete every queued event (and the in-memory overflow); returns how many."""
         with self._lock:
             overflow = len(self._overflow)
             self._overflow.clear()
-        removed = self._write(lambda conn: conn.execute("DELETE FROM events").rowcount, 0)
+        removed = int(self._write(lambda conn: conn.execute("DELETE FROM events").rowcount, 0))
         self.increment(DROPPED_PURGED, removed + overflow)
         return removed + overflow
 

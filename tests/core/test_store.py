@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 import telemetry
 from telemetry import _schema
 from telemetry.store import EventStore
