@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 import certifi
 import httpx
 
 from telemetry._platform import library_version
+
+#: Answers longer than this are cut (the uploader reads only small JSON bodies).
+MAX_RESPONSE_BYTES: Final = 1024 * 1024
 
 
 def tls_context() -> ssl.SSLContext:
@@ -31,18 +35,33 @@ class Response:
 
 
 class NetworkError(Exception):
-    """The request did not get an answer (connection refused or reset, timeout, TLS, proxy)."""
+    """The request did not get an answer.
+
+    ``kind`` is ``connect_error`` (refused, unreachable, DNS, TLS or proxy failure before the
+    request went out), ``network_error`` (the connection broke mid-request), ``timeout`` (no
+    full answer within the deadline) or ``cancelled`` (aborted by :meth:`Transport.cancel`).
+    """
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
 
 
+@dataclass(slots=True)
+class _Request:
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Response | NetworkError | None = None
+    cancelled: bool = False
+
+
 class Transport:
     """POSTs gzip-encoded JSON bodies to one URL, verifying TLS and honouring proxy variables.
 
-    A request that has no full answer after ``total_timeout`` seconds is aborted by a
-    watchdog (a trickling server cannot hold it open); :meth:`cancel` aborts it at once.
+    Each request runs on its own short-lived daemon thread while the caller waits at most
+    ``total_timeout`` seconds for it. Nothing can hold the caller longer: not a server that
+    never answers or trickles bytes (httpx's timeouts are per read), not a slow DNS lookup
+    (which no socket timeout covers). :meth:`cancel` releases the caller at once. An abandoned
+    request's connection is closed; its thread ends at its next read or its read timeout.
     """
 
     def __init__(
@@ -59,7 +78,7 @@ class Transport:
         self._transport = transport
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
-        self._aborted: str | None = None
+        self._inflight: _Request | None = None
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
@@ -70,17 +89,44 @@ class Transport:
             headers={"User-Agent": f"desktop-telemetry/{library_version()}", "Accept": "*/*"},
         )
 
-    def post_gzip(self, body_gzip: bytes) -> Response:
-        """POST one body; raise NetworkError when no full answer arrives in time."""
+    def post_gzip(self, body_gzip: bytes, *, give_up_after: float | None = None) -> Response:
+        """POST one body; raise NetworkError when no full answer arrives in time.
+
+        ``give_up_after``: abandon the request after this many seconds if that is sooner
+        than ``total_timeout`` (raised as ``cancelled``; used while shutting down).
+        """
+        limit = self._total_timeout
+        if give_up_after is not None and give_up_after < limit:
+            limit = max(0.0, give_up_after)
+        request = _Request()
         with self._lock:
             if self._client is None:
                 self._client = self._new_client()
             client = self._client
-            self._aborted = None
-        deadline = time.monotonic() + self._total_timeout
-        watchdog = threading.Timer(self._total_timeout, self._abort, args=(client, "timeout"))
-        watchdog.daemon = True
-        watchdog.start()
+            self._inflight = request
+        worker = threading.Thread(
+            target=self._perform,
+            args=(client, body_gzip, request),
+            name="telemetry-upload-request",
+            daemon=True,
+        )
+        try:
+            worker.start()
+            request.done.wait(limit)
+        finally:
+            with self._lock:
+                self._inflight = None
+        outcome = request.outcome
+        if isinstance(outcome, Response):
+            return outcome
+        self._drop(client)  # a failed connection is not reused; proxy or CA changes apply
+        if outcome is not None and not request.cancelled:
+            raise outcome
+        if request.cancelled or limit < self._total_timeout:
+            raise NetworkError("cancelled", "request aborted")
+        raise NetworkError("timeout", f"no full answer within {self._total_timeout:g} s")
+
+    def _perform(self, client: httpx.Client, body_gzip: bytes, request: _Request) -> None:
         try:
             with client.stream(
                 "POST",
@@ -89,42 +135,45 @@ class Transport:
                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
             ) as response:
                 chunks: list[bytes] = []
+                size = 0
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise NetworkError("timeout", "answer not complete within the deadline")
-                return Response(
-                    response.status_code, b"".join(chunks), response.headers.get("Retry-After")
+                    size += len(chunk)
+                    if size >= MAX_RESPONSE_BYTES:
+                        break
+                request.outcome = Response(
+                    response.status_code,
+                    b"".join(chunks)[:MAX_RESPONSE_BYTES],
+                    response.headers.get("Retry-After"),
                 )
-        except NetworkError:
-            self._abort(client, "timeout")
-            raise
         except httpx.TimeoutException as exc:
-            raise NetworkError("timeout", str(exc) or type(exc).__name__) from exc
-        except Exception as exc:  # noqa: BLE001 - any failure of an aborted or broken request
-            reason = self._aborted
-            if reason is not None:
-                raise NetworkError(reason, f"request aborted ({reason})") from exc
-            if isinstance(exc, httpx.HTTPError):
-                raise NetworkError("network_error", str(exc) or type(exc).__name__) from exc
-            raise
+            request.outcome = NetworkError("timeout", str(exc) or type(exc).__name__)
+        except (httpx.ConnectError, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
+            request.outcome = NetworkError("connect_error", str(exc) or type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - any other failure is a broken request
+            request.outcome = NetworkError("network_error", str(exc) or type(exc).__name__)
         finally:
-            watchdog.cancel()
+            request.done.set()
 
-    def _abort(self, client: httpx.Client, reason: str) -> None:
+    def _drop(self, client: httpx.Client) -> None:
         with self._lock:
-            self._aborted = reason
             if self._client is client:
                 self._client = None
-        client.close()
+        with contextlib.suppress(Exception):  # closing a broken pool must not raise
+            client.close()
 
     def cancel(self) -> None:
         """Abort the request in flight, if any (from any thread)."""
         with self._lock:
-            client = self._client
-        if client is not None:
-            self._abort(client, "cancelled")
+            request = self._inflight
+        if request is not None:
+            request.cancelled = True
+            request.done.set()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Abort the request in flight and close the connection pool."""
         self.cancel()
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            self._drop(client)

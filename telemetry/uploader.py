@@ -1,18 +1,29 @@
 """The background uploader: sends queued events in batches and applies the response policy.
 
-One daemon thread per client (``telemetry-uploader``). It wakes on start-up (to replay what
-is on disk), ``flush_interval`` seconds after events start waiting, when a batch fills, when
-connectivity returns, on :meth:`Uploader.flush` and on :meth:`Uploader.stop`. With nothing to
-send it sleeps on one cheap timer that notices events written by other processes.
+One daemon thread per client (``telemetry-uploader``). It sends:
+
+* on start-up, everything already on disk (a replay after a quit, crash or outage);
+* when a full batch waits (``max_batch_events`` or ``max_batch_bytes``);
+* ``flush_interval`` seconds after the oldest waiting event was recorded;
+* when connectivity returns (backoff reset), on :meth:`Uploader.flush` (backoff skipped) and
+  on :meth:`Uploader.stop`, which sends until shortly before its deadline (default 2 s),
+  then abandons the request in flight; unsent events stay on disk.
+
+After a success the next batch follows ``after_success_delay`` later while a full batch, or
+an event older than ``flush_interval``, waits. With nothing to send the thread sleeps on one
+timer (``idle_check_interval``) that notices events written by other processes. Offline, it
+checks the network every ``offline_check_interval`` seconds and sends nothing.
 
 Only one uploader per data dir sends at a time, across processes, through a lease in the
-store. Responses (collector_reliability.md D3):
+store (taken before the batch is read, given up when the queue is empty or the thread ends).
+Responses (collector_reliability.md D3):
 
 ========================  ==========================================================
 2xx                       delete the batch (and keep it in the sent-batch ring buffer)
 400                       drop the events the body names, retry the rest at once; a
                           batch rejected as a whole is dropped; all counted
-413                       halve the batch; a single-event 413 is dropped and counted
+413                       halve the batch (for the session); a single-event 413 drops
+                          that event, counted, and restores the configured batch size
 429                       keep; wait ``Retry-After`` or 30 s (at most 1 h)
 401, 403, 404, 405, 410   keep; pause 1 h (configuration problem)
 other 4xx                 drop and count
@@ -20,7 +31,10 @@ other 4xx                 drop and count
                           reset when connectivity returns
 ========================  ==========================================================
 
-At most 15 requests per minute; connect timeout 10 s, total 30 s per request.
+At most 15 requests per minute; connect timeout 10 s, total 30 s per request (enforced by
+the caller's clock, so neither a silent nor a trickling server can hold the thread longer).
+Every outcome is counted (``upload_*`` counters) and saved under the ``upload`` state key
+(last result, next attempt, connectivity), which ``telemetry status`` shows.
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ import httpx
 from telemetry._backoff import backoff_delay, parse_retry_after
 from telemetry._transport import NetworkError, Response, Transport
 from telemetry.connectivity import Connectivity
+from telemetry.events import MAX_EVENT_BYTES
 from telemetry.store import EventStore, StoredEvent
 
 log = logging.getLogger("telemetry.uploader")
@@ -105,6 +120,11 @@ class Uploader:
         self.connectivity = connectivity or Connectivity(url)
         self.connectivity.add_listener(self._on_online)
         self._api_key_json = json.dumps(api_key)
+        envelope = self._body("")
+        # The body may hold the events, one comma between two of them, and the envelope.
+        self._events_budget = max(
+            1, self.policy.max_batch_bytes - len(envelope) - (self.policy.max_batch_events - 1)
+        )
         self._transport = Transport(
             url,
             connect_timeout=self.policy.connect_timeout,
@@ -118,16 +138,21 @@ class Uploader:
         self._cycle_done = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._stop_deadline = 0.0  # time.monotonic() until which stop() lets uploads finish
         self._thread: threading.Thread | None = None
-        self._scheduled: float | None = self._clock()  # replay what is on disk at start
+        self._scheduled = self._clock()  # replay what is on disk at start
+        self._idle = False  # nothing queued: the next append schedules a flush_interval later
         self._appended = 0
         self._failures = 0
-        self._backoff_until = 0.0  # skipped by flush()
+        self._network_failing = False  # the last request got no answer
+        self._backoff_until = 0.0  # skipped by flush() and by the last attempts of stop()
         self._paused_until = 0.0  # 429 and configuration pauses; never skipped
-        self._pause_reason: str | None = None
         self._flush_requested = False
+        self._prompt = True  # until the queue is empty, send without waiting for a full batch
         self._batch_limit = self.policy.max_batch_events
         self._requests: collections.deque[float] = collections.deque()
+        self._lease_held = False
+        self._last_outcome: str | None = None
         self._cycles = 0
 
     # ------------------------------------------------------------------ public control
@@ -135,35 +160,45 @@ class Uploader:
     def start(self) -> None:
         """Start the thread (idempotent)."""
         if self._thread is None:
+            self._stopping = stopping = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name="telemetry-uploader", daemon=True
+                target=self._run, args=(stopping,), name="telemetry-uploader", daemon=True
             )
             self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> bool:
-        """Stop within ``timeout`` s, abandoning a request in flight; True if the thread ended.
+        """Stop within ``timeout`` s; True if the thread ended.
 
-        Unsent events stay on disk for the next launch.
+        What is queued is sent until shortly before the deadline (not while offline or paused,
+        backoff skipped); then the request in flight is abandoned. Unsent events stay on disk
+        for the next launch.
         """
+        reserve = min(0.25, max(0.0, timeout) / 4)
+        graceful = max(0.0, timeout - reserve)
+        self._stop_deadline = time.monotonic() + graceful
         self._stopping.set()
         self._wake.set()
         thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(max(0.0, timeout - 0.1))
-            if thread.is_alive():
-                self._transport.cancel()
-                thread.join(0.1)
-        else:
+        if thread is None:
+            self._release_lease()
+            return True
+        thread.join(graceful)
+        if thread.is_alive():
+            self._transport.cancel()
+            thread.join(reserve / 2)
+        if thread.is_alive():  # stuck outside the network: let the next uploader send
             self.store.release_lease(self._owner)
-        return thread is None or not thread.is_alive()
+            return False
+        return True
 
     def notify_appended(self) -> None:
         """Called by the client after each append (cheap: wakes the thread only on change)."""
         with self._lock:
             self._appended += 1
             wake = False
-            if self._scheduled is None:
-                self._scheduled = self._clock() + self.policy.flush_interval
+            if self._idle:
+                self._idle = False
+                self._scheduled = min(self._scheduled, self._clock() + self.policy.flush_interval)
                 wake = True
             if self._appended >= self._batch_limit:
                 self._scheduled = self._clock()
@@ -175,11 +210,17 @@ class Uploader:
     def wake(self) -> None:
         """Attempt an upload now (backoff and pauses still apply)."""
         with self._lock:
+            self._idle = False
+            self._prompt = True
             self._scheduled = self._clock()
         self._wake.set()
 
     def set_online(self, online: bool | None) -> None:
-        """The connectivity hook: the app reports online/offline (``None``: auto-detect)."""
+        """The connectivity hook: the app reports online/offline (``None``: auto-detect).
+
+        Going online (or reporting online after uploads failed) resets the backoff and
+        starts an upload at once.
+        """
         self.connectivity.set_online(online)
         self._wake.set()
 
@@ -193,6 +234,8 @@ class Uploader:
         deadline = time.monotonic() + timeout
         with self._lock:
             self._flush_requested = True
+            self._prompt = True
+            self._idle = False
             self._scheduled = self._clock()
         self._wake.set()
         while True:
@@ -211,96 +254,153 @@ class Uploader:
 
     # ------------------------------------------------------------------ the loop
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         try:
-            while not self._stopping.is_set():
-                self._wake.wait(self._wait_time())
-                self._wake.clear()
-                if self._stopping.is_set():
+            while not stopping.is_set():
+                wait, watch = self._wait_time()
+                if wait > 0:
+                    self._wake.wait(
+                        min(wait, self.policy.offline_check_interval) if watch else wait
+                    )
+                    self._wake.clear()
+                    if watch and not stopping.is_set():
+                        self.connectivity.is_online()  # an interface coming up resets the backoff
+                    continue
+                self._cycle(closing=False)
+            while time.monotonic() < self._stop_deadline:
+                if self._cycle(closing=True) not in ("sent", "rejected", "too-large"):
                     break
-                try:
-                    self.run_once()
-                except Exception:  # noqa: BLE001 - the uploader must never die
-                    log.exception("telemetry upload cycle failed")
-                    with self._lock:
-                        self._scheduled = self._clock() + self.policy.flush_interval
-                with self._cycle_done:
-                    self._cycles += 1
-                    self._cycle_done.notify_all()
         finally:
-            self.store.release_lease(self._owner)
+            self._transport.close()
+            self._release_lease()
             with self._cycle_done:
                 self._cycle_done.notify_all()
 
-    def _wait_time(self) -> float:
-        with self._lock:
-            if self._scheduled is None:
-                return self.policy.idle_check_interval
-            start = self._scheduled
-            if not self._flush_requested:
-                start = max(start, self._backoff_until)
-            start = max(start, self._paused_until, self._rate_free_at())
-            return max(0.0, start - self._clock())
+    def _cycle(self, *, closing: bool) -> str:
+        try:
+            outcome = self.run_once(closing=closing)
+        except Exception:  # the uploader must never die
+            log.exception("telemetry upload cycle failed")
+            outcome = "error"
+            with self._lock:
+                self._scheduled = self._clock() + self.policy.flush_interval
+        with self._cycle_done:
+            self._cycles += 1
+            self._cycle_done.notify_all()
+        return outcome
 
-    def _rate_free_at(self) -> float:
-        now = self._clock()
+    def _wait_time(self) -> tuple[float, bool]:
+        """Seconds until the next attempt is due, and whether to watch the network meanwhile."""
+        with self._lock:
+            now = self._clock()
+            start = self._scheduled
+            backing_off = not self._flush_requested and self._backoff_until > start
+            if backing_off:
+                start = self._backoff_until
+            start = max(start, self._paused_until, self._rate_free_at(now))
+            watch = backing_off and self._network_failing
+            return max(0.0, start - now), watch
+
+    def _rate_free_at(self, now: float) -> float:
         while self._requests and self._requests[0] <= now - 60.0:
             self._requests.popleft()
         if len(self._requests) < self.policy.max_requests_per_minute:
             return 0.0
         return self._requests[0] + 60.0
 
-    def run_once(self) -> str:
-        """One upload attempt if one is due; returns what happened (for tests and logs)."""
+    def run_once(self, *, closing: bool = False) -> str:
+        """One upload attempt unless paused, backing off or rate-limited; returns what
+        happened (for tests and logs). ``closing``: skip the backoff, as ``flush()`` does."""
         now = self._clock()
         with self._lock:
-            flush = self._flush_requested
             if now < self._paused_until:
                 self._scheduled = self._paused_until
                 return "paused"
-            if not flush and now < self._backoff_until:
+            if not (self._flush_requested or closing) and now < self._backoff_until:
                 self._scheduled = self._backoff_until
                 return "backing-off"
-            if self._rate_free_at() > now:
-                self._scheduled = self._rate_free_at()
+            free = self._rate_free_at(now)
+            if free > now:
+                self._scheduled = free
                 return "rate-limited"
             limit = self._batch_limit
-        batch = self.store.pending(limit, self.policy.max_batch_bytes)
-        if not batch:
-            with self._lock:
-                self._scheduled = None
-                self._flush_requested = False
-                self._appended = 0
-            return "idle"
+            prompt = self._prompt or self._flush_requested or closing
+        waiting = self.store.pending(limit, self._events_budget)
+        if not waiting:
+            return self._go_idle(now)
+        if not prompt and not self._is_full(waiting, limit):
+            # Not a full batch: send once the oldest event has waited flush_interval.
+            age = max(0.0, time.time() - waiting[0].time / 1000)
+            if age < self.policy.flush_interval:
+                with self._lock:
+                    self._scheduled = now + self.policy.flush_interval - age
+                return "waiting"
         if not self.connectivity.is_online():
             with self._lock:
                 self._scheduled = now + self.policy.offline_check_interval
-            self._save_status("offline", None)
+            self._save_status("offline: waiting for the network", None, changed_only=True)
             return "offline"
         if not self.store.acquire_lease(self._owner, int(self.policy.lease_ttl * 1000)):
             with self._lock:
                 self._scheduled = now + self.policy.flush_interval
+            self._save_status("another process is uploading", None, changed_only=True)
             return "lease-held-elsewhere"
+        self._lease_held = True
+        # Read under the lease: what another uploader sent before is gone by now.
+        batch = self.store.pending(limit, self._events_budget)
+        if not batch:
+            return self._go_idle(now)
         return self._send(batch)
+
+    def _is_full(self, batch: Sequence[StoredEvent], limit: int) -> bool:
+        size = sum(e.size for e in batch)
+        return len(batch) >= limit or size + MAX_EVENT_BYTES > self._events_budget
+
+    def _go_idle(self, now: float) -> str:
+        with self._lock:
+            self._idle = True
+            self._scheduled = now + self.policy.idle_check_interval
+            self._flush_requested = False
+            self._prompt = False
+            self._appended = 0
+        self._release_lease()
+        return "idle"
+
+    def _release_lease(self) -> None:
+        if self._lease_held:
+            self._lease_held = False
+            self.store.release_lease(self._owner)
 
     # ------------------------------------------------------------------ one request
 
-    def _send(self, batch: Sequence[StoredEvent]) -> str:
-        events_json = "[" + ",".join(e.json for e in batch) + "]"
-        body = (
-            f'{{"api_key":{self._api_key_json},"events":{events_json},'
+    def _body(self, events_json: str) -> str:
+        return (
+            f'{{"api_key":{self._api_key_json},"events":[{events_json}],'
             f'"options":{{"min_id_length":{self.policy.min_id_length}}}}}'
         )
-        body_gzip = gzip.compress(body.encode("utf-8"), compresslevel=6)
+
+    def _send(self, batch: Sequence[StoredEvent]) -> str:
+        give_up_after = None
+        if self._stopping.is_set():
+            give_up_after = self._stop_deadline - time.monotonic()
+            if give_up_after <= 0:
+                return "stopping"
+        events_json = ",".join(e.json for e in batch)
+        body_gzip = gzip.compress(self._body(events_json).encode("utf-8"), compresslevel=6)
         with self._lock:
             self._requests.append(self._clock())
             self._flush_requested = False
         self.store.increment("upload_requests")
         try:
-            response = self._transport.post_gzip(body_gzip)
+            response = self._transport.post_gzip(body_gzip, give_up_after=give_up_after)
         except NetworkError as exc:
             self.store.increment(f"upload_{exc.kind}")
+            if exc.kind != "cancelled":
+                self.connectivity.report_upload(False)
+                self._network_failing = True
             return self._retry_later(str(exc), None)
+        self.connectivity.report_upload(True)
+        self._network_failing = False
         return self._handle(batch, response, events_json)
 
     def _handle(self, batch: Sequence[StoredEvent], response: Response, events_json: str) -> str:
@@ -308,7 +408,8 @@ class Uploader:
         ids = [e.id for e in batch]
         if 200 <= status < 300:
             self.store.increment("upload_2xx")
-            removed = self.store.ack(ids, status, gzip.compress(events_json.encode("utf-8")))
+            sent_log = gzip.compress(f"[{events_json}]".encode(), compresslevel=1)
+            removed = self.store.ack(ids, status, sent_log)
             self.store.increment(SENT_EVENTS, len(ids))
             with self._lock:
                 self._failures = 0
@@ -332,15 +433,19 @@ class Uploader:
             return "rejected"
         if status == 413:
             self.store.increment("upload_413")
+            with self._lock:
+                if len(batch) == 1:
+                    # The event alone is too large: the batch size was not the problem.
+                    self._batch_limit = self.policy.max_batch_events
+                else:
+                    self._batch_limit = max(1, len(batch) // 2)
+                limit = self._batch_limit
+                self._scheduled = self._clock()
             if len(batch) == 1:
                 self.store.drop(ids, DROPPED_OVERSIZE)
                 outcome = "413: single event too large, dropped"
             else:
-                with self._lock:
-                    self._batch_limit = max(1, len(batch) // 2)
-                outcome = f"413: batch halved to {max(1, len(batch) // 2)} events"
-            with self._lock:
-                self._scheduled = self._clock()
+                outcome = f"413: batch halved to {limit} events"
             self._save_status(outcome, status)
             return "too-large"
         if status == 429:
@@ -355,7 +460,8 @@ class Uploader:
             self.store.increment(f"upload_{status}")
             return self._pause(
                 self.policy.config_error_pause,
-                f"{status}: endpoint refused the project or URL; paused 1 h",
+                f"{status}: endpoint refused the project or URL; paused"
+                f" {self.policy.config_error_pause:.0f} s",
                 status,
             )
         if status == 408 or status >= 500:
@@ -393,12 +499,23 @@ class Uploader:
         with self._lock:
             self._failures = 0
             self._backoff_until = 0.0
+            self._idle = False
+            self._prompt = True
             self._scheduled = self._clock()
         self._wake.set()
 
     def _save_status(
-        self, outcome: str, status: int | None, *, success: bool = False, delay: float = 0.0
+        self,
+        outcome: str,
+        status: int | None,
+        *,
+        success: bool = False,
+        delay: float = 0.0,
+        changed_only: bool = False,
     ) -> None:
+        if changed_only and outcome == self._last_outcome:
+            return
+        self._last_outcome = outcome
         now_ms = time.time_ns() // 1_000_000
         state: dict[str, Any] = dict(self.store.get_state(STATE_KEY, {}))
         state.update(
@@ -406,6 +523,7 @@ class Uploader:
             last_result=outcome,
             last_status=status,
             failures=self._failures,
+            connectivity=self.connectivity.state,
             next_attempt_at=now_ms + int(delay * 1000) if delay else None,
         )
         if success:
