@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 
 def backoff_delay(
@@ -20,7 +20,8 @@ def backoff_delay(
     Exponential with full jitter between ``initial`` and the ceiling ``initial * 2**(n-1)``,
     the ceiling capped at ``cap``: 5 s, then 5-10 s, 5-20 s, ... up to 5-600 s.
     """
-    ceiling = min(cap, initial * 2 ** max(0, failures - 1))
+    exponent = min(max(0, failures - 1), 64)  # 2**64 * initial is past any cap; no overflow
+    ceiling = min(cap, initial * 2.0**exponent)
     return rand(initial, ceiling) if ceiling > initial else initial
 
 
