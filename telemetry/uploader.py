@@ -294,9 +294,9 @@ class Uploader:
         with self._lock:
             now = self._clock()
             start = self._scheduled
-            backing_off = not self._flush_requested and self._backoff_until > start
+            backing_off = not self._flush_requested and self._backoff_until > now
             if backing_off:
-                start = self._backoff_until
+                start = max(start, self._backoff_until)
             start = max(start, self._paused_until, self._rate_free_at(now))
             watch = backing_off and self._network_failing
             return max(0.0, start - now), watch

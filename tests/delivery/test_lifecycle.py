@@ -1,0 +1,293 @@
+"""End to end over loopback with the collector as a real child process: volume, offline then
+online, SIGKILL then restart, quitting offline, flushing on close, idling.
+
+A counting fault server (forwarding only) stands between client and collector, so "exactly
+once" is checked twice: the collector holds one row per event, and the client never had an
+event accepted (2xx) twice. "Collector down" means nothing listens on the client's port:
+both the collector process and the forwarding server are stopped (connection refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from telemetry.uploader import UploadPolicy
+from tests.collector_process import CollectorProcess
+from tests.delivery import fault_server as fs
+from tests.delivery._support import (
+    assert_exactly_once,
+    fast_policy,
+    make_client,
+    prefill,
+    queued_ids,
+    stored_ids,
+    track_many,
+    uploader_of,
+    wait_until,
+)
+from tests.delivery.fault_server import FaultServer
+
+CHILD = Path(__file__).with_name("child_client.py")
+
+
+@dataclass
+class Backend:
+    """The collector process with the counting server in front (the client's endpoint)."""
+
+    collector: CollectorProcess
+    server: FaultServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def database(self) -> Path:
+        return self.collector.database
+
+    def down(self) -> None:
+        self.server.stop_listening()
+        self.collector.stop()
+
+    def up(self) -> None:
+        self.collector.start()
+        self.server.start()
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Backend]:
+    collector = CollectorProcess(tmp_path / "collector.db").start()
+    server = FaultServer(collector.url).start()
+    try:
+        yield Backend(collector, server)
+    finally:
+        server.stop()
+        collector.stop()
+
+
+def assert_accepted_once(server: FaultServer, expected: list[str]) -> None:
+    accepted = server.accepted_counts()
+    assert set(accepted) == set(expected)
+    assert max(accepted.values()) == 1, "an event was accepted twice"
+
+
+def run_child(*args: str, policy: dict[str, object] | None = None) -> subprocess.Popen[str]:
+    env = dict(os.environ, CHILD_POLICY=json.dumps(policy or {}), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The child's next stdout line, waiting at most ``timeout`` s."""
+    stdout = proc.stdout
+    assert stdout is not None
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not line:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"child printed nothing within {timeout} s; stderr:\n{err}")
+    return line[0].strip()
+
+
+def test_10000_events_end_to_end_exactly_once(backend: Backend, data_dir: Path):
+    # The real policy, except the per-minute cap: 21 requests at 15 a minute would make this
+    # test wait a minute for nothing (the cap has its own test).
+    policy = UploadPolicy(max_requests_per_minute=600)
+    with make_client(data_dir, backend.url, policy) as client:
+        tracked = track_many(client, 10_000)
+        assert client.flush(60)
+        device_id = client.device_id
+        counters = client.store.counters()
+    rows = backend.collector.rows()
+    assert len(rows) == 10_001  # and the client's own $identify
+    assert len({r["insert_id"] for r in rows}) == 10_001
+    assert set(tracked) <= {r["insert_id"] for r in rows}
+    assert {r["device_id"] for r in rows} == {device_id}
+    assert all(json.loads(r["event"])["device_id"] == device_id for r in rows)
+    assert_accepted_once(backend.server, [r["insert_id"] for r in rows])
+    requests = backend.server.requests
+    assert all(len(r.events) <= 500 for r in requests)
+    assert all(r.decoded_size <= 512 * 1024 for r in requests)
+    assert len(requests) == counters["upload_requests"] == counters["upload_2xx"]
+    assert counters["sent_events"] == 10_001
+
+
+def test_offline_then_online_in_one_process(backend: Backend, data_dir: Path):
+    backend.down()
+    with make_client(data_dir, backend.url, UploadPolicy()) as client:
+        tracked = track_many(client, 1_000)
+        expected = queued_ids(client)
+        assert len(expected) == 1_001
+        # The full batch (500) made the uploader try at once: refused, now backing off.
+        assert wait_until(lambda: client.store.counters().get("upload_connect_error", 0) >= 1, 15)
+        assert uploader_of(client).status()["connectivity"] == "unreachable"
+        backend.up()
+        started = time.monotonic()
+        assert wait_until(lambda: len(stored_ids(backend.database)) == 1_001, 30, 0.1)
+        elapsed = time.monotonic() - started
+    assert elapsed <= 30
+    assert set(tracked) <= set(expected)
+    assert_exactly_once(backend.database, expected)
+    assert_accepted_once(backend.server, expected)
+
+
+def test_crash_then_restart(backend: Backend, tmp_path: Path, data_dir: Path):
+    backend.down()
+    ids_file = tmp_path / "ids.txt"
+    child = run_child("track", str(data_dir), backend.url, "1000", str(ids_file))
+    try:
+        assert read_line(child, 60) == "tracked"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=10)
+    tracked = ids_file.read_text().split()
+    assert len(tracked) == 1_000
+    # The killed uploader still holds the lease (it was backing off): a dead pid frees it.
+    assert _lease_pid(data_dir) == child.pid
+    backend.up()
+    deliverer = run_child("deliver", str(data_dir), backend.url, "30")
+    summary = json.loads(read_line(deliverer, 60))
+    assert deliverer.wait(15) == 0
+    assert summary["drained"] is True
+    assert summary["queued"] == 0
+    stored = stored_ids(backend.database)
+    assert set(tracked) <= set(stored)
+    assert len(stored) == 1_001  # with the $identify of the first launch
+    assert max(stored.values()) == 1
+    assert_accepted_once(backend.server, list(stored))
+    rows = backend.collector.rows()
+    assert {r["device_id"] for r in rows} == {summary["device_id"]}
+
+
+def test_quit_while_offline_then_next_launch_delivers(backend: Backend, data_dir: Path):
+    backend.down()
+    with make_client(data_dir, backend.url, UploadPolicy()) as client:
+        track_many(client, 600)  # a full batch: one refused attempt
+        expected = queued_ids(client)
+        assert wait_until(lambda: client.store.counters().get("upload_connect_error", 0) >= 1, 15)
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 2.0
+    backend.up()
+    with make_client(data_dir, backend.url, UploadPolicy()) as again:
+        # Replayed at start-up, without waiting for the backoff or the flush interval.
+        assert wait_until(lambda: again.store.stats().events == 0, 10)
+    assert_exactly_once(backend.database, expected)
+    assert_accepted_once(backend.server, expected)
+
+
+def test_quit_while_a_request_hangs(tmp_path: Path, data_dir: Path):
+    collector = CollectorProcess(tmp_path / "collector.db").start()
+    try:
+        with FaultServer(collector.url, default=fs.hang()) as server:
+            with make_client(data_dir, server.url, UploadPolicy()) as client:
+                track_many(client, 500)
+                expected = queued_ids(client)
+                assert server.wait_for(lambda rs: len(rs) >= 1, 10)
+                started = time.monotonic()
+                client.close()  # the request hangs: abandoned at the deadline
+                assert time.monotonic() - started < 2.0
+            server.default = fs.forward()
+            with make_client(data_dir, server.url, UploadPolicy()) as again:
+                assert wait_until(lambda: again.store.stats().events == 0, 10)
+        assert_exactly_once(collector.database, expected)
+    finally:
+        collector.stop()
+
+
+def test_quit_offline_by_the_hook_is_immediate(backend: Backend, data_dir: Path):
+    with make_client(data_dir, backend.url, UploadPolicy()) as client:
+        assert client.flush(10)  # the $identify
+        uploader_of(client).set_online(False)
+        track_many(client, 50)
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 0.5
+    assert len(backend.server.requests) == 1
+
+
+def test_close_sends_what_is_queued(backend: Backend, data_dir: Path):
+    ids = prefill(data_dir, 0)
+    # Nothing would go out by the timer for a minute: close() does it.
+    policy = UploadPolicy(flush_interval=60.0)
+    with make_client(data_dir, backend.url, policy) as client:
+        # Once the $identify went out, the uploader is idle: the next event waits a minute.
+        assert wait_until(lambda: uploader_of(client)._idle, 10)
+        tracked = track_many(client, 20)
+        time.sleep(0.3)
+        assert len(stored_ids(backend.database)) == 1
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 1.0
+    assert_exactly_once(backend.database, ids + tracked)
+
+
+def test_a_partial_batch_waits_the_flush_interval(backend: Backend, data_dir: Path):
+    prefill(data_dir, 0)
+    policy = fast_policy(flush_interval=1.0)
+    with make_client(data_dir, backend.url, policy) as client:
+        assert wait_until(lambda: uploader_of(client)._idle, 10)  # the $identify went out
+        before = len(backend.server.requests)
+        started = time.monotonic()
+        track_many(client, 3)
+        time.sleep(0.3)
+        track_many(client, 3)
+        assert backend.server.wait_for(lambda rs: len(rs) > before and rs[-1].ended, 5)
+        waited = backend.server.requests[before].started - started
+        assert 0.95 <= waited <= 1.5
+        assert len(backend.server.requests[before].events) == 6
+
+
+def test_idle_uploader_sends_nothing_and_sleeps(backend: Backend, data_dir: Path):
+    with make_client(data_dir, backend.url, UploadPolicy()) as client:
+        uploader = uploader_of(client)
+        assert client.flush(10)
+        time.sleep(0.3)
+        thread = next(t for t in threading.enumerate() if t.name == "telemetry-uploader")
+        requests, cycles = len(backend.server.requests), uploader._cycles
+        cpu_before = _thread_cpu(thread.native_id)
+        time.sleep(3.0)
+        cpu = _thread_cpu(thread.native_id) - cpu_before
+        assert len(backend.server.requests) == requests == 1
+        assert uploader._cycles == cycles  # not one wake-up in 3 s
+        assert cpu < 0.01
+
+
+def _lease_pid(data_dir: Path) -> int | None:
+    conn = sqlite3.connect(data_dir / "telemetry.db", timeout=10)
+    try:
+        row = conn.execute("SELECT pid FROM upload_lease").fetchone()
+    finally:
+        conn.close()
+    return None if row is None else int(row[0])
+
+
+def _thread_cpu(native_id: int | None) -> float:
+    for thread in psutil.Process().threads():
+        if thread.id == native_id:
+            return float(thread.user_time + thread.system_time)
+    raise AssertionError("uploader thread not found")

@@ -1,0 +1,208 @@
+"""The wire format (the analytics-client's Amplitude HTTP V2 request), batch limits, TLS
+verification with ``SSL_CERT_FILE`` and the proxy variables, all over real sockets."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import telemetry
+from tests.delivery._support import (
+    COMPONENT,
+    PROJECT,
+    assert_exactly_once,
+    make_client,
+    prefill,
+    queued_ids,
+    uploader_of,
+    wait_until,
+)
+from tests.delivery.conftest import Collector
+from tests.delivery.fault_server import FaultServer
+
+
+def test_request_is_amplitude_http_v2_gzip(
+    server: FaultServer, collector: Collector, data_dir: Path
+):
+    ids = prefill(data_dir, 1_200)
+    with make_client(data_dir, server.url) as client:
+        assert client.flush(20)
+        device_id = client.device_id
+    requests = server.requests
+    assert [len(r.events) for r in requests] == [500, 500, 201]
+    for request in requests:
+        assert request.method == "POST"
+        assert request.target == "/amplitude/2/httpapi"
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["content-encoding"] == "gzip"
+        assert request.headers["user-agent"].startswith("desktop-telemetry/")
+        assert len(request.body) < request.decoded_size / 5  # really compressed
+        payload = request.payload
+        assert payload is not None
+        assert set(payload) == {"api_key", "events", "options"}
+        assert payload["api_key"] == PROJECT
+        assert payload["options"] == {"min_id_length": 5}
+        for event in request.events:
+            assert event["device_id"] == device_id
+            assert isinstance(event["insert_id"], str)
+            assert isinstance(event["time"], int)
+    assert [i for r in requests for i in r.insert_ids] == ids  # oldest first, none twice
+    assert_exactly_once(collector.database, ids)
+
+
+def test_batches_stay_within_512_kib_before_compression(
+    server: FaultServer, collector: Collector, data_dir: Path
+):
+    with telemetry.create_client(
+        PROJECT, COMPONENT, "1.0.0", data_dir=data_dir, upload=False
+    ) as client:
+        for i in range(80):
+            client.track("Big", {"i": i, "blob": f"{i:05d}" * 4_000})  # about 20 KB each
+        ids = queued_ids(client)
+    with make_client(data_dir, server.url) as client:
+        assert client.flush(20)
+    sizes = [r.decoded_size for r in server.requests]
+    assert len(sizes) >= 4
+    assert max(sizes) <= 512 * 1024
+    assert max(sizes) > 480 * 1024  # filled up to the limit, not cut short
+    assert_exactly_once(collector.database, ids)
+
+
+def test_no_endpoint_means_amplitude_http_v2(tmp_path: Path):
+    with telemetry.create_client(PROJECT, COMPONENT, data_dir=tmp_path, upload=False) as client:
+        assert client.endpoint_url == "https://api2.amplitude.com/2/httpapi"
+    assert telemetry.endpoint_url("http://127.0.0.1:8555/") == (
+        "http://127.0.0.1:8555/amplitude/2/httpapi"
+    )
+    assert telemetry.endpoint_url("data.balena-cloud.com") == (
+        "https://data.balena-cloud.com/amplitude/2/httpapi"
+    )
+
+
+# ---------------------------------------------------------------------- TLS
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Delivery Test Corporate CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "cert.pem",
+        directory / "key.pem",
+    )
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+def test_tls_is_verified_and_honours_ssl_cert_file(
+    collector: Collector, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    ca_path, cert_path, key_path = _certificates(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_path, key_path)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    ids = prefill(data_dir, 10)
+    with FaultServer(collector.url, tls=server_tls) as server:
+        assert server.url.startswith("https://")
+        # A CA the client does not know: the handshake fails, nothing is sent or lost.
+        with make_client(data_dir, server.url) as client:
+            uploader = uploader_of(client)
+            assert wait_until(
+                lambda: "CERTIFICATE_VERIFY_FAILED" in uploader.status().get("last_result", ""),
+                10,
+            )
+            assert client.store.counters()["upload_connect_error"] >= 1
+            assert client.store.stats().events == 11
+            uploader.set_online(False)
+        assert server.requests == []
+        assert server.connections_accepted >= 1
+        # The corporate root, given the usual way: verified, delivered.
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+        with make_client(data_dir, server.url) as client:
+            assert client.flush(10)
+    assert_exactly_once(collector.database, ids)
+
+
+# ---------------------------------------------------------------------- proxies
+
+
+def test_http_proxy_variable_is_honoured(
+    server: FaultServer, collector: Collector, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    ids = prefill(data_dir, 5)
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # the fault server works as a forward proxy
+    # No DNS name resolves under .invalid: only the proxy can deliver this.
+    with make_client(data_dir, "http://collector.invalid") as client:
+        assert client.flush(10)
+    assert [r.target for r in server.requests] == ["http://collector.invalid/amplitude/2/httpapi"]
+    assert_exactly_once(collector.database, ids)
