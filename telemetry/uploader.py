@@ -152,6 +152,7 @@ class Uploader:
         self._batch_limit = self.policy.max_batch_events
         self._requests: collections.deque[float] = collections.deque()
         self._lease_held = False
+        self._lease_fresh_until = 0.0  # time.monotonic()
         self._last_outcome: str | None = None
         self._cycles = 0
 
@@ -325,6 +326,8 @@ class Uploader:
                 return "rate-limited"
             limit = self._batch_limit
             prompt = self._prompt or self._flush_requested or closing
+        # Still ours (renewed at each send, expiring lease_ttl later; half of it as margin)?
+        under_lease = self._lease_held and time.monotonic() < self._lease_fresh_until
         waiting = self.store.pending(limit, self._events_budget)
         if not waiting:
             return self._go_idle(now)
@@ -346,8 +349,9 @@ class Uploader:
             self._save_status("another process is uploading", None, changed_only=True)
             return "lease-held-elsewhere"
         self._lease_held = True
-        # Read under the lease: what another uploader sent before is gone by now.
-        batch = self.store.pending(limit, self._events_budget)
+        self._lease_fresh_until = time.monotonic() + self.policy.lease_ttl / 2
+        # Only a batch read under the lease is sent: what another uploader sent is gone.
+        batch = waiting if under_lease else self.store.pending(limit, self._events_budget)
         if not batch:
             return self._go_idle(now)
         return self._send(batch)
