@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -208,3 +213,34 @@ def check_policy(
     allowed = 1 + int(span / policy.backoff_initial)
     assert failures <= allowed, (failures, allowed, span)
     return PolicyReport(len(records), failures, span, allowed)
+
+
+# ---------------------------------------------------------------------- child processes
+
+CHILD = Path(__file__).with_name("child_client.py")
+
+
+def run_child(*args: str, policy: dict[str, object] | None = None) -> subprocess.Popen[str]:
+    env = dict(os.environ, CHILD_POLICY=json.dumps(policy or {}), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The child's next stdout line, waiting at most ``timeout`` s."""
+    stdout = proc.stdout
+    assert stdout is not None
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not line:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"child printed nothing within {timeout} s; stderr:\n{err}")
+    return line[0].strip()

@@ -20,6 +20,7 @@ import pytest
 
 import telemetry
 from telemetry import cli
+from telemetry.uploader import UploadPolicy
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
     FAST,
@@ -311,6 +312,19 @@ def test_every_fault_in_a_row(server: FaultServer, collector: Collector, data_di
         assert counters[name] == value, name
     assert status["failures"] == 0
     assert status["last_status"] == 200
+
+
+def test_first_retry_after_a_server_error_waits_5_s_by_default(
+    server: FaultServer, collector: Collector, data_dir: Path
+):
+    ids = prefill(data_dir, 10)
+    server.script(fs.status(503))
+    with make_client(data_dir, server.url, UploadPolicy()) as client:
+        assert server.wait_for(lambda rs: len(rs) >= 2, 10)
+        assert wait_until(lambda: client.store.stats().events == 0, 5)
+    first, second = server.requests[:2]
+    assert 5.0 - 0.02 <= second.started - first.started <= 6.0
+    assert_exactly_once(collector.database, ids)
 
 
 def test_backoff_grows_with_full_jitter_and_caps(

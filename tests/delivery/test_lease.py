@@ -8,10 +8,16 @@ from pathlib import Path
 
 from telemetry.store import EventStore
 from telemetry.uploader import Uploader
-from tests.delivery._support import FAST, PROJECT, assert_exactly_once, prefill
+from tests.delivery._support import (
+    FAST,
+    PROJECT,
+    assert_exactly_once,
+    prefill,
+    read_line,
+    run_child,
+)
 from tests.delivery.conftest import Collector
 from tests.delivery.fault_server import FaultServer
-from tests.delivery.test_lifecycle import read_line, run_child
 
 
 def test_two_processes_on_one_data_dir_never_send_an_event_twice(

@@ -13,8 +13,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,14 +31,14 @@ from tests.delivery._support import (
     make_client,
     prefill,
     queued_ids,
+    read_line,
+    run_child,
     stored_ids,
     track_many,
     uploader_of,
     wait_until,
 )
 from tests.delivery.fault_server import FaultServer
-
-CHILD = Path(__file__).with_name("child_client.py")
 
 
 @dataclass
@@ -82,32 +80,6 @@ def assert_accepted_once(server: FaultServer, expected: list[str]) -> None:
     accepted = server.accepted_counts()
     assert set(accepted) == set(expected)
     assert max(accepted.values()) == 1, "an event was accepted twice"
-
-
-def run_child(*args: str, policy: dict[str, object] | None = None) -> subprocess.Popen[str]:
-    env = dict(os.environ, CHILD_POLICY=json.dumps(policy or {}), PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The child's next stdout line, waiting at most ``timeout`` s."""
-    stdout = proc.stdout
-    assert stdout is not None
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if not line:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"child printed nothing within {timeout} s; stderr:\n{err}")
-    return line[0].strip()
 
 
 def test_10000_events_end_to_end_exactly_once(backend: Backend, data_dir: Path):
@@ -258,7 +230,7 @@ def test_a_partial_batch_waits_the_flush_interval(backend: Backend, data_dir: Pa
         track_many(client, 3)
         assert backend.server.wait_for(lambda rs: len(rs) > before and rs[-1].ended, 5)
         waited = backend.server.requests[before].started - started
-        assert 0.95 <= waited <= 1.5
+        assert 0.95 <= waited <= 2.0
         assert len(backend.server.requests[before].events) == 6
 
 

@@ -8,6 +8,7 @@ import ipaddress
 import ssl
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import telemetry
+from telemetry.store import EventStore
+from telemetry.uploader import Uploader
 from tests.delivery._support import (
     COMPONENT,
     PROJECT,
@@ -85,6 +88,18 @@ def test_no_endpoint_means_amplitude_http_v2(tmp_path: Path):
     assert telemetry.endpoint_url("data.balena-cloud.com") == (
         "https://data.balena-cloud.com/amplitude/2/httpapi"
     )
+
+
+def test_timeouts_are_10_s_to_connect_and_30_s_in_all(tmp_path: Path):
+    with EventStore(tmp_path) as store:
+        uploader = Uploader(store, url="http://127.0.0.1:9/amplitude/2/httpapi", api_key=PROJECT)
+        client = uploader._transport._new_client()
+        try:
+            assert client.timeout == httpx.Timeout(30.0, connect=10.0)
+        finally:
+            client.close()
+    # The 30 s are enforced as a whole (see the trickle test), not per read only.
+    assert uploader._transport._total_timeout == 30.0
 
 
 # ---------------------------------------------------------------------- TLS
