@@ -126,9 +126,14 @@ encode_json: Final = json.JSONEncoder(
 ).encode
 
 
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (no encoding needed for ASCII, the common case)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def check_size(event_type: str, text: str) -> int:
     """The UTF-8 size of a serialised event; raise InvalidEventError above 32 KiB."""
-    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    size = utf8_size(text)
     if size > MAX_EVENT_BYTES:
         raise InvalidEventError(
             f"event {event_type!r} is {size} bytes serialised; the limit is {MAX_EVENT_BYTES} bytes"

@@ -32,6 +32,7 @@ import psutil
 import sqlite_utils
 
 from telemetry import _schema
+from telemetry.events import utf8_size
 
 log = logging.getLogger("telemetry.store")
 
@@ -44,6 +45,9 @@ OVERFLOW_SIZE: Final = 1_000
 SENT_LOG_SIZE: Final = 100
 EVENT_ID_BLOCK: Final = 10_000
 _DAY_MS: Final = 86_400_000
+_INSERT_EVENT: Final = (
+    "INSERT INTO events(insert_id, event_type, time, size, payload) VALUES (?, ?, ?, ?, ?)"
+)
 
 # Counter names (also shown by `telemetry status`).
 DROPPED_CAP_COUNT: Final = "dropped_cap_count"
@@ -198,13 +202,10 @@ class EventStore:
         Returns True when the event is on disk; False when it was kept in the in-memory
         overflow (or dropped, counted) because the database could not take it.
         """
-        size = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
         try:
             with self._write_lock:
                 self._writer.execute(
-                    "INSERT INTO events(insert_id, event_type, time, size, payload)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (insert_id, event_type, time_ms, size, payload),
+                    _INSERT_EVENT, (insert_id, event_type, time_ms, utf8_size(payload), payload)
                 )
             return True
         except sqlite3.Error as exc:
@@ -394,9 +395,7 @@ class EventStore:
             try:
                 with self._write_lock:
                     self._writer.execute(
-                        "INSERT INTO events(insert_id, event_type, time, size, payload)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (insert_id, event_type, time_ms, len(payload.encode("utf-8")), payload),
+                        _INSERT_EVENT, (insert_id, event_type, time_ms, utf8_size(payload), payload)
                     )
             except sqlite3.Error:
                 break
