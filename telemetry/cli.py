@@ -192,6 +192,33 @@ def cmd_collector(args: argparse.Namespace, out: TextIO) -> int:
     return serve(args.host, args.port, args.database)
 
 
+def cmd_catalogue(args: argparse.Namespace, out: TextIO) -> int:
+    from telemetry.catalogue import EventCatalogue
+    from telemetry.errors import ConfigError
+
+    try:
+        if args.file:
+            catalogue = EventCatalogue.from_file(args.file)
+        else:
+            with _open_store(args) as store:
+                declared = store.get_state("catalogue")
+            if declared is None:
+                out.write(
+                    "telemetry: this app declared no event catalogue; its events and "
+                    "properties are not checked against a list\n"
+                )
+                return 0
+            catalogue = EventCatalogue.from_dict(declared)
+    except ConfigError as exc:
+        sys.stderr.write(f"telemetry: {exc}\n")
+        return 1
+    if args.json:
+        out.write(json.dumps(catalogue.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        out.write(catalogue.to_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation tests)."""
     parser = argparse.ArgumentParser(
@@ -227,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flush", help="send the queued events now")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_flush)
+
+    p = sub.add_parser("catalogue", help="the event types and properties the app may send")
+    p.add_argument("--file", help="print this TOML or JSON catalogue file instead")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_catalogue)
 
     p = sub.add_parser("drives", help="list SD cards, USB drives and other disks")
     p.add_argument("--json", action="store_true", help="one JSON object per drive")
