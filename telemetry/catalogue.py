@@ -368,7 +368,9 @@ def _is_type(value: object, type_name: str) -> bool:
 def _value_kind(value: object) -> str:
     if isinstance(value, Mapping):
         return "an object (declare its flattened keys instead)"
-    for name in ("boolean", "integer", "number", "string", "array", "null"):
+    if value is None:
+        return "null"
+    for name in ("boolean", "integer", "number", "string", "array"):
         if _is_type(value, name):
             return {"integer": "an integer", "array": "an array"}.get(name, f"a {name}")
     return f"a {type(value).__name__}"
