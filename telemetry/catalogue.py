@@ -15,8 +15,9 @@ This module owns the catalogue's file format, its strict validation (a bad file 
     flashInstanceUuid = { type = "string", description = "Random id of this flash." }
     "drive.size" = { type = "integer", description = "Size of the target drive in bytes." }
 
-Types are ``string``, ``integer`` (not bool), ``number`` (int or float, not bool), ``boolean``,
-``array`` (a list of JSON values) and ``null``, or a list of them (``["string", "null"]``).
+Types are ``string``, ``integer`` (an int: not bool, not float), ``number`` (int or float),
+``boolean``, ``array`` (a list of JSON values) and ``null``, or a list of them
+(``["string", "null"]``).
 There is no ``object``: nested objects are flattened to dotted, lower-cased keys, so
 ``{"drive": {"size": 1}}`` is declared as ``"drive.size"``. Property names match
 case-insensitively. Declared properties are optional. Event names starting with ``$`` (the
@@ -273,7 +274,8 @@ class EventCatalogue:
         """A plain-text table of every event and property, for a privacy review."""
         count = sum(len(spec.properties) for spec in self._events)
         lines = [
-            f"Event catalogue: {len(self._events)} event types, {count} properties.",
+            f"Event catalogue: {_plural(len(self._events), 'event type')}, "
+            f"{_plural(count, 'property', 'properties')}.",
             "Events and properties not listed here are refused before anything is stored.",
         ]
         rows = [
@@ -294,6 +296,10 @@ class EventCatalogue:
                 for name, p in spec.properties.items()
             ]
         return "\n".join(lines) + "\n"
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:

@@ -355,6 +355,8 @@ def test_to_text_lists_every_event_property_type_and_classification(cat: EventCa
     assert "string | null" in text
     assert "(no properties)" in text
     assert len(_description_columns(text)) == 1  # one aligned description column
+    one = EventCatalogue([EventSpec("E", "An event.", {"p": PropertySpec("null", "P.")})])
+    assert one.to_text().startswith("Event catalogue: 1 event type, 1 property.")
 
 
 def test_cli_prints_the_catalogue_the_app_declared(
