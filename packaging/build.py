@@ -1,0 +1,296 @@
+"""Build the demo app's one-folder bundle with PyInstaller, then a ``.deb`` with ``dpkg-deb``.
+
+    uv run python packaging/build.py                 # dist/demo-app/ and dist/<package>.deb
+    uv run python packaging/build.py --no-deb        # the bundle only
+    uv run python packaging/build.py --cache build/packaging-cache   # reuse an identical build
+
+This module owns the package layout (``/opt/<package>/``, the ``/usr/bin`` launcher, the desktop
+file, AppStream metainfo and hicolor icons), the ``Depends`` list, the build-input digest that
+keys the bundle cache, and the size report. The spec (``demo_app.spec``) owns what goes into the
+bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+PACKAGING: Final = ROOT / "packaging"
+LINUX: Final = PACKAGING / "linux"
+SPEC: Final = PACKAGING / "demo_app.spec"
+
+APP_ID: Final = "io.github.desktop_telemetry.DemoFlasher"
+BUNDLE_NAME: Final = "demo-app"  # the executable; also Qt's WM_CLASS (StartupWMClass)
+PACKAGE: Final = "desktop-telemetry-demo"  # the .deb, the /opt folder and the /usr/bin launcher
+PREFIX: Final = f"/opt/{PACKAGE}"
+ICON_SIZES: Final = (16, 24, 32, 48, 64, 128, 256, 512)
+
+#: Libraries the bundle needs from the system. PyInstaller never bundles libc, GL/EGL or libxcb
+#: itself; libudev is loaded by pyudev through ctypes (never bundled, so the system's matches its
+#: udev); Qt's xcb plugin needs the xcb utility libraries; fontconfig needs fonts to render text.
+DEPENDS: Final = (
+    "libudev1",
+    "libgl1",
+    "libegl1",
+    "libfontconfig1",
+    "libfreetype6",
+    "fonts-dejavu-core",
+    "libglib2.0-0",
+    "libdbus-1-3",
+    "libxkbcommon0",
+    "libxkbcommon-x11-0",
+    "libx11-6",
+    "libx11-xcb1",
+    "libxcb1",
+    "libxcb-cursor0",
+    "libxcb-icccm4",
+    "libxcb-image0",
+    "libxcb-keysyms1",
+    "libxcb-randr0",
+    "libxcb-render0",
+    "libxcb-render-util0",
+    "libxcb-shape0",
+    "libxcb-shm0",
+    "libxcb-sync1",
+    "libxcb-util1",
+    "libxcb-xfixes0",
+    "libxcb-xkb1",
+)
+#: Qt's Wayland platform plugin (a Wayland session falls back to xcb through XWayland without them).
+RECOMMENDS: Final = ("libwayland-client0", "libwayland-cursor0", "libwayland-egl1")
+
+#: Files whose content decides the bundle (the digest keys the build cache).
+_DIGEST_GLOBS: Final = (
+    "packaging/demo_app.spec",
+    "packaging/run_demo_app.py",
+    "packaging/build.py",
+    "uv.lock",
+    "pyproject.toml",
+    "telemetry/**/*",
+    "demo_app/**/*",
+)
+_CACHE_KEEP: Final = 2  # cached bundles kept (each is ~100 MB)
+
+
+def source_digest() -> str:
+    """A hash of every build input (spec, entry script, sources, lock file, Python version)."""
+    digest = hashlib.sha256(f"{sys.version}\n{platform.machine()}\n".encode())
+    files: set[Path] = set()
+    for pattern in _DIGEST_GLOBS:
+        files.update(p for p in ROOT.glob(pattern) if p.is_file() and "__pycache__" not in p.parts)
+    for path in sorted(files):
+        digest.update(f"{path.relative_to(ROOT)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of every regular file under ``path`` (symlinks counted as links, not targets)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def build_bundle(dist_dir: Path, work_dir: Path) -> Path:
+    """Run PyInstaller on the spec; return the bundle folder ``dist_dir/demo-app``."""
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
+         "--distpath", str(dist_dir), "--workpath", str(work_dir), str(SPEC)],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "DEMO_BUNDLE_NAME": BUNDLE_NAME},
+    )  # fmt: skip
+    bundle = dist_dir / BUNDLE_NAME
+    check_bundle(bundle)
+    print(f"bundle built in {time.monotonic() - started:.1f} s: {bundle}", flush=True)
+    return bundle
+
+
+def check_bundle(bundle: Path) -> None:
+    """Fail on the mistakes a broken spec makes: no executable, dangling symlinks, a bundled
+    libudev, no CA bundle."""
+    problems = []
+    if not os.access(bundle / BUNDLE_NAME, os.X_OK):
+        problems.append(f"no executable {BUNDLE_NAME}")
+    dangling = [
+        str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_symlink() and not p.exists()
+    ]
+    if dangling:
+        problems.append(f"dangling symlinks {dangling}")
+    if any(bundle.rglob("libudev.so*")):
+        problems.append("libudev is bundled (it must come from the system)")
+    if not any(bundle.rglob("certifi/cacert.pem")):
+        problems.append("certifi/cacert.pem is missing")
+    if problems:
+        raise SystemExit(f"build: bad bundle {bundle}: " + "; ".join(problems))
+
+
+@contextlib.contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def cached_bundle(cache_dir: Path) -> Path:
+    """The bundle for the current sources: reused from ``cache_dir/<digest>/`` when the spec and
+    sources are unchanged, else built there (under a lock, so parallel callers build once)."""
+    cache_dir = cache_dir.resolve()
+    key = source_digest()
+    entry = cache_dir / key
+    bundle = entry / "dist" / BUNDLE_NAME
+    with _locked(cache_dir / ".lock"):
+        if (entry / "complete").exists():
+            print(f"bundle reused from the cache ({key}): {bundle}", flush=True)
+            return bundle
+        shutil.rmtree(entry, ignore_errors=True)
+        build_bundle(entry / "dist", entry / "work")
+        shutil.rmtree(entry / "work", ignore_errors=True)
+        (entry / "complete").write_text(key + "\n")
+        old = sorted(
+            (p for p in cache_dir.iterdir() if p.is_dir() and p != entry),
+            key=lambda p: p.stat().st_mtime,
+        )
+        for stale in old[: max(0, len(old) - (_CACHE_KEEP - 1))]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return bundle
+
+
+def _version() -> str:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        return str(tomllib.load(handle)["project"]["version"])
+
+
+def _glibc_floor() -> str:
+    """The build host's glibc: a PyInstaller bundle runs on this version and newer only."""
+    name, _, version = os.confstr("CS_GNU_LIBC_VERSION").partition(" ")  # type: ignore[union-attr]
+    if name != "glibc":
+        raise SystemExit(f"build: not a glibc system ({name})")
+    return version
+
+
+def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
+    """Lay out the .deb's file tree under ``root`` (with ``DEBIAN/control``); return ``root``."""
+    opt = root / PREFIX.lstrip("/")
+    shutil.copytree(bundle, opt, symlinks=True)
+    launcher = root / "usr" / "bin" / PACKAGE
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text(f'#!/bin/sh\nexec {PREFIX}/{BUNDLE_NAME} "$@"\n')
+    launcher.chmod(0o755)
+    share = root / "usr" / "share"
+    for src, dest in [
+        (LINUX / f"{APP_ID}.desktop", share / "applications"),
+        (LINUX / f"{APP_ID}.metainfo.xml", share / "metainfo"),
+        (LINUX / "icons" / f"{APP_ID}.svg", share / "icons/hicolor/scalable/apps"),
+        *(
+            (LINUX / "icons" / str(s) / f"{APP_ID}.png", share / f"icons/hicolor/{s}x{s}/apps")
+            for s in ICON_SIZES
+        ),
+    ]:
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / src.name)
+        (dest / src.name).chmod(0o644)
+    docs = share / "doc" / PACKAGE
+    docs.mkdir(parents=True)
+    (docs / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+        f"Upstream-Name: {PACKAGE}\n\nFiles: *\nCopyright: desktop-telemetry contributors\n"
+        "License: Apache-2.0\n On Debian systems the full text is in\n"
+        " /usr/share/common-licenses/Apache-2.0.\n"
+    )
+    control = root / "DEBIAN" / "control"
+    control.parent.mkdir()
+    installed_kib = (tree_size(root) + 1023) // 1024
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    control.write_text(
+        f"Package: {PACKAGE}\n"
+        f"Version: {version}\n"
+        f"Architecture: {arch}\n"
+        "Maintainer: desktop-telemetry contributors <maintainers@desktop-telemetry.invalid>\n"
+        f"Installed-Size: {installed_kib}\n"
+        f"Depends: libc6 (>= {_glibc_floor()}), {', '.join(DEPENDS)}\n"
+        f"Recommends: {', '.join(RECOMMENDS)}\n"
+        "Section: utils\n"
+        "Priority: optional\n"
+        "Homepage: https://github.com/desktop-telemetry/desktop-telemetry\n"
+        "Description: Etcher-like image writer demonstrating desktop-telemetry\n"
+        " Flash disk images to SD cards, USB drives or disk-image files, with transparent,\n"
+        " consent-first usage telemetry. A self-contained PySide6 app frozen with PyInstaller.\n"
+    )
+    return root
+
+
+def build_deb(bundle: Path, out_dir: Path, *, version: str, compression: str = "xz") -> Path:
+    """Build ``out_dir/<package>_<version>_<arch>.deb`` from the bundle; return its path."""
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="deb-root-", dir=out_dir) as tmp:
+        root = stage_package_root(bundle, Path(tmp) / "root", version)
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", f"-Z{compression}", "--build",
+             str(root), str(out_dir)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    debs = sorted(out_dir.glob(f"{PACKAGE}_{version}_*.deb"), key=lambda p: p.stat().st_mtime)
+    print(
+        f".deb built in {time.monotonic() - started:.1f} s ({compression}): {debs[-1]}", flush=True
+    )
+    return debs[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the bundle (and the .deb); print the sizes against their targets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder")
+    parser.add_argument("--cache", type=Path, help="reuse/keep the bundle in this cache folder")
+    parser.add_argument("--no-deb", action="store_true", help="build the bundle only")
+    parser.add_argument(
+        "--compression", choices=["xz", "zstd", "gzip", "none"], default="xz", help=".deb data"
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    if args.cache:
+        bundle = cached_bundle(args.cache)
+    else:
+        bundle = build_bundle(args.dist.resolve(), ROOT / "build" / "pyinstaller")
+    size = tree_size(bundle)
+    files = sum(1 for p in bundle.rglob("*") if p.is_file())
+    print(f"bundle (unpacked): {_mb(size)} in {files} files (target <= 130 MB): {bundle}")
+    status = 0 if size <= 130e6 else 1
+    if not args.no_deb:
+        deb = build_deb(
+            bundle, args.dist.resolve(), version=_version(), compression=args.compression
+        )
+        deb_size = deb.stat().st_size
+        print(f".deb: {_mb(deb_size)} (target <= 45 MB): {deb}")
+        status = status or (0 if deb_size <= 45e6 else 1)
+    print(f"total build time: {time.monotonic() - started:.1f} s")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
