@@ -1,0 +1,118 @@
+"""Fixtures for the Qt layer tests: offscreen Qt, a real client on a real SQLite file, palettes.
+
+``QT_QPA_PLATFORM=offscreen`` is set here, before pytest-qt creates the ``QApplication``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QColor, QImage, QPalette
+from PySide6.QtWidgets import QApplication, QWidget
+
+import telemetry
+
+
+@pytest.fixture(autouse=True)
+def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose the environment themselves; the developer's DO_NOT_TRACK must not leak."""
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def client(data_dir: Path) -> Iterator[telemetry.Client]:
+    """A client that records to a real SQLite file and does not upload."""
+    c = telemetry.create_client(
+        "test-project", "test-app", "1.2.3", data_dir=data_dir, upload=False
+    )
+    yield c
+    c.close()
+
+
+def dark_palette() -> QPalette:
+    """A dark palette built from roles (what a desktop in dark mode hands Qt)."""
+    p = QPalette()
+    window, base, text = QColor(37, 37, 38), QColor(30, 30, 30), QColor(230, 230, 230)
+    roles = {
+        QPalette.ColorRole.Window: window,
+        QPalette.ColorRole.WindowText: text,
+        QPalette.ColorRole.Base: base,
+        QPalette.ColorRole.AlternateBase: QColor(45, 45, 48),
+        QPalette.ColorRole.Text: text,
+        QPalette.ColorRole.Button: QColor(51, 51, 55),
+        QPalette.ColorRole.ButtonText: text,
+        QPalette.ColorRole.Highlight: QColor(38, 79, 120),
+        QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
+        QPalette.ColorRole.Link: QColor(86, 156, 214),
+        QPalette.ColorRole.PlaceholderText: QColor(150, 150, 150),
+        QPalette.ColorRole.ToolTipBase: window,
+        QPalette.ColorRole.ToolTipText: text,
+    }
+    for role, colour in roles.items():
+        p.setColor(role, colour)
+    return p
+
+
+@pytest.fixture(params=["light", "dark"])
+def palette_name(request: pytest.FixtureRequest, qapp: QApplication) -> Iterator[str]:
+    """Run a test under the Fusion style's light palette and under a dark one."""
+    old_style = qapp.style().name()
+    old_palette = qapp.palette()
+    qapp.setStyle("Fusion")
+    qapp.setPalette(dark_palette() if request.param == "dark" else qapp.style().standardPalette())
+    yield str(request.param)
+    qapp.setPalette(old_palette)
+    qapp.setStyle(old_style)
+
+
+def luminance(colour: QColor) -> float:
+    return 0.2126 * colour.redF() + 0.7152 * colour.greenF() + 0.0722 * colour.blueF()
+
+
+def render(widget: QWidget, path: Path, width: int = 900, height: int = 600) -> QImage:
+    """Render ``widget`` at ``width`` x ``height`` to a PNG file and return the image."""
+    widget.resize(width, height)
+    image = widget.grab().toImage()
+    assert image.save(str(path), "PNG"), path
+    assert path.stat().st_size > 0
+    return image
+
+
+def colour_stats(image: QImage, step: int = 2) -> tuple[int, float, float, float]:
+    """(distinct colours, mean luminance, min luminance, max luminance) over a pixel grid."""
+    colours: set[int] = set()
+    total = 0.0
+    count = 0
+    low, high = 1.0, 0.0
+    for y in range(0, image.height(), step):
+        for x in range(0, image.width(), step):
+            rgb = image.pixel(x, y)
+            colours.add(rgb)
+            lum = luminance(QColor.fromRgb(rgb))
+            total += lum
+            count += 1
+            low, high = min(low, lum), max(high, lum)
+    return len(colours), total / max(count, 1), low, high
+
+
+def assert_readable(image: QImage, palette: str) -> None:
+    """Not blank, and the background/text contrast fits the palette."""
+    distinct, mean, low, high = colour_stats(image)
+    assert distinct >= 20, f"only {distinct} colours: blank render"
+    assert high - low > 0.5, (low, high)
+    if palette == "dark":
+        assert mean < 0.4, f"dark palette but mean luminance {mean:.2f}"
+    else:
+        assert mean > 0.6, f"light palette but mean luminance {mean:.2f}"
