@@ -26,25 +26,42 @@ collector keeps no IP address, neither the sender's nor one written into an even
 without ``insert_id`` gets a deterministic one, ``"collector-sha256:" + sha256(canonical JSON of
 the event)``, so a retried batch is still stored once.
 
+Deletion requests (``POST /deletion`` and ``POST /amplitude/deletion``): a JSON body exactly
+``{"project": str, "device_id": str, "reason": str}`` (any other key or type: 400). Every stored
+event of that project and device id, and its pending forwards, are deleted in one transaction;
+the answer is ``{"code": 200, "deleted": N, "forwards_deleted": M}``. A tombstone is kept, so
+events of that device arriving later are not stored (they are counted in the ingest answer's
+``rejected``). Repeating the request is harmless.
+
 ``GET /healthz`` answers ``{"status": "ok"}``, or 503 when the database is not writable.
 """
 
 from __future__ import annotations
 
 from telemetry.collector._app import create_app
+from telemetry.collector._config import CollectorConfig, ConfigError, load_config
 from telemetry.collector._server import serve
 from telemetry.collector._storage import (
     SCHEMA_VERSION,
+    DeletionResult,
     EventStore,
     InsertResult,
+    Storage,
     StorageUnavailable,
+    open_storage,
 )
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CollectorConfig",
+    "ConfigError",
+    "DeletionResult",
     "EventStore",
     "InsertResult",
+    "Storage",
     "StorageUnavailable",
     "create_app",
+    "load_config",
+    "open_storage",
     "serve",
 ]

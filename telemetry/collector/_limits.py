@@ -57,3 +57,7 @@ ERROR_INVALID_OPTIONS: Final = "Invalid options: min_id_length must be a positiv
 ERROR_INVALID_GZIP: Final = "Invalid gzip request body"
 ERROR_UNSUPPORTED_ENCODING: Final = "Unsupported Content-Encoding (use gzip or none)"
 ERROR_STORAGE_UNAVAILABLE: Final = "Service unavailable: events were not stored, retry later"
+ERROR_UNKNOWN_KEYS: Final = "Unknown keys in request"
+ERROR_WRONG_TYPE: Final = "Invalid field value (expected a non-empty string)"
+ERROR_UNKNOWN_PROJECT: Final = "Unknown project: it is not in the collector's configuration"
+ERROR_RATE_LIMITED: Final = "Too many requests for this device; retry after the given delay"

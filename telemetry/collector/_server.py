@@ -18,7 +18,8 @@ import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
 from telemetry.collector._app import create_app
-from telemetry.collector._storage import EventStore, StorageUnavailable
+from telemetry.collector._config import CollectorConfig
+from telemetry.collector._storage import Storage, StorageUnavailable, open_storage
 
 __all__ = [
     "EXIT_BIND_FAILED",
@@ -144,18 +145,28 @@ def _write_ready_file(path: Path, url: str) -> None:
     os.replace(tmp, path)
 
 
-def serve(host: str, port: int, database: str | Path, *, ready_file: Path | None = None) -> int:
+def serve(
+    host: str,
+    port: int,
+    database: str | Path,
+    *,
+    ready_file: Path | None = None,
+    config: CollectorConfig | None = None,
+    environment: str = "production",
+    forward_interval: float = 1.0,
+) -> int:
     """Run the collector until SIGINT/SIGTERM; return the process exit code.
 
-    Opens (and migrates) ``database``, binds ``host:port`` (``port`` 0 picks a free port), then,
-    once connections are accepted, prints exactly one line ``listening on http://HOST:PORT`` to
-    stdout (flushed) and writes that URL to ``ready_file`` if given. Exit codes: 0 after a
-    graceful stop, 1 if the database cannot be opened, 3 if the server fails to start, 4 if the
-    address cannot be bound.
+    Opens (and migrates) ``database`` (a SQLite path or a ``postgresql://`` URL), binds
+    ``host:port`` (``port`` 0 picks a free port), then, once connections are accepted, prints
+    exactly one line ``listening on http://HOST:PORT`` to stdout (flushed) and writes that URL
+    to ``ready_file`` if given. ``config`` and ``environment``: see :func:`create_app`. Exit
+    codes: 0 after a graceful stop, 1 if the database cannot be opened, 3 if the server fails
+    to start, 4 if the address cannot be bound.
     """
     logging.config.dictConfig(LOG_CONFIG)
     try:
-        store = EventStore(database)
+        store: Storage = open_storage(database)
     except StorageUnavailable as exc:
         logger.error("%s", exc)
         return EXIT_STORAGE_FAILED
@@ -173,10 +184,17 @@ def serve(host: str, port: int, database: str | Path, *, ready_file: Path | None
                 if ready_file is not None:
                     _write_ready_file(Path(ready_file), url)
                 print(f"listening on {url}", flush=True)
-                logger.info("collector ready (database schema version %d)", store.schema_version)
+                logger.info(
+                    "collector ready (%s database, schema version %d, environment %s)",
+                    store.kind,
+                    store.schema_version,
+                    environment,
+                )
 
-            config = uvicorn_config(create_app(store), log_config=None)
-            server = CollectorServer(config, on_started=announce)
+            app = create_app(
+                store, config=config, environment=environment, forward_interval=forward_interval
+            )
+            server = CollectorServer(uvicorn_config(app, log_config=None), on_started=announce)
             try:
                 server.run(sockets=[sock])
             except SystemExit as exc:

@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from telemetry.collector import SCHEMA_VERSION
 from tests.collector_process import CollectorProcess
 
 from ._support import batch, event, post
@@ -198,5 +199,5 @@ def test_cli_sigint_stops_gracefully_and_ready_file_has_url(tmp_path: Path) -> N
     assert out == ""
     assert "Traceback" not in err
     conn = sqlite3.connect(tmp_path / "c.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()

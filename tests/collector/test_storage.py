@@ -21,7 +21,7 @@ def parsed(*events: dict[str, object], project: str = "etcher-test") -> Batch:
 def test_new_database_gets_schema_wal_and_full_sync(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "c.db")
     try:
-        assert store.schema_version == SCHEMA_VERSION == 1
+        assert store.schema_version == SCHEMA_VERSION == 2
         assert store.pragma("journal_mode") == "wal"
         assert store.pragma("synchronous") == "2"  # FULL
     finally:
@@ -38,7 +38,7 @@ def test_new_database_gets_schema_wal_and_full_sync(tmp_path: Path) -> None:
         "received_at",
         "event",
     } <= columns
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 

@@ -1,0 +1,63 @@
+"""Parsing a deletion request: ``{"project": str, "device_id": str, "reason": str}``, strictly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final
+
+from telemetry.collector import _limits as L
+from telemetry.collector._validation import RequestRejected, error_body
+
+__all__ = ["DELETION_PATHS", "DeletionRequest", "parse_deletion"]
+
+#: Paths accepting deletion requests (ours, and under balena's ``/amplitude`` prefix).
+DELETION_PATHS: Final = ("/deletion", "/amplitude/deletion")
+
+_KEYS: Final = frozenset({"project", "device_id", "reason"})
+#: Largest accepted deletion request body (decompressed).
+MAX_DELETION_BODY_BYTES: Final = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionRequest:
+    """A valid deletion request."""
+
+    project: str
+    device_id: str
+    reason: str
+
+
+def _reject(error: str, *, missing_field: str | None = None) -> RequestRejected:
+    return RequestRejected(400, error_body(400, error, missing_field=missing_field))
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def parse_deletion(body: bytes) -> DeletionRequest:
+    """Validate a deletion request body; raise :class:`RequestRejected` (400) if it is not exactly
+    an object with the three string keys (no other key, no other type)."""
+    if not body.strip():
+        raise _reject(L.ERROR_MISSING_BODY)
+    try:
+        payload = json.loads(body, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        raise _reject(L.ERROR_INVALID_JSON) from None
+    if not isinstance(payload, dict):
+        raise _reject(L.ERROR_INVALID_JSON)
+    unknown = sorted(set(payload) - _KEYS)
+    if unknown:
+        raise _reject(f"{L.ERROR_UNKNOWN_KEYS}: {', '.join(repr(k)[:40] for k in unknown[:5])}")
+    for key in ("project", "device_id", "reason"):
+        if key not in payload:
+            raise _reject(L.ERROR_MISSING_FIELD, missing_field=key)
+        if not isinstance(payload[key], str):
+            raise _reject(f"{L.ERROR_WRONG_TYPE}: {key}")
+    project, device_id, reason = payload["project"], payload["device_id"], payload["reason"]
+    if not project.strip() or len(project) > L.MAX_API_KEY_LENGTH:
+        raise _reject(L.ERROR_INVALID_API_KEY)
+    if not device_id.strip() or len(device_id) > L.MAX_INSERT_ID_LENGTH:
+        raise _reject(f"{L.ERROR_WRONG_TYPE}: device_id")
+    return DeletionRequest(project=project, device_id=device_id, reason=reason)
