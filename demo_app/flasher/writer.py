@@ -168,6 +168,8 @@ class Flasher:
         self._cancel = threading.Event()
         self._created_file = False
         self._identity: _Identity | None = None
+        #: Bytes written so far (readable from any thread, e.g. after a failure).
+        self.bytes_written = 0
 
     # ------------------------------------------------------------------ public
 
@@ -344,6 +346,7 @@ class Flasher:
                 index, n, position = item
                 self._write_chunk(fd, views[index][:n], written)
                 written += n
+                self.bytes_written = written
                 free.put(index)
                 now = time.monotonic()
                 if now - last_check >= _PRESENCE_CHECK_SECONDS:

@@ -1,0 +1,424 @@
+"""The demo's composition root: command line, embedded collector, client, window, self-test.
+
+``python -m demo_app`` starts a collector on 127.0.0.1 in a child process, points the telemetry
+client at it and opens the flasher; the child is stopped on exit. ``--endpoint URL`` sends to
+another collector, ``--no-collector`` sends nowhere (events wait on disk). When frozen by
+PyInstaller the collector child is this same executable run as ``--collector-child ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import lzma
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final
+
+import platformdirs
+
+__all__ = ["CATALOGUE_PATH", "EmbeddedCollector", "build_window", "main", "make_client"]
+
+PROJECT: Final = "etcher-demo"
+COMPONENT: Final = "demo-app"
+CATALOGUE_PATH: Final = Path(__file__).resolve().parent / "catalogue.toml"
+COLLECTOR_CHILD_FLAG: Final = "--collector-child"
+
+
+def version() -> str:
+    """The installed package version (``0.0.0`` when run from an uninstalled tree)."""
+    try:
+        return metadata.version("desktop-telemetry")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def default_root() -> Path:
+    """Where the demo keeps its data: ``<user data dir>/etcher-demo``."""
+    return platformdirs.user_data_path("etcher-demo", appauthor=False)
+
+
+# ---------------------------------------------------------------------------- collector child
+
+
+def collector_command(args: Sequence[str]) -> list[str]:
+    """The command line starting the collector child (the bundle itself when frozen)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, COLLECTOR_CHILD_FLAG, *args]
+    return [sys.executable, "-m", "telemetry.collector", *args]
+
+
+class EmbeddedCollector:
+    """The local collector as a child process on 127.0.0.1 (a free port)."""
+
+    def __init__(self, database: Path, *, log_file: Path | None = None) -> None:
+        self.database = database
+        self.log_file = log_file or database.with_suffix(".log")
+        self.url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> str:
+        """Start the child and wait (bounded) until it listens; returns its base URL."""
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+        ready = Path(tempfile.mkdtemp(prefix="demo-collector-")) / "ready"
+        args = ["--host", "127.0.0.1", "--port", "0", "--database", str(self.database),
+                "--ready-file", str(ready)]  # fmt: skip
+        with open(self.log_file, "ab") as log:
+            self._proc = subprocess.Popen(
+                collector_command(args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if ready.exists() and (text := ready.read_text(encoding="utf-8").strip()):
+                    self.url = text
+                    return text
+                if self._proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(OSError):
+                ready.unlink()
+                ready.parent.rmdir()
+        self.stop()
+        tail = self.log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise RuntimeError(f"the local collector did not start:\n{tail}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the child is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return None if self._proc is None else self._proc.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after ``timeout``)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every stored event (read-only, straight from the database file)."""
+        if not self.database.exists():
+            return []
+        uri = f"{self.database.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            db.row_factory = sqlite3.Row
+            try:
+                return [dict(r) for r in db.execute("SELECT * FROM events ORDER BY id")]
+            except sqlite3.OperationalError:
+                return []
+
+
+def _collector_child(argv: Sequence[str]) -> int:
+    from telemetry.collector.__main__ import main as collector_main
+
+    return collector_main(list(argv))
+
+
+# ---------------------------------------------------------------------------- client and window
+
+
+def make_client(data_dir: Path, endpoint: str | None, *, upload: bool = True) -> Any:
+    """The telemetry client, with the demo's event catalogue when the library supports it."""
+    import telemetry
+
+    options: dict[str, Any] = {}
+    if hasattr(telemetry, "EventCatalogue"):
+        options["catalogue"] = CATALOGUE_PATH
+    return telemetry.create_client(
+        PROJECT,
+        COMPONENT,
+        version(),
+        endpoint=endpoint,
+        data_dir=data_dir,
+        upload=upload and endpoint is not None,
+        **options,
+    )
+
+
+def build_window(
+    client: Any,
+    root: Path,
+    *,
+    watcher: Any | None = None,
+    connectivity: bool = True,
+) -> Any:
+    """The main window with its drive watcher, connectivity and settings (needs a QApplication)."""
+    from demo_app.analytics import FlashAnalytics
+    from demo_app.settings import DemoSettings
+    from demo_app.ui.main_window import MainWindow
+    from telemetry.qt import QtConnectivity, QtDriveWatcher
+
+    if watcher is None:
+        watcher = QtDriveWatcher(all_drives=True)
+        watcher.start()
+    conn = None
+    if connectivity:
+        conn = QtConnectivity(client)
+        conn.start()
+    settings = DemoSettings.load(root / "settings.json")
+    window = MainWindow(
+        client,
+        watcher=watcher,
+        settings=settings,
+        analytics=FlashAnalytics(client, version=version()),
+        connectivity=conn,
+        version=version(),
+    )
+    if conn is not None:
+        conn.setParent(window)
+    if watcher.parent() is None:
+        watcher.setParent(window)
+
+    def stop_helpers() -> None:
+        watcher.stop()
+        if conn is not None:
+            conn.stop()
+
+    window.destroyed.connect(lambda *_: None)
+    window._stop_helpers = stop_helpers  # called by _run after the event loop
+    return window
+
+
+def _qapp(offscreen: bool) -> Any:
+    if offscreen:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    elif not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and (
+        sys.platform.startswith("linux")
+    ):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "demo-app"])
+    app.setApplicationName("demo-app")
+    app.setApplicationDisplayName("Etcher-like flasher")
+    return app
+
+
+def save_screenshot(widget: Any, path: Path) -> bool:
+    """Grab ``widget`` to a PNG file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return bool(widget.grab().save(str(path), "PNG"))
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="demo-app",
+        description="An Etcher-like image flasher that shows the telemetry module end to end.",
+    )
+    parser.add_argument("--endpoint", metavar="URL", help="send telemetry to this collector")
+    parser.add_argument(
+        "--no-collector",
+        action="store_true",
+        help="start no collector and send nothing: events wait on disk",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="where telemetry and settings are kept"
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="offscreen: flash a generated image to a temp file, validate, check the collector",
+    )
+    parser.add_argument("--screenshot", type=Path, metavar="FILE", help="save the window as PNG")
+    parser.add_argument(
+        "--telemetry-catalogue", action="store_true", help="print the events this app may send"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m demo_app`` and the ``demo-app`` script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == [COLLECTOR_CHILD_FLAG]:
+        return _collector_child(args_list[1:])
+    args = _parser().parse_args(args_list)
+    if args.telemetry_catalogue:
+        sys.stdout.write(CATALOGUE_PATH.read_text(encoding="utf-8"))
+        return 0
+    if args.endpoint and args.no_collector:
+        _parser().error("--endpoint and --no-collector cannot be combined")
+    if args.self_test:
+        return self_test(args)
+    return _run(args)
+
+
+def _start_collector(root: Path) -> EmbeddedCollector:
+    collector = EmbeddedCollector(root / "collector" / "collector.db")
+    collector.start()
+    return collector
+
+
+def _run(args: argparse.Namespace) -> int:
+    root: Path = args.data_dir or default_root()
+    with contextlib.ExitStack() as stack:
+        endpoint = args.endpoint
+        if endpoint is None and not args.no_collector:
+            collector = _start_collector(root)
+            stack.callback(collector.stop)
+            endpoint = collector.url
+            print(f"demo: local collector on {endpoint} (database {collector.database})")
+        elif args.no_collector:
+            print("demo: no collector; events wait on disk (see 'Telemetry data')")
+        client = make_client(root / "telemetry", endpoint)
+        stack.callback(client.close)
+        app = _qapp(offscreen=False)
+        window = build_window(client, root)
+        stack.callback(window._stop_helpers)
+        window.show()
+        if args.screenshot is not None:
+            _settle(app, 0.8)
+            ok = save_screenshot(window, args.screenshot)
+            window.shutdown()
+            window.deleteLater()
+            return 0 if ok else 1
+        code = int(app.exec())
+        window.shutdown()
+        return code
+
+
+def _settle(app: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def wait_for(app: Any, predicate: Callable[[], bool], timeout: float) -> bool:
+    """Run the event loop until ``predicate()`` or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if predicate():
+            return True
+        time.sleep(0.02)
+    app.processEvents()
+    return predicate()
+
+
+def make_test_image(folder: Path, *, size: int = 8 << 20) -> tuple[Path, bytes]:
+    """An xz-compressed image with random and zero regions; returns its path and raw bytes."""
+    raw = os.urandom(size // 2) + bytes(size // 4) + os.urandom(size - size // 2 - size // 4)
+    path = folder / "self-test.img.xz"
+    path.write_bytes(lzma.compress(raw, preset=1))
+    return path, raw
+
+
+SELF_TEST_EVENTS: Final = (
+    "[Etcher] Application start",
+    "[Etcher] Select image",
+    "[Etcher] Toggle drive",
+    "[Etcher] Flash",
+    "[Etcher] Done",
+)
+
+
+def self_test(args: argparse.Namespace) -> int:
+    """Flash a generated compressed image to a temporary file, validate, check delivery."""
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo-self-test-")))
+        root: Path = args.data_dir or tmp / "data"
+        failures: list[str] = []
+
+        def fail(reason: str) -> int:
+            print(f"self-test: FAILED: {reason}", file=sys.stderr)
+            return 1
+
+        collector: EmbeddedCollector | None = None
+        endpoint = args.endpoint
+        if endpoint is None and not args.no_collector:
+            collector = _start_collector(root)
+            stack.callback(collector.stop)
+            endpoint = collector.url
+        client = make_client(root / "telemetry", endpoint)
+        stack.callback(client.close)
+        app = _qapp(offscreen=True)
+        window = build_window(client, root, connectivity=False)
+        stack.callback(window._stop_helpers)
+        window.show()
+        image, raw = make_test_image(tmp)
+        target = tmp / "target.img"
+        from demo_app.flasher import Target
+
+        if not window.load_image(image):
+            return fail(f"the image was refused: {window.image_error.text()}")
+        window.select_target(Target.file(target))
+        window.settings.validate_after_flash = True
+        if not window.start_flash():
+            return fail("the flash did not start")
+        if not wait_for(app, lambda: window.state != "flashing", 120):
+            return fail("the flash did not end within 120 s")
+        if window.state != "done":
+            return fail(f"the flash ended as {window.state}: {window.flash_status.text()}")
+        result = window.last_result
+        if result is None or result.validation != "passed":
+            return fail("the flash was not validated")
+        if target.read_bytes() != raw:
+            failures.append("the target differs from the decompressed image")
+        print(
+            f"self-test: flashed {result.bytes_written} bytes in {result.duration:.2f} s "
+            f"({result.mb_per_s:.1f} MB/s), validation {result.validation}"
+        )
+        if collector is not None:
+            flusher = threading.Thread(target=client.flush, args=(20.0,), daemon=True)
+            flusher.start()
+
+            def delivered() -> bool:
+                names = {r["event_type"] for r in collector.rows()}
+                return all(n in names for n in SELF_TEST_EVENTS)
+
+            if not wait_for(app, delivered, 30):
+                names = sorted({r["event_type"] for r in collector.rows()})
+                failures.append(f"events missing at the collector (it has {names})")
+            rows = collector.rows()
+            print(f"self-test: the collector stored {len(rows)} events")
+            failures += _privacy_problems(rows, [str(image), str(tmp), str(Path.home())])
+        window.shutdown()
+        if failures:
+            return fail("; ".join(failures))
+        print("self-test: OK")
+        return 0
+
+
+def _privacy_problems(rows: list[dict[str, Any]], paths: list[str]) -> list[str]:
+    problems = []
+    user = getpass.getuser()
+    needles = [p for p in paths if p and p != "/"]
+    for row in rows:
+        text = row["event"] if isinstance(row.get("event"), str) else json.dumps(row)
+        event = json.loads(text)
+        blob = json.dumps(event.get("event_properties", {}))
+        for needle in needles:
+            if needle in text:
+                problems.append(f"{row['event_type']} contains the path {needle!r}")
+        if len(user) >= 3 and user in blob:
+            problems.append(f"{row['event_type']} contains the user name")
+    return problems

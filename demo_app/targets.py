@@ -1,0 +1,105 @@
+"""Which drives the target list shows, which it disables and why, and what it warns about.
+
+Qt-free rules after Etcher's ``drive-constraints.ts``: system and virtual drives are hidden
+unless "Show system drives" is on; drives without media, locked (write-protected) or too
+small for the image are disabled with the reason; large, mounted and system drives carry a
+warning. ``icon_kind`` picks the picture: SD card, USB stick, USB disk, card reader or disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from telemetry.drives import Drive
+
+__all__ = ["ICON_KINDS", "DriveRow", "drive_rows", "format_size", "icon_kind"]
+
+#: Etcher's large-drive threshold.
+LARGE_DRIVE_BYTES: Final = 128_000_000_000
+
+ICON_KINDS: Final = ("sd-card", "usb-stick", "usb-disk", "card-reader", "disk")
+
+
+def format_size(size: int | None) -> str:
+    """``15.5 GB`` style (decimal units, as drive makers and Etcher show them)."""
+    if size is None:
+        return "unknown size"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover - the loop always returns
+
+
+def icon_kind(drive: Drive) -> str:
+    """The picture for a drive: a memory card, a USB stick, a USB disk, a card reader, a disk."""
+    if drive.drive_type == "usb-card-reader":
+        return "sd-card" if drive.has_media and drive.card_type == "sd" else "card-reader"
+    if drive.is_card or drive.card_type is not None or drive.drive_type == "sd-internal":
+        return "sd-card"
+    if drive.drive_type == "usb-flash":
+        return "usb-stick"
+    if drive.drive_type == "usb-disk" or drive.is_usb:
+        return "usb-disk"
+    return "disk"
+
+
+@dataclass(frozen=True, slots=True)
+class DriveRow:
+    """One line of the target list."""
+
+    drive: Drive
+    title: str
+    description: str
+    icon: str
+    enabled: bool
+    reason: str | None
+    warnings: tuple[str, ...]
+
+
+def _row(drive: Drive, image_size: int | None) -> DriveRow:
+    reason: str | None = None
+    if not drive.has_media:
+        reason = "No media: insert a card"
+    elif drive.is_read_only:
+        reason = "Locked: the drive is write-protected"
+    elif image_size is not None and drive.size < image_size:
+        reason = f"Too small: the image needs {format_size(image_size)}"
+    elif drive.is_virtual:
+        reason = "Virtual device: not a flash target"
+    warnings: list[str] = []
+    if drive.is_system:
+        warnings.append("System drive: flashing it destroys your operating system")
+    if drive.is_read_only:
+        warnings.append("Locked (write-protected)")
+    if drive.size > LARGE_DRIVE_BYTES:
+        warnings.append("Large drive: make sure it is not a backup or storage disk")
+    if drive.mountpoints:
+        points = ", ".join(mp.path for mp in drive.mountpoints[:3])
+        warnings.append(f"Mounted ({points}): it will be unmounted first")
+    name = " ".join(x for x in (drive.vendor, drive.model) if x) or drive.display_name
+    return DriveRow(
+        drive=drive,
+        title=f"{name} — {format_size(drive.size) if drive.has_media else 'no media'}",
+        description=f"{drive.description} ({drive.display_name})".strip(),
+        icon=icon_kind(drive),
+        enabled=reason is None,
+        reason=reason,
+        warnings=tuple(warnings),
+    )
+
+
+def drive_rows(drives: list[Drive], *, image_size: int | None, show_system: bool) -> list[DriveRow]:
+    """The rows to show, flash targets first, then (when asked) system and other drives."""
+    shown = [d for d in drives if show_system or d.is_flash_target or _removable_listed(d)]
+    shown.sort(key=lambda d: (not d.is_flash_target, d.is_system, d.device))
+    return [_row(d, image_size) for d in shown]
+
+
+def _removable_listed(drive: Drive) -> bool:
+    """Removable drives that are not flash targets (locked, or a reader without a card) are
+    still listed, disabled with the reason, as Etcher does."""
+    return drive.is_removable and not drive.is_system and not drive.is_virtual

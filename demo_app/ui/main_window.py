@@ -1,0 +1,611 @@
+"""The main window: Etcher's three steps (image, target, flash), notice, featured project, status.
+
+Every slow thing runs elsewhere: flashing on a QThread (:class:`~demo_app.ui.worker.FlashJob`),
+uploads on the telemetry client's own thread, drive scanning in ``QtDriveWatcher``. The GUI
+thread only reads the client's local status (SQLite) once a second and on its notifications.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from demo_app.analytics import FlashAnalytics
+from demo_app.flasher import (
+    FILE_DIALOG_FILTERS,
+    FlashError,
+    FlashProgress,
+    FlashResult,
+    ImageSource,
+    Target,
+    open_image,
+)
+from demo_app.settings import DemoSettings
+from demo_app.targets import format_size, icon_kind
+from demo_app.ui.icons import step_icon
+from demo_app.ui.settings_dialog import SettingsDialog
+from demo_app.ui.target_dialog import TargetDialog
+from demo_app.ui.worker import FlashJob
+from telemetry.qt import ConsentNotice, EventInspector
+from telemetry.url_params import AnalyticsUrlParams
+
+__all__ = ["FEATURED_PROJECT_URL", "MainWindow"]
+
+log = logging.getLogger("demo_app")
+
+#: Etcher's featured-project panel points at balena's EFP; ours at a project we like.
+FEATURED_PROJECT_URL: Final = "https://www.balena.io/os"
+
+_STYLE: Final = """
+QMainWindow, #central { background: #4d5057; }
+QLabel { color: #ffffff; }
+#stepCard { background: #3b3e45; border-radius: 10px; }
+#stepCard QPushButton { background: #00aeef; color: white; border: none; border-radius: 16px;
+                        padding: 8px 22px; font-weight: bold; }
+#stepCard QPushButton:disabled { background: #5f636b; color: #a0a4ab; }
+#stepCard QPushButton#cancelButton { background: #e35b5b; }
+#featured { background: #2f3137; border-radius: 10px; }
+#featured QPushButton { color: #00aeef; background: transparent; border: 1px solid #00aeef;
+                        border-radius: 12px; padding: 4px 14px; }
+#headerButton { color: white; background: transparent; border: 1px solid #7a7e86;
+                border-radius: 12px; padding: 4px 12px; }
+#errorLabel { color: #ff9c9c; }
+#warningLabel { color: #ffd27a; }
+QProgressBar { border: none; background: #2f3137; border-radius: 6px; color: white;
+               text-align: center; min-height: 18px; }
+QProgressBar::chunk { background: #00aeef; border-radius: 6px; }
+QStatusBar { background: #2f3137; color: #dcdcdc; }
+QStatusBar QLabel { color: #dcdcdc; padding: 0 8px; }
+"""
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class _StepCard(QFrame):
+    def __init__(self, number: int, icon: str, button_text: str, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setObjectName("stepCard")
+        self.setMinimumWidth(230)
+        self.icon = QLabel(self)
+        self.icon.setPixmap(step_icon(icon, 72))
+        self.icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.step = QLabel(f"<span style='color:#9aa0a6'>STEP {number}</span>", self)
+        self.step.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.button = QPushButton(button_text, self)
+        self.title = QLabel("", self)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title.setWordWrap(True)
+        self.detail = QLabel("", self)
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail.setWordWrap(True)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(18, 18, 18, 18)
+        self.layout_.addWidget(self.step)
+        self.layout_.addWidget(self.icon)
+        self.layout_.addWidget(self.button, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.layout_.addWidget(self.title)
+        self.layout_.addWidget(self.detail)
+
+
+class MainWindow(QMainWindow):
+    """The flasher window. ``watcher`` is a ``QtDriveWatcher`` (``drives()``, ``drivesChanged``).
+
+    ``state`` is ``"idle"``, ``"flashing"``, ``"done"``, ``"cancelled"`` or ``"failed"``;
+    ``stateChanged(str)`` follows it.
+    """
+
+    stateChanged = Signal(str)
+    _clientChanged = Signal()
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        watcher: Any,
+        settings: DemoSettings,
+        analytics: FlashAnalytics,
+        connectivity: Any | None = None,
+        featured_url: str = FEATURED_PROJECT_URL,
+        version: str = "",
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.watcher = watcher
+        self.settings = settings
+        self.analytics = analytics
+        self.connectivity = connectivity
+        self.featured_url = featured_url
+        self.source: ImageSource | None = None
+        self.target: Target | None = None
+        self.job: FlashJob | None = None
+        self.last_result: FlashResult | None = None
+        self.last_error: FlashError | None = None
+        self.state = "idle"
+        self.settings_dialog: SettingsDialog | None = None
+        self.inspector: EventInspector | None = None
+        self.target_dialog: TargetDialog | None = None
+        self._url_params: AnalyticsUrlParams | None = None
+
+        self.setWindowTitle(f"Etcher-like flasher {version}".strip())
+        self.setObjectName("mainWindow")
+        self.setStyleSheet(_STYLE)
+        self.resize(900, 560)
+        central = QWidget(self)
+        central.setObjectName("central")
+        self.setCentralWidget(central)
+        root = QVBoxLayout(central)
+        root.setContentsMargins(20, 12, 20, 12)
+
+        header = QHBoxLayout()
+        title = QLabel("<span style='font-size:20px; font-weight:bold'>⚡ flasher</span>", self)
+        header.addWidget(title)
+        header.addStretch(1)
+        self.data_button = QPushButton(self.tr("Telemetry data"), self)
+        self.data_button.setObjectName("headerButton")
+        self.data_button.clicked.connect(self.open_inspector)
+        self.settings_button = QPushButton(self.tr("⚙ Settings"), self)
+        self.settings_button.setObjectName("headerButton")
+        self.settings_button.clicked.connect(self.open_settings)
+        header.addWidget(self.data_button)
+        header.addWidget(self.settings_button)
+        root.addLayout(header)
+
+        self.notice: ConsentNotice | None = None
+        if ConsentNotice.should_show(client):
+            self.notice = ConsentNotice(client, self)
+            self.notice.showDataRequested.connect(self.open_inspector)
+            self.notice.dismissed.connect(self.notice.hide)
+            self.notice.turnedOff.connect(self._on_notice_turned_off)
+            root.addWidget(self.notice)
+
+        steps = QHBoxLayout()
+        steps.setSpacing(16)
+        self.image_card = _StepCard(1, "file", self.tr("Flash from file"), self)
+        self.image_card.button.setObjectName("imageButton")
+        self.image_card.button.clicked.connect(self.choose_image)
+        self.target_card = _StepCard(2, "usb-stick", self.tr("Select target"), self)
+        self.target_card.button.setObjectName("targetButton")
+        self.target_card.button.clicked.connect(self.choose_target)
+        self.flash_card = _StepCard(3, "flash", self.tr("Flash!"), self)
+        self.flash_card.button.setObjectName("flashButton")
+        self.flash_card.button.clicked.connect(self.start_flash)
+        self.image_error = QLabel("", self)
+        self.image_error.setObjectName("errorLabel")
+        self.image_error.setWordWrap(True)
+        self.image_card.layout_.addWidget(self.image_error)
+        self.target_warning = QLabel("", self)
+        self.target_warning.setObjectName("warningLabel")
+        self.target_warning.setWordWrap(True)
+        self.target_card.layout_.addWidget(self.target_warning)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)
+        self.flash_card.layout_.addWidget(self.progress)
+        self.flash_status = QLabel("", self)
+        self.flash_status.setObjectName("flashStatus")
+        self.flash_status.setWordWrap(True)
+        self.flash_status.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.flash_card.layout_.addWidget(self.flash_status)
+        self.cancel_button = QPushButton(self.tr("Cancel"), self)
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.clicked.connect(self.cancel_flash)
+        self.cancel_button.setVisible(False)
+        self.flash_card.layout_.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.again_button = QPushButton(self.tr("Flash another"), self)
+        self.again_button.setObjectName("againButton")
+        self.again_button.clicked.connect(self.flash_another)
+        self.again_button.setVisible(False)
+        self.flash_card.layout_.addWidget(self.again_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        for card in (self.image_card, self.target_card, self.flash_card):
+            card.layout_.addStretch(1)
+            steps.addWidget(card, 1)
+        root.addLayout(steps, 1)
+
+        featured = QFrame(self)
+        featured.setObjectName("featured")
+        row = QHBoxLayout(featured)
+        row.addWidget(
+            QLabel(
+                self.tr(
+                    "<b>Featured project:</b> balenaOS, a minimal Linux for running containers "
+                    "on the boards you flash."
+                ),
+                featured,
+            ),
+            1,
+        )
+        self.featured_button = QPushButton(self.tr("Learn more ↗"), featured)
+        self.featured_button.setObjectName("featuredButton")
+        self.featured_button.clicked.connect(self.open_featured)
+        row.addWidget(self.featured_button)
+        root.addWidget(featured)
+
+        bar = self.statusBar()
+        self.online_label = QLabel("", self)
+        self.queued_label = QLabel("", self)
+        self.upload_label = QLabel("", self)
+        self.consent_label = QLabel("", self)
+        for label in (self.online_label, self.queued_label, self.upload_label):
+            bar.addWidget(label)
+        bar.addPermanentWidget(self.consent_label)
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(1000)
+        self._status_timer.timeout.connect(self.refresh_status)
+        self._status_timer.start()
+        self._clientChanged.connect(self.refresh_status, Qt.ConnectionType.QueuedConnection)
+        self._unlisten = client.add_listener(self._clientChanged.emit)
+        if connectivity is not None:
+            connectivity.onlineChanged.connect(lambda _on: self.refresh_status())
+
+        self._update_steps()
+        self.refresh_status()
+        analytics.application_start()
+
+    # ------------------------------------------------------------------ status bar
+
+    @Slot()
+    def refresh_status(self) -> None:
+        """Online/offline, events queued and the last upload, from ``client.status()``."""
+        try:
+            status = self.client.status()
+        except Exception:  # telemetry must never break the window
+            log.exception("telemetry status unavailable")
+            return
+        online = status.get("online")
+        if online is None and self.connectivity is not None:
+            online = self.connectivity.online
+        self.online_label.setText(
+            "● Online" if online else ("○ Offline" if online is False else "◌ Connectivity unknown")
+        )
+        self.queued_label.setText(self.tr("Events queued: %n", "", int(status.get("queued") or 0)))
+        last = status.get("last_upload")
+        if isinstance(last, (int, float)) and last > 0:
+            when = _dt.datetime.fromtimestamp(last / 1000 if last > 1e11 else last)
+            self.upload_label.setText(f"Last upload: {when:%H:%M:%S}")
+        elif isinstance(last, str) and last:
+            self.upload_label.setText(f"Last upload: {last}")
+        else:
+            self.upload_label.setText("Last upload: never")
+        if status.get("disabled_by_environment"):
+            consent = f"Telemetry off ({status['disabled_by_environment']})"
+        else:
+            consent = "Telemetry on" if status.get("enabled") else "Telemetry off"
+        self.consent_label.setText(consent)
+
+    # ------------------------------------------------------------------ step 1: image
+
+    @Slot()
+    def choose_image(self) -> None:
+        """Open the file dialog (Etcher's "Flash from file")."""
+        self.analytics.open_image_selector()
+        if self.notice is not None:
+            self.notice.hide()
+        path, _filter = QFileDialog.getOpenFileName(
+            self, self.tr("Select image"), str(Path.home()), ";;".join(FILE_DIALOG_FILTERS)
+        )
+        if not path:
+            self.analytics.image_selector_closed()
+            return
+        self.load_image(path)
+
+    def load_image(self, path: str | Path) -> bool:
+        """Use the image at ``path``; shows the reason and returns False when it is unusable."""
+        try:
+            source = open_image(path)
+        except FlashError as exc:
+            self.image_error.setText(str(exc))
+            self.analytics.image_error(exc)
+            return False
+        self.image_error.setText("")
+        self.source = source
+        self.analytics.select_image(source)
+        if self.target is not None and not self._target_fits(self.target):
+            self._set_target(None)
+        self._update_steps()
+        return True
+
+    # ------------------------------------------------------------------ step 2: target
+
+    def _target_fits(self, target: Target) -> bool:
+        size = self.source.size if self.source else None
+        return not (target.capacity and size and size > target.capacity)
+
+    @Slot()
+    def choose_target(self) -> None:
+        """Open the target selector (modal); the choice is applied when it closes."""
+        dialog = self.open_target_dialog()
+        dialog.exec()
+
+    def open_target_dialog(self) -> TargetDialog:
+        """Create and show (without blocking) the target selector; returns it."""
+        self.analytics.open_drive_selector()
+        if self.notice is not None:
+            self.notice.hide()
+        dialog = TargetDialog(
+            self.watcher,
+            image_size=self.source.size if self.source else None,
+            show_system=self.settings.show_system_drives,
+            parent=self,
+        )
+        dialog.showSystemToggled.connect(self._on_dialog_show_system)
+        dialog.accepted.connect(lambda: self._set_target(dialog.chosen))
+        self.target_dialog = dialog
+        dialog.show()
+        return dialog
+
+    @Slot(bool)
+    def _on_dialog_show_system(self, on: bool) -> None:
+        self.analytics.toggle_setting("showSystemDrives", not on)
+        self.settings.show_system_drives = on
+        self.settings.save()
+
+    def select_target(self, target: Target) -> None:
+        """Use ``target`` (what the dialog does on "Select")."""
+        self._set_target(target)
+
+    def _set_target(self, target: Target | None) -> None:
+        previous = self.target
+        if previous is not None and (target is None or previous.path != target.path):
+            self.analytics.toggle_drive(previous, previously_selected=True)
+        if target is not None and (previous is None or previous.path != target.path):
+            self.analytics.toggle_drive(target, previously_selected=False)
+        self.target = target
+        self._update_steps()
+
+    # ------------------------------------------------------------------ step 3: flash
+
+    @Slot()
+    def start_flash(self) -> bool:
+        """Start writing; False when an image or a target is missing or a flash is running."""
+        if self.source is None or self.target is None or self.job is not None:
+            return False
+        if self.target.drive is not None and not self._confirm_drive(self.target):
+            return False
+        validate = self.settings.validate_after_flash
+        self.analytics.flash(self.source, self.target, validate=validate)
+        self.job = FlashJob(self.source, self.target, validate=validate, parent=self)
+        self.job.progress.connect(self._on_progress)
+        self.job.finished.connect(self._on_finished)
+        self.job.failed.connect(self._on_failed)
+        self.last_result = None
+        self.last_error = None
+        self._set_state("flashing")
+        self.flash_status.setText(self.tr("Starting…"))
+        self.progress.setValue(0)
+        self.job.start()
+        return True
+
+    def _confirm_drive(self, target: Target) -> bool:
+        drive = target.drive
+        if drive is None or not (drive.is_system or drive.size > 128_000_000_000):
+            return True
+        answer = QMessageBox.warning(
+            self,
+            self.tr("Flash this drive?"),
+            self.tr("%1 is a system or large drive. Everything on it will be erased.").replace(
+                "%1", drive.display_name
+            ),
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    @Slot()
+    def cancel_flash(self) -> None:
+        """Stop the running flash (it ends as cancelled)."""
+        if self.job is not None:
+            self.flash_status.setText(self.tr("Cancelling…"))
+            self.job.cancel()
+
+    @Slot(object)
+    def _on_progress(self, progress: FlashProgress) -> None:
+        self.progress.setValue(int(progress.fraction * 1000))
+        verb = "Flashing" if progress.phase == "flashing" else "Validating"
+        self.progress.setFormat(f"{verb} {progress.percent:.0f}%")
+        self.flash_status.setText(
+            f"{verb}… {progress.percent:.0f}% · {progress.mb_per_s:.1f} MB/s · "
+            f"ETA {_eta(progress.eta)}"
+        )
+
+    @Slot(object)
+    def _on_finished(self, result: FlashResult) -> None:
+        self.job = None
+        self.last_result = result
+        if result.status == "cancelled":
+            self.analytics.cancel(result)
+            self.flash_status.setText(self.tr("Cancelled. The target is only partly written."))
+            self._set_state("cancelled")
+            return
+        self.analytics.done(result)
+        check = "validated ✓" if result.validation == "passed" else "not validated"
+        self.flash_status.setText(
+            f"Flash complete! {format_size(result.bytes_written)} in {result.duration:.1f} s "
+            f"({result.mb_per_s:.1f} MB/s), {check}."
+        )
+        self.progress.setValue(1000)
+        self.progress.setFormat("Done")
+        self._set_state("done")
+
+    @Slot(object, float, int)
+    def _on_failed(self, error: FlashError, seconds: float, written: int) -> None:
+        self.job = None
+        self.last_error = error
+        self.analytics.failed(error, duration=seconds, bytes_written=written)
+        self.flash_status.setText(f"Failed: {error}")
+        self._set_state("failed")
+
+    @Slot()
+    def flash_another(self) -> None:
+        """Back to step 1 with a new workflow (Etcher's "Flash another")."""
+        self.analytics.restart()
+        self.last_result = None
+        self.last_error = None
+        self.flash_status.setText("")
+        self._set_state("idle")
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._update_steps()
+        self.stateChanged.emit(state)
+
+    def _update_steps(self) -> None:
+        flashing = self.state == "flashing"
+        ended = self.state in ("done", "cancelled", "failed")
+        src = self.source
+        if src is not None:
+            self.image_card.title.setText(f"<b>{src.name}</b>")
+            sizes = format_size(src.size) if src.size is not None else "size unknown"
+            if src.size_is_estimate:
+                sizes = f"~{sizes}"
+            if src.compressed_size is not None:
+                sizes += f" ({format_size(src.compressed_size)} {src.compression})"
+            self.image_card.detail.setText(sizes)
+            self.image_card.button.setText(self.tr("Change"))
+        tgt = self.target
+        if tgt is not None:
+            if tgt.drive is not None:
+                d = tgt.drive
+                self.target_card.icon.setPixmap(step_icon(icon_kind(d), 72))
+                self.target_card.title.setText(f"<b>{d.display_name}</b>")
+                self.target_card.detail.setText(f"{d.description} — {format_size(d.size)}")
+                warnings = []
+                if d.mountpoints:
+                    warnings.append("⚠ mounted: it will be unmounted")
+                if d.size > 128_000_000_000:
+                    warnings.append("⚠ large drive")
+                if d.is_system:
+                    warnings.append("⚠ system drive")
+                self.target_warning.setText("\n".join(warnings))
+            else:
+                self.target_card.icon.setPixmap(step_icon("file", 72))
+                self.target_card.title.setText(f"<b>{tgt.path.name}</b>")
+                self.target_card.detail.setText(self.tr("Disk-image file"))
+                self.target_warning.setText("")
+            self.target_card.button.setText(self.tr("Change"))
+        else:
+            self.target_card.icon.setPixmap(step_icon("usb-stick", 72))
+            self.target_card.title.setText("")
+            self.target_card.detail.setText("")
+            self.target_warning.setText("")
+            self.target_card.button.setText(self.tr("Select target"))
+        self.image_card.button.setEnabled(not flashing)
+        self.target_card.button.setEnabled(src is not None and not flashing)
+        self.flash_card.button.setEnabled(src is not None and tgt is not None and not flashing)
+        self.flash_card.button.setVisible(not flashing and not ended)
+        self.progress.setVisible(flashing or self.state == "done")
+        self.cancel_button.setVisible(flashing)
+        self.again_button.setVisible(ended)
+        self.settings_button.setEnabled(not flashing)
+
+    # ------------------------------------------------------------------ settings, data, links
+
+    @Slot()
+    def open_settings(self) -> SettingsDialog:
+        """Show the Settings dialog (window-modal, non-blocking); returns it."""
+        if self.notice is not None:
+            self.notice.hide()
+        dialog = SettingsDialog(self.client, self.settings, self)
+        dialog.settingToggled.connect(self.analytics.toggle_setting)
+        dialog.showDataRequested.connect(self.open_inspector)
+        dialog.finished.connect(lambda _r: self.refresh_status())
+        self.settings_dialog = dialog
+        dialog.open()
+        return dialog
+
+    @Slot()
+    def open_inspector(self) -> EventInspector:
+        """Show the telemetry data inspector window; returns it."""
+        if self.inspector is None:
+            self.inspector = EventInspector(self.client)
+            self.inspector.setWindowTitle(self.tr("Telemetry data"))
+            self.inspector.resize(900, 560)
+        self.inspector.show()
+        self.inspector.raise_()
+        return self.inspector
+
+    @Slot()
+    def _on_notice_turned_off(self) -> None:
+        self.refresh_status()
+
+    def featured_link(self) -> str:
+        """The featured-project URL as opened: ``d_id``/``s_id`` appended while telemetry is
+        on, ``optOutAnalytics=true`` when it is off."""
+        url = self.featured_url
+        try:
+            if self.client.enabled:
+                if self._url_params is None:
+                    self._url_params = AnalyticsUrlParams(self.client)
+                return self._url_params.decorate(url)
+        except Exception:
+            log.exception("could not add the device link to the URL")
+            return url
+        separator = "&" if "?" in url else "?"
+        return f"{url}{separator}optOutAnalytics=true"
+
+    @Slot()
+    def open_featured(self) -> str:
+        """Open the featured project in the browser; returns the URL opened."""
+        url = self.featured_link()
+        self.analytics.open_external_link(url)
+        QDesktopServices.openUrl(QUrl(url))
+        return url
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Keep the status fresh when the window comes back to the front."""
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self.refresh_status()
+        super().changeEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Cancel a running flash (after asking), then record ``Close application``."""
+        if self.job is not None:
+            answer = QMessageBox.question(
+                self,
+                self.tr("Flashing"),
+                self.tr("A flash is running. Cancel it and quit?"),
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            job = self.job
+            job.cancel()
+            job.wait(30_000)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop timers and listeners; record ``Close application`` (idempotent)."""
+        if not self._status_timer.isActive():
+            return
+        self._status_timer.stop()
+        self.analytics.close_application(is_flashing=self.job is not None)
+        try:
+            self._unlisten()
+        except Exception:
+            log.exception("could not remove the telemetry listener")
+        if self.inspector is not None:
+            self.inspector.close()

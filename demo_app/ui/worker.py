@@ -1,0 +1,106 @@
+"""Runs a :class:`~demo_app.flasher.Flasher` on a QThread and reports through signals."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from demo_app.flasher import Flasher, FlashError, ImageSource, Target
+
+__all__ = ["FlashJob"]
+
+
+class _Worker(QObject):
+    progress = Signal(object)  # FlashProgress
+    finished = Signal(object)  # FlashResult
+    failed = Signal(object, float, int)  # FlashError, seconds, bytes written
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flasher: Flasher | None = None
+
+    @Slot()
+    def run(self) -> None:
+        assert self.flasher is not None
+        started = time.monotonic()
+        try:
+            result = self.flasher.run()
+        except FlashError as exc:
+            self.failed.emit(exc, time.monotonic() - started, self.flasher.bytes_written)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash
+            error = FlashError("EUNKNOWN", f"Unexpected error: {exc!r}")
+            self.failed.emit(error, time.monotonic() - started, self.flasher.bytes_written)
+        else:
+            self.finished.emit(result)
+
+
+class FlashJob(QObject):
+    """One flash on its own thread. Signals arrive on the thread that created the job.
+
+    ``progress(FlashProgress)``, ``finished(FlashResult)`` (also for a cancelled flash),
+    ``failed(FlashError, seconds, bytes_written)``; ``ended()`` after either, once the thread
+    has stopped.
+    """
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object, float, int)
+    ended = Signal()
+
+    def __init__(
+        self,
+        source: ImageSource,
+        target: Target,
+        *,
+        validate: bool = True,
+        parent: QObject | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("demo-flash")
+        self._worker = _Worker()
+        self.flasher = Flasher(
+            source, target, validate=validate, on_progress=self._worker.progress.emit, **options
+        )
+        self._worker.flasher = self.flasher
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+
+    def start(self) -> None:
+        """Start flashing."""
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the flash to stop (it ends with a cancelled result)."""
+        self.flasher.cancel()
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is still running."""
+        return self._thread.isRunning()
+
+    def wait(self, ms: int = 30_000) -> bool:
+        """Block until the thread ended (for shutdown)."""
+        return bool(self._thread.wait(ms))
+
+    def _stop_thread(self) -> None:
+        self._thread.quit()
+        self._thread.wait(10_000)
+
+    @Slot(object)
+    def _on_finished(self, result: object) -> None:
+        self._stop_thread()
+        self.finished.emit(result)
+        self.ended.emit()
+
+    @Slot(object, float, int)
+    def _on_failed(self, error: object, seconds: float, written: int) -> None:
+        self._stop_thread()
+        self.failed.emit(error, seconds, written)
+        self.ended.emit()
