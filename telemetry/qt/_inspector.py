@@ -240,9 +240,15 @@ class _FilterProxy(QSortFilterProxyModel):
         self.setSortRole(_EventModel.SORT_ROLE)
 
     def set_filter(self, event_type: str | None, search: str) -> None:
+        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.10
+        if begin is not None:
+            begin()
         self.event_type = event_type
         self.search = search.casefold().strip()
-        self.invalidateRowsFilter()
+        if begin is not None:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateRowsFilter()
 
     def accepts(self, row: EventRow) -> bool:
         if self.event_type is not None and row.event_type != self.event_type:
@@ -325,6 +331,7 @@ class EventInspector(QWidget):
         # ---- tabs
         self.tabs = QTabWidget(self)
         name_widget(self.tabs, self.tr("Event lists"))
+        name_widget(self.tabs.tabBar(), self.tr("Queued, sent or dropped events"))
         self.models: dict[str, _EventModel] = {}
         self.proxies: dict[str, _FilterProxy] = {}
         self.views: dict[str, QTableView] = {}
@@ -347,7 +354,10 @@ class EventInspector(QWidget):
             view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
             view.setAlternatingRowColors(True)
             view.setTabKeyNavigation(False)
+            view.setWordWrap(False)
             view.verticalHeader().setVisible(False)
+            view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 8)
+            view.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
             view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
             view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
             name_widget(view, names[kind])

@@ -11,8 +11,10 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -62,6 +64,13 @@ def dark_palette() -> QPalette:
     }
     for role, colour in roles.items():
         p.setColor(role, colour)
+    disabled = QColor(127, 127, 127)
+    for role in (
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+    ):
+        p.setColor(QPalette.ColorGroup.Disabled, role, disabled)
     return p
 
 
@@ -116,3 +125,36 @@ def assert_readable(image: QImage, palette: str) -> None:
         assert mean < 0.4, f"dark palette but mean luminance {mean:.2f}"
     else:
         assert mean > 0.6, f"light palette but mean luminance {mean:.2f}"
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def _direct_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to 127.0.0.1 never go through a proxy set in the environment."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def user_events(client: telemetry.Client) -> list[Any]:
+    """Queued events other than the client's own $identify."""
+    return [e for e in client.store.iter_events() if e.event_type != "$identify"]
+
+
+def start_uploads(client: Any) -> None:
+    """Under the opt-out policy nothing is uploaded before the first-run notice was shown."""
+    mark = getattr(client, "mark_notice_shown", None)
+    if callable(mark):
+        mark()
+
+
+def focusable_controls(root: QWidget) -> list[QWidget]:
+    """Every visible widget under ``root`` that the Tab key can reach."""
+    return [
+        w
+        for w in root.findChildren(QWidget)
+        if w.isVisibleTo(root) and (w.focusPolicy() & Qt.FocusPolicy.TabFocus)
+    ]

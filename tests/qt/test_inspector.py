@@ -1,0 +1,283 @@
+"""``EventInspector`` driven as a user would, over a real client and its real SQLite store."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+from pytestqt.qtbot import QtBot
+
+import telemetry
+from telemetry.qt import EventInspector
+from tests.collector_process import start_in_thread
+from tests.qt.conftest import (
+    assert_readable,
+    focusable_controls,
+    render,
+    start_uploads,
+    user_events,
+)
+
+
+def _inspector(qtbot: QtBot, client: Any, **kwargs: Any) -> EventInspector:
+    inspector = EventInspector(client, **kwargs)
+    qtbot.addWidget(inspector)
+    inspector.resize(900, 600)
+    inspector.show()
+    qtbot.waitExposed(inspector)
+    return inspector
+
+
+def _click_row(qtbot: QtBot, inspector: EventInspector, row: int) -> None:
+    view = inspector.views[inspector.current_kind()]
+    rect = view.visualRect(view.model().index(row, 1))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def _track_some(client: telemetry.Client) -> None:
+    client.track("Flash", {"driveCount": 1, "note": "needle-one"})
+    client.track("Select drive", {"driveType": "usb-flash"})
+    client.track("Flash", {"driveCount": 2})
+
+
+def test_queued_tab_shows_each_event_exactly_as_stored(
+    qtbot: QtBot, client: telemetry.Client
+) -> None:
+    _track_some(client)
+    stored = {e.insert_id: e.json for e in client.store.iter_events()}
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    assert inspector.current_kind() == "queued"
+    shown = inspector.shown_rows()
+    assert {r.detail: r.json for r in shown} == stored
+    # newest first; clicking a row shows its exact JSON
+    _click_row(qtbot, inspector, 0)
+    selected = inspector.selected_row()
+    assert selected is not None
+    assert selected.json == stored[selected.detail]
+    assert inspector.json_view.toPlainText() == stored[selected.detail]
+    # pretty-printing only re-indents
+    qtbot.mouseClick(inspector.pretty_check, Qt.MouseButton.LeftButton)
+    assert json.loads(inspector.json_view.toPlainText()) == json.loads(selected.json)
+    assert inspector.json_view.toPlainText().count("\n") > 3
+
+
+def test_type_filter_and_search_narrow_the_rows(qtbot: QtBot, client: telemetry.Client) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    types = [inspector.type_combo.itemText(i) for i in range(inspector.type_combo.count())]
+    assert types[1:] == sorted({"Flash", "Select drive", "$identify"} & set(types[1:]))
+    assert "Flash" in types and "Select drive" in types
+    # choose "Flash" with the keyboard: focus the combo, then select by typing
+    inspector.type_combo.setFocus()
+    inspector.type_combo.setCurrentIndex(inspector.type_combo.findText("Flash"))
+    assert {r.event_type for r in inspector.shown_rows()} == {"Flash"}
+    assert len(inspector.shown_rows()) == 2
+    qtbot.keyClicks(inspector.search_edit, "NEEDLE-ONE")  # case-insensitive
+    rows = inspector.shown_rows()
+    assert len(rows) == 1 and '"needle-one"' in rows[0].json
+    inspector.search_edit.clear()
+    inspector.type_combo.setCurrentIndex(0)
+    assert len(inspector.shown_rows()) == len(list(client.store.iter_events()))
+
+
+@pytest.fixture
+def uploading_client(tmp_path: Path) -> Iterator[tuple[telemetry.Client, Path]]:
+    database = tmp_path / "collector.db"
+    url, stop = start_in_thread(database)
+    client = telemetry.create_client(
+        "test-project", "test-app", "1.2.3", endpoint=url, data_dir=tmp_path / "client"
+    )
+    start_uploads(client)
+    try:
+        yield client, tmp_path / "client" / "telemetry.db"
+    finally:
+        client.close()
+        stop()
+
+
+def test_sent_tab_shows_the_json_that_went_out(
+    qtbot: QtBot, uploading_client: tuple[telemetry.Client, Path]
+) -> None:
+    client, db_path = uploading_client
+    _track_some(client)
+    assert client.flush(timeout=15)
+    assert not user_events(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    qtbot.keyClick(inspector.tabs.tabBar(), Qt.Key.Key_Right)  # Queued -> Sent
+    assert inspector.current_kind() == "sent"
+    rows = inspector.shown_rows()
+    assert {r.event_type for r in rows} >= {"Flash", "Select drive"}
+    # the exact bytes kept in the sent ring buffer contain each shown event verbatim
+    with sqlite3.connect(db_path) as conn:
+        bodies = [
+            gzip.decompress(b).decode() for (b,) in conn.execute("SELECT body FROM sent_batches")
+        ]
+    for row in rows:
+        assert any(row.json in body for body in bodies), row.json
+        assert "HTTP 200" in row.detail
+    _click_row(qtbot, inspector, 0)
+    assert inspector.json_view.toPlainText() == inspector.selected_row().json  # type: ignore[union-attr]
+    assert inspector.json_caption.text() == "Exact JSON as sent"
+
+
+def test_dropped_tab_shows_the_reason(qtbot: QtBot, data_dir: Path) -> None:
+    client = telemetry.create_client(
+        "test-project", "test-app", "1.2.3", data_dir=data_dir, upload=False, max_events=3
+    )
+    try:
+        for i in range(6):
+            client.track("Flash", {"n": i})
+        client.store.enforce_limits()
+        dropped = client.store.dropped()
+        assert dropped
+        inspector = _inspector(qtbot, client, refresh_interval=0)
+        inspector.set_current_kind("dropped")
+        rows = inspector.shown_rows()
+        assert len(rows) == len(dropped)
+        assert {r.json for r in rows} == {d["payload"] for d in dropped}
+        assert {r.detail for r in rows} == {d["reason"] for d in dropped}
+    finally:
+        client.close()
+
+
+def test_export_writes_the_filtered_events_as_json_lines(
+    qtbot: QtBot, client: telemetry.Client, tmp_path: Path
+) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    out = tmp_path / "all.jsonl"
+    assert inspector.export_jsonl(out) == len(list(client.store.iter_events()))
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines == [e.json for e in client.store.iter_events()]
+    inspector.type_combo.setCurrentIndex(inspector.type_combo.findText("Select drive"))
+    flt = tmp_path / "select.jsonl"
+    assert inspector.export_jsonl(flt) == 1
+    assert json.loads(flt.read_text(encoding="utf-8"))["event_type"] == "Select drive"
+
+
+def test_export_button_asks_for_a_file_and_writes_it(
+    qtbot: QtBot, client: telemetry.Client, tmp_path: Path
+) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    qtbot.mouseClick(inspector.export_button, Qt.MouseButton.LeftButton)
+    dialog = inspector.findChild(QFileDialog, "telemetryExportDialog")
+    assert dialog is not None and dialog.isVisible()
+    target = tmp_path / "chosen.jsonl"
+    dialog.selectFile(str(target))
+    dialog.accept()
+    qtbot.waitUntil(target.exists, timeout=5000)
+    assert target.read_text(encoding="utf-8").splitlines() == [
+        e.json for e in client.store.iter_events()
+    ]
+    assert "exported" in inspector.summary_label.text()
+
+
+def _answer_purge(
+    qtbot: QtBot, inspector: EventInspector, button: QMessageBox.StandardButton
+) -> None:
+    qtbot.mouseClick(inspector.purge_button, Qt.MouseButton.LeftButton)
+    box = inspector.findChild(QMessageBox, "telemetryPurgeConfirmation")
+    assert box is not None and box.isVisible()
+    assert str(len(list(inspector.store.iter_events()))) in box.text()
+    qtbot.mouseClick(box.button(button), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: (
+            inspector.findChild(QMessageBox, "telemetryPurgeConfirmation") is None
+            or not box.isVisible()
+        ),
+        timeout=5000,
+    )
+
+
+def test_purge_asks_first_and_cancel_keeps_everything(
+    qtbot: QtBot, client: telemetry.Client
+) -> None:
+    _track_some(client)
+    before = len(list(client.store.iter_events()))
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    _answer_purge(qtbot, inspector, QMessageBox.StandardButton.Cancel)
+    assert len(list(client.store.iter_events())) == before
+    assert len(inspector.shown_rows()) == before
+
+
+def test_purge_confirmed_empties_the_real_queue(qtbot: QtBot, client: telemetry.Client) -> None:
+    _track_some(client)
+    before = len(list(client.store.iter_events()))
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    with qtbot.waitSignal(inspector.purged, timeout=5000) as signal:
+        _answer_purge(qtbot, inspector, QMessageBox.StandardButton.Yes)
+    assert signal.args == [before]
+    assert list(client.store.iter_events()) == []
+    assert client.store.stats().events == 0
+    assert inspector.shown_rows() == []
+    assert not inspector.purge_button.isEnabled()
+
+
+def test_live_refresh_shows_new_events_without_a_click(
+    qtbot: QtBot, client: telemetry.Client
+) -> None:
+    inspector = _inspector(qtbot, client, refresh_interval=0.1)
+    assert inspector.live
+    before = len(inspector.shown_rows())
+    client.track("Flash", {"driveCount": 7})
+    qtbot.waitUntil(lambda: len(inspector.shown_rows()) == before + 1, timeout=5000)
+    assert any('"driveCount":7' in r.json for r in inspector.shown_rows())
+    # turning live refresh off stops the polling
+    qtbot.mouseClick(inspector.live_check, Qt.MouseButton.LeftButton)
+    assert not inspector.live
+
+
+def test_a_large_queue_is_read_one_page_at_a_time(qtbot: QtBot, client: telemetry.Client) -> None:
+    for i in range(45):
+        client.track("Flash", {"n": i})
+    total = len(list(client.store.iter_events()))
+    inspector = _inspector(qtbot, client, refresh_interval=0, page_size=20)
+    assert len(inspector.shown_rows()) == 20
+    assert inspector.more_button.isEnabled()
+    assert f"{total} queued" in inspector.summary_label.text()
+    qtbot.mouseClick(inspector.more_button, Qt.MouseButton.LeftButton)
+    assert len(inspector.shown_rows()) == 40
+    qtbot.mouseClick(inspector.more_button, Qt.MouseButton.LeftButton)
+    assert len(inspector.shown_rows()) == total
+    assert not inspector.more_button.isEnabled()
+    # the export still covers the whole queue, not only the pages read
+    assert {r.detail for r in inspector.shown_rows()} == {
+        e.insert_id for e in client.store.iter_events()
+    }
+
+
+def test_every_control_has_an_accessible_name_and_tab_order_follows_the_layout(
+    qtbot: QtBot, client: telemetry.Client
+) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    for widget in focusable_controls(inspector):
+        assert widget.accessibleName(), widget
+    inspector.activateWindow()
+    qtbot.waitUntil(inspector.isActiveWindow, timeout=5000)
+    inspector.type_combo.setFocus()
+    chain = [inspector.focusWidget()]
+    for _ in range(4):
+        qtbot.keyClick(inspector.focusWidget(), Qt.Key.Key_Tab)
+        chain.append(inspector.focusWidget())
+    assert chain[:3] == [inspector.type_combo, inspector.search_edit, inspector.tabs.tabBar()]
+
+
+@pytest.mark.parametrize("size", [(900, 600)])
+def test_renders_readably_in_light_and_dark(
+    qtbot: QtBot, client: telemetry.Client, tmp_path: Path, palette_name: str, size: tuple[int, int]
+) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    _click_row(qtbot, inspector, 0)
+    image = render(inspector, tmp_path / f"inspector-{palette_name}.png", *size)
+    assert (image.width(), image.height()) == size
+    assert_readable(image, palette_name)
