@@ -142,11 +142,15 @@ def _collector_child(argv: Sequence[str]) -> int:
 # ---------------------------------------------------------------------------- client and window
 
 
-def make_client(data_dir: Path, endpoint: str | None, *, upload: bool = True) -> Any:
-    """The telemetry client, with the demo's event catalogue when the library supports it."""
+def make_client(
+    data_dir: Path, endpoint: str | None, *, upload: bool = True, **options: Any
+) -> Any:
+    """The telemetry client, with the demo's event catalogue when the library supports it.
+
+    ``options`` go to ``telemetry.create_client`` (``upload_policy``, ``consent_policy``...).
+    """
     import telemetry
 
-    options: dict[str, Any] = {}
     if hasattr(telemetry, "EventCatalogue"):
         options["catalogue"] = CATALOGUE_PATH
     return telemetry.create_client(

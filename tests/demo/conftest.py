@@ -1,0 +1,147 @@
+"""Fixtures for the demo app tests: offscreen Qt, real collector child, real SQLite, real images.
+
+``QT_QPA_PLATFORM=offscreen`` is set before pytest-qt creates the ``QApplication``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+import bz2
+import gzip
+import lzma
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from demo_app.app import build_window, make_client
+from telemetry.qt import QtDriveWatcher
+from telemetry.uploader import UploadPolicy
+from tests.collector_process import CollectorProcess
+
+#: Short waits everywhere: these tests are about behaviour, not the production timings.
+FAST_POLICY = UploadPolicy(
+    flush_interval=0.2,
+    connect_timeout=2.0,
+    total_timeout=5.0,
+    backoff_initial=0.2,
+    backoff_cap=0.8,
+    max_requests_per_minute=600,
+    retry_after_default=0.5,
+    retry_after_max=5.0,
+    config_error_pause=1.0,
+    offline_check_interval=0.2,
+    after_success_delay=0.02,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's DO_NOT_TRACK must not leak into the tests."""
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
+
+
+def image_bytes(size: int, *, random_bytes: int = 1 << 20) -> bytes:
+    """An image: random bytes (incompressible), zeros, then random again."""
+    head = os.urandom(min(random_bytes, size // 2))
+    tail = os.urandom(min(random_bytes, size - len(head)))
+    return head + bytes(size - len(head) - len(tail)) + tail
+
+
+def write_image(folder: Path, raw: bytes, kind: str, name: str = "disk.img") -> Path:
+    """``raw`` written as ``name`` (``kind`` ``img``) or compressed (``xz``, ``gz``, ``bz2``,
+    ``zip``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "img":
+        path = folder / name
+        path.write_bytes(raw)
+    elif kind == "xz":
+        path = folder / f"{name}.xz"
+        path.write_bytes(lzma.compress(raw, preset=0))
+    elif kind == "gz":
+        path = folder / f"{name}.gz"
+        path.write_bytes(gzip.compress(raw, compresslevel=1))
+    elif kind == "bz2":
+        path = folder / f"{name}.bz2"
+        path.write_bytes(bz2.compress(raw, compresslevel=1))
+    elif kind == "zip":
+        path = folder / f"{Path(name).stem}.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            archive.writestr(name, raw)
+    else:
+        raise ValueError(kind)
+    return path
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[CollectorProcess]:
+    """The real collector, as a child process on 127.0.0.1."""
+    with CollectorProcess(tmp_path / "collector.db") as proc:
+        yield proc
+
+
+@dataclass
+class Demo:
+    """A running demo window with its client and data folder."""
+
+    window: Any
+    client: Any
+    root: Path
+    watcher: QtDriveWatcher
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event in the local database: sent (from the sent-batch log) and queued."""
+        out: list[dict[str, Any]] = []
+        for batch in reversed(self.client.store.sent_batches(limit=100)):
+            sent = batch["events"]
+            out.extend(sent["events"] if isinstance(sent, dict) else sent)
+        out.extend(e.as_dict() for e in self.client.store.iter_events())
+        return out
+
+    def names(self) -> list[str]:
+        return [e["event_type"] for e in self.events()]
+
+
+@pytest.fixture
+def make_demo(qtbot: QtBot, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
+    """Build demo windows like ``python -m demo_app`` does (``build_window``), on a real client
+    writing to ``tmp_path``; ``drives`` feeds the real ``QtDriveWatcher`` through its lister."""
+    made: list[Demo] = []
+
+    def make(
+        endpoint: str | None = None,
+        *,
+        drives: list[Any] | None = None,
+        name: str = "root",
+        show: bool = True,
+    ) -> Demo:
+        root = tmp_path / name
+        client = make_client(root / "telemetry", endpoint, upload_policy=FAST_POLICY)
+        listed = list(drives or [])
+        watcher = QtDriveWatcher(all_drives=True, lister=lambda: list(listed))
+        watcher.start()
+        window = build_window(client, root, watcher=watcher, connectivity=False)
+        qtbot.addWidget(window)
+        demo = Demo(window, client, root, watcher)
+        made.append(demo)
+        if show:
+            window.show()
+            qtbot.waitExposed(window)
+        return demo
+
+    yield make
+    for demo in made:
+        if demo.window.job is not None:
+            demo.window.job.cancel()
+            demo.window.job.wait(30_000)
+        demo.window.shutdown()
+        demo.watcher.stop()
+        demo.client.close()
