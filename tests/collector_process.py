@@ -2,9 +2,10 @@
 
 Public API (other test suites rely on it; keep it stable):
 
-``CollectorProcess(database: Path, *, extra_args: Sequence[str] = ())``
+``CollectorProcess(database: Path | str, *, extra_args: Sequence[str] = ())``
     Context manager running ``python -m telemetry.collector --host 127.0.0.1 --port P
-    --database DB`` as a real child process (``sys.executable``)::
+    --database DB`` as a real child process (``sys.executable``). ``database`` is a SQLite file
+    or a ``postgresql://`` URL; ``extra_args`` go after (e.g. ``--config``)::
 
         with CollectorProcess(tmp_path / "collector.db") as collector:
             httpx.post(f"{collector.url}/2/httpapi", json=batch)
@@ -22,16 +23,17 @@ Public API (other test suites rely on it; keep it stable):
     * ``url`` (``"http://127.0.0.1:PORT"``), ``port`` (int; ``None`` before the first start),
       ``pid``, ``running``, ``returncode``.
     * ``rows() -> list[dict[str, Any]]``: every row of the ``events`` table (ordered by ``id``),
-      read with ``sqlite3`` directly from the database file; ``event`` is the stored JSON text.
-      ``[]`` if the database or table does not exist yet.
+      read with ``sqlite3`` directly from the database file (or with psycopg from PostgreSQL);
+      ``event`` is the stored JSON text. ``[]`` if the database or table does not exist yet.
     * ``stdout`` / ``stderr``: everything the child printed so far, across restarts (stderr holds
       the logs; stdout holds one ``listening on URL`` line per start).
 
-``start_in_thread(database) -> tuple[str, Callable[[], None]]``
+``start_in_thread(database, **app_options) -> tuple[str, Callable[[], None]]``
     Runs the collector app with uvicorn inside this process on a background thread (fast tests).
-    ``database`` is a path, or an open ``telemetry.collector.EventStore`` (the caller keeps
-    ownership). Returns ``(url, stop)``; ``stop()`` shuts the server down (bounded) and is
-    idempotent.
+    ``database`` is a path, a ``postgresql://`` URL, or an open ``telemetry.collector.Storage``
+    (the caller keeps ownership); ``app_options`` go to ``create_app`` (``config``,
+    ``environment``, ``forward_interval``). Returns ``(url, stop)``; ``stop()`` shuts the server
+    down (bounded) and is idempotent.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from telemetry.collector import EventStore
+    from telemetry.collector import Storage
 
 __all__ = ["CollectorProcess", "start_in_thread"]
 
@@ -64,8 +66,10 @@ _POLL_SECONDS = 0.02
 class CollectorProcess:
     """The collector as a child process; see the module docstring for the API."""
 
-    def __init__(self, database: Path, *, extra_args: Sequence[str] = ()) -> None:
-        self.database = Path(database)
+    def __init__(self, database: Path | str, *, extra_args: Sequence[str] = ()) -> None:
+        self.database: Path | str = (
+            database if str(database).startswith("postgresql://") else Path(database)
+        )
         self.extra_args = tuple(extra_args)
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -204,7 +208,9 @@ class CollectorProcess:
         return _read_text(self._stderr_path)
 
     def rows(self) -> list[dict[str, Any]]:
-        """All stored events, ordered by ``id``, read straight from the database file."""
+        """All stored events, ordered by ``id``, read straight from the database."""
+        if isinstance(self.database, str):
+            return _postgres_rows(self.database)
         if not self.database.exists():
             return []
         conn = sqlite3.connect(f"{self.database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
@@ -218,6 +224,17 @@ class CollectorProcess:
             return [dict(row) for row in conn.execute("SELECT * FROM events ORDER BY id")]
         finally:
             conn.close()
+
+
+def _postgres_rows(dsn: str) -> list[dict[str, Any]]:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT to_regclass('events') IS NOT NULL AS e").fetchone()
+        if not exists or not exists["e"]:
+            return []
+        return list(conn.execute("SELECT * FROM events ORDER BY id").fetchall())
 
 
 def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -239,7 +256,9 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def start_in_thread(database: str | Path | EventStore) -> tuple[str, Callable[[], None]]:
+def start_in_thread(
+    database: str | Path | Storage, **app_options: Any
+) -> tuple[str, Callable[[], None]]:
     """Run the collector in this process on a thread; return ``(url, stop)``.
 
     ``database`` is a ``str``/``Path`` or an open ``telemetry.collector.EventStore``. Waits at
@@ -248,7 +267,7 @@ def start_in_thread(database: str | Path | EventStore) -> tuple[str, Callable[[]
     from telemetry.collector import create_app
     from telemetry.collector._server import CollectorServer, bind_socket, socket_url, uvicorn_config
 
-    app = create_app(database)
+    app = create_app(database, **app_options)
     sock = bind_socket(_HOST, 0)
     url = socket_url(sock)
     started = threading.Event()

@@ -573,6 +573,6 @@ def open_storage(database: str | Path | Storage) -> Storage:
     if is_postgres_url(database):
         from telemetry.collector._postgres import PostgresStore
 
-        store: Storage = PostgresStore(str(database))  # type: ignore[assignment]
+        store: Storage = PostgresStore(str(database))
         return store
     return EventStore(database)

@@ -1,0 +1,156 @@
+"""The PostgreSQL backend against a real server: migrations, dedup, concurrency, errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from telemetry.collector import StorageUnavailable
+from telemetry.collector._postgres import PG_SCHEMA_VERSION, PostgresStore
+from telemetry.collector._validation import parse_batch
+from tests.collector_process import CollectorProcess, start_in_thread
+
+from ._support import DEVICE_ID, PROJECT, batch, event, post
+
+
+def test_migrations_are_versioned_and_run_once(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn)
+    try:
+        assert store.schema_version == PG_SCHEMA_VERSION == 2
+    finally:
+        store.close()
+    # A second opener (another collector) finds the schema current and changes nothing.
+    again = PostgresStore(postgres_dsn)
+    again.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
+        constraint = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'events'::regclass AND contype = 'u'"
+        ).fetchone()
+    assert versions == [1, 2]
+    assert {"events", "tombstones", "outbox", "link_hits", "schema_migrations"} <= tables
+    assert constraint == ("UNIQUE (project, insert_id)",)
+
+
+def test_a_newer_schema_is_refused(postgres_dsn: str) -> None:
+    PostgresStore(postgres_dsn).close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version) VALUES (%s)", (PG_SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(StorageUnavailable, match="newer"):
+        PostgresStore(postgres_dsn)
+
+
+def test_collectors_starting_together_migrate_once(postgres_dsn: str) -> None:
+    barrier = threading.Barrier(4)
+
+    def open_one() -> int:
+        barrier.wait(10)
+        store = PostgresStore(postgres_dsn)
+        try:
+            return store.schema_version
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda _: open_one(), range(4))) == [PG_SCHEMA_VERSION] * 4
+
+
+def test_unreachable_server_raises_storage_unavailable() -> None:
+    with pytest.raises(StorageUnavailable):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/nothing", connect_timeout=2)
+
+
+def test_two_collector_processes_store_the_same_batch_once(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Several hosts behind a load balancer share one PostgreSQL: a batch retried against both
+    at the same moment (and repeated) is stored once."""
+    events = [event(i) for i in range(300)]
+    body = json.dumps(batch(events)).encode()
+    with CollectorProcess(postgres_dsn) as first, CollectorProcess(postgres_dsn) as second:
+        urls = [first.url, second.url] * 4  # 8 concurrent posts of the same batch
+        barrier = threading.Barrier(len(urls))
+
+        def send(url: str) -> httpx.Response:
+            barrier.wait(10)
+            return post(url, body)
+
+        with ThreadPoolExecutor(len(urls)) as pool:
+            answers = list(pool.map(send, urls))
+        assert [a.status_code for a in answers] == [200] * len(urls)
+        duplicates = sorted(a.json()["duplicates"] for a in answers)
+        # Exactly one request added the rows; every other one saw all 300 as duplicates...
+        assert sum(300 - d for d in duplicates) == 300
+        stored = first.rows()
+        assert len(stored) == 300
+        assert sorted(r["insert_id"] for r in stored) == sorted(e["insert_id"] for e in events)
+        assert second.rows() == stored
+        assert "postgresql database" in first.stderr
+
+
+def test_rows_are_visible_once_answered_and_a_dead_database_gives_503(
+    postgres_admin_dsn: str, postgres_dsn: str
+) -> None:
+    url, stop = start_in_thread(postgres_dsn)
+    try:
+        assert post(url, batch([event(1), event(2)])).status_code == 200
+        with psycopg.connect(postgres_dsn) as conn:  # a new session sees the committed rows
+            assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+        name = postgres_dsn.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        refused = post(url, batch([event(3)]))
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "5"
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 503
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        assert post(url, batch([event(3)])).status_code == 200
+        with psycopg.connect(postgres_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
+    finally:
+        stop()
+
+
+def test_deletion_and_concurrent_inserts_leave_no_row_of_the_device(postgres_dsn: str) -> None:
+    """Inserts of a device racing its deletion request: after the deletion, nothing of it is
+    stored, whichever transaction ran first."""
+    store = PostgresStore(postgres_dsn, pool_size=6)
+    try:
+        batches = [
+            parse_batch(json.dumps(batch([event(1000 * b + i) for i in range(50)])).encode())
+            for b in range(12)
+        ]
+        with ThreadPoolExecutor(6) as pool:
+            inserts = [pool.submit(store.insert_batch, b) for b in batches[:6]]
+            deletion = pool.submit(store.delete_device, PROJECT, DEVICE_ID, "race")
+            inserts += [pool.submit(store.insert_batch, b) for b in batches[6:]]
+            results = [f.result(30) for f in inserts]
+            deleted = deletion.result(30)
+        stored_before_deletion = deleted.deleted
+        assert store.count() == 0
+        rejected = sum(r.rejected for r in results)
+        inserted = sum(r.inserted for r in results)
+        assert inserted == stored_before_deletion
+        assert inserted + rejected == 600
+    finally:
+        store.close()
