@@ -109,7 +109,7 @@ class ConsentNotice(QFrame):
             off_text, ok_text = self.tr("&Don't allow"), self.tr("&Allow")
             off_name, ok_name = self.tr("Don't allow"), self.tr("Allow")
         else:
-            off_text, ok_text = self.tr("Turn &off"), self.tr("&OK")
+            off_text, ok_text = self.tr("Turn &off"), self.tr("O&K")
             off_name, ok_name = self.tr("Turn off"), self.tr("OK")
         self.turn_off_button = QPushButton(off_text, self)
         name_widget(
@@ -135,6 +135,7 @@ class ConsentNotice(QFrame):
         layout.addWidget(self.title)
         layout.addWidget(self.body)
         layout.addLayout(buttons)
+        layout.addStretch(1)  # taller than needed: keep the text and buttons together on top
         QWidget.setTabOrder(self.show_data_button, self.turn_off_button)
         QWidget.setTabOrder(self.turn_off_button, self.ok_button)
 

@@ -158,3 +158,43 @@ def focusable_controls(root: QWidget) -> list[QWidget]:
         for w in root.findChildren(QWidget)
         if w.isVisibleTo(root) and (w.focusPolicy() & Qt.FocusPolicy.TabFocus)
     ]
+
+
+def db_rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read the client's real SQLite file directly (not through the store's API)."""
+    import sqlite3
+
+    path = data_dir / "telemetry.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return list(conn.execute(sql, params).fetchall())
+
+
+def db_state(data_dir: Path, key: str) -> Any:
+    """A state value as stored in the file (JSON-decoded), or None."""
+    import json
+
+    rows = db_rows(data_dir, "SELECT value FROM state WHERE key = ?", (key,))
+    return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def closed_loopback_url() -> str:
+    """``http://127.0.0.1:PORT`` where nothing listens (connections are refused at once)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def unreachable_client(data_dir: Path) -> Iterator[telemetry.Client]:
+    """An uploading client whose collector (on 127.0.0.1) refuses connections: whatever it
+    queues for delivery, deletion requests included, stays queued."""
+    c = telemetry.create_client(
+        "test-project", "test-app", "1.2.3", endpoint=closed_loopback_url(), data_dir=data_dir
+    )
+    yield c
+    c.close()
