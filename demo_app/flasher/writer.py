@@ -271,8 +271,10 @@ class Flasher:
             return False
         if ident is None:
             return True
-        if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        if stat.S_ISBLK(st.st_mode):
             return st.st_rdev == ident.rdev and _sysfs_present(st.st_rdev)
+        if stat.S_ISCHR(st.st_mode):
+            return st.st_rdev == ident.rdev
         return (st.st_dev, st.st_ino) == (ident.dev, ident.ino)
 
     def _target_error(self, exc: OSError, action: str) -> FlashError:
@@ -303,8 +305,7 @@ class Flasher:
         try:
             reader = self.source.open(self._chunk)
         except FlashError:
-            for v in views:
-                v.release()
+            _release(views, pool)
             raise
 
         def read_loop() -> None:
@@ -361,10 +362,7 @@ class Flasher:
             stop.set()
             thread.join(10)
             reader.close()
-            for v in views:
-                v.release()
-            for b in pool:
-                b.close()
+            _release(views, pool)
         now = time.monotonic()
         self._report("flashing", written, written, 1.0, speed.add(now, written))
         return written, digest.hexdigest()
@@ -432,8 +430,7 @@ class Flasher:
                         raise self._unplugged()
                     self._report("validating", done, length, done / length, speed.add(now, done))
         finally:
-            view.release()
-            buffer.close()
+            _release([view], [buffer])
             os.close(fd)
         if done != length or digest.hexdigest() != expected:
             raise FlashError(
@@ -457,6 +454,16 @@ class Flasher:
     def _cancelled(self, started: float, written: int, phase: Phase) -> FlashResult:
         duration = time.monotonic() - started
         return FlashResult("cancelled", written, duration, duration, 0.0, "", "cancelled", phase)
+
+
+def _release(views: list[memoryview], maps: list[mmap.mmap]) -> None:
+    """Free the buffers; one still referenced (by a traceback's frame) is left to the GC."""
+    for v in views:
+        with contextlib.suppress(BufferError):
+            v.release()
+    for m in maps:
+        with contextlib.suppress(BufferError):
+            m.close()
 
 
 def _fraction(
