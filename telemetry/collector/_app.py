@@ -165,6 +165,7 @@ def create_app(
     config: CollectorConfig | None = None,
     environment: str = "production",
     forward_interval: float = 1.0,
+    forward_backoff: float = 5.0,
 ) -> Starlette:
     """Build the collector's ASGI app.
 
@@ -173,7 +174,7 @@ def create_app(
     keeps ownership). ``config`` maps projects to destination tokens (default: any project,
     no forwarding); ``environment`` picks the tokens (``staging`` or ``production``). When a
     project has a token for it, a background task forwards its events every ``forward_interval``
-    seconds.
+    seconds, backing off from ``forward_backoff`` seconds after failures.
 
     Routes: ``POST /2/httpapi`` and ``POST /amplitude/2/httpapi`` (Amplitude HTTP V2 batches),
     ``POST /deletion`` and ``POST /amplitude/deletion``, ``GET /healthz``, ``GET /metrics``, and
@@ -311,11 +312,13 @@ def create_app(
     async def robots(request: Request) -> Response:
         return PlainTextResponse("User-agent: *\nDisallow: /\n")
 
-    background: list[Callable[[], contextlib.AbstractAsyncContextManager[None]]] = []
+    background: list[Callable[[], contextlib.AbstractAsyncContextManager[object]]] = []
     if cfg.forwarding(environment):
         from telemetry.collector._forwarder import run_forwarder
 
-        background.append(lambda: run_forwarder(state, interval=forward_interval))
+        background.append(
+            lambda: run_forwarder(state, interval=forward_interval, backoff_base=forward_backoff)
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

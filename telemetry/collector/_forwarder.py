@@ -1,18 +1,255 @@
-"""Forwarding stored events to Amplitude HTTP V2 (placeholder, filled in the forwarding step)."""
+"""Forwarding stored events to Amplitude HTTP V2 from the durable outbox.
+
+The ingest transaction puts every new event of a project that has a destination token (for the
+collector's environment) into the ``outbox`` table. A background task here leases due rows (one
+project at a time, so one token per request; several collector processes on one PostgreSQL
+never send the same row at once), sends them and settles them:
+
+* requests carry at most 1,000 events and 800 KB (headroom under Amplitude's 2,000 / 1 MB), each
+  event exactly as stored, so its ``insert_id`` is kept (Amplitude dedups on it for 7 days);
+* **200**: rows deleted;
+* **413**: the request is split in halves, each sent again (a single event still too large is
+  dropped);
+* **429**: rows wait ``Retry-After`` seconds (30 s when absent, as Amplitude advises);
+* **400**: the events Amplitude names (``events_with_invalid_fields``,
+  ``events_with_missing_fields``, ``silenced_events``) are dropped and the rest resent at once;
+  a 400 naming none is retried with backoff (e.g. a bad token, fixed by a configuration change);
+* **5xx, other statuses, network errors**: exponential backoff with jitter, 5 s doubling up to
+  10 min;
+* rows still unsent 7 days after they were stored are dropped (past Amplitude's dedup window a
+  late retry could duplicate).
+
+Tokens are only put in the request body; logs name the project, counts and statuses.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from telemetry.collector._storage import ForwardRow
 
 if TYPE_CHECKING:
     from telemetry.collector._app import CollectorState
 
-__all__ = ["run_forwarder"]
+__all__ = [
+    "MAX_FORWARD_AGE_MS",
+    "MAX_REQUEST_BYTES",
+    "MAX_REQUEST_EVENTS",
+    "Forwarder",
+    "run_forwarder",
+]
+
+logger = logging.getLogger("telemetry.collector.forwarder")
+
+MAX_REQUEST_EVENTS: Final = 1000
+MAX_REQUEST_BYTES: Final = 800_000
+#: Rows older than this are dropped unsent (Amplitude's insert_id dedup window).
+MAX_FORWARD_AGE_MS: Final = 7 * 24 * 3600 * 1000
+#: How long a claimed row stays invisible to other forwarders.
+LEASE_MS: Final = 120_000
+DEFAULT_429_WAIT_SECONDS: Final = 30.0
+MAX_BACKOFF_SECONDS: Final = 600.0
+REQUEST_TIMEOUT_SECONDS: Final = 30.0
+
+
+def _body(token: str, rows: Sequence[ForwardRow]) -> bytes:
+    events = ",".join(row.event for row in rows)
+    return f'{{"api_key":{json.dumps(token)},"events":[{events}]}}'.encode()
+
+
+def _chunks(rows: Sequence[ForwardRow], token: str) -> list[list[ForwardRow]]:
+    """Split ``rows`` in order into requests of <= 1,000 events and <= 800 KB."""
+    overhead = len(_body(token, []))
+    chunks: list[list[ForwardRow]] = []
+    current: list[ForwardRow] = []
+    size = overhead
+    for row in rows:
+        extra = len(row.event.encode()) + 1
+        if current and (len(current) >= MAX_REQUEST_EVENTS or size + extra > MAX_REQUEST_BYTES):
+            chunks.append(current)
+            current, size = [], overhead
+        current.append(row)
+        size += extra
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _retry_after(response: httpx.Response) -> float:
+    raw = response.headers.get("retry-after", "").strip()
+    try:
+        return min(MAX_BACKOFF_SECONDS, max(0.0, float(raw)))
+    except ValueError:
+        return DEFAULT_429_WAIT_SECONDS
+
+
+def _named_indexes(body: Any) -> set[int]:
+    """Event indexes an Amplitude 400 body names as bad."""
+    named: set[int] = set()
+    if not isinstance(body, dict):
+        return named
+    for key in ("events_with_invalid_fields", "events_with_missing_fields"):
+        fields = body.get(key)
+        if isinstance(fields, dict):
+            for indexes in fields.values():
+                if isinstance(indexes, list):
+                    named.update(i for i in indexes if isinstance(i, int))
+    silenced = body.get("silenced_events")
+    if isinstance(silenced, list):
+        named.update(i for i in silenced if isinstance(i, int))
+    return named
+
+
+class Forwarder:
+    """Drains the outbox to the configured Amplitude endpoint (one pass per :meth:`run_once`)."""
+
+    def __init__(
+        self,
+        state: CollectorState,
+        client: httpx.AsyncClient,
+        *,
+        backoff_base: float = 5.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._state = state
+        self._client = client
+        self._backoff_base = backoff_base
+        self._clock = clock or state.clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def run_once(self) -> int:
+        """Expire old rows, then claim one project's due rows and send them; return how many
+        rows were claimed (0: nothing due)."""
+        store = self._state.storage
+        metrics = self._state.metrics
+        now = self._now_ms()
+        expired = await run_in_threadpool(store.forward_expire, now - MAX_FORWARD_AGE_MS)
+        if expired:
+            metrics.inc("forward_dropped_events", expired)
+            logger.warning("dropped %d events unsent after 7 days", expired)
+        rows = await run_in_threadpool(
+            lambda: store.claim_forwards(now=now, lease_ms=LEASE_MS, limit=MAX_REQUEST_EVENTS)
+        )
+        if not rows:
+            return 0
+        project = rows[0].project
+        token = self._state.config.token(project, self._state.environment)
+        if token is None:  # no longer configured for this environment: keep them for later
+            await run_in_threadpool(store.forward_retry, [r.id for r in rows], now + LEASE_MS)
+            return len(rows)
+        for chunk in _chunks(rows, token.reveal()):
+            await self._send(project, token.reveal(), chunk)
+        return len(rows)
+
+    async def _send(self, project: str, token: str, rows: list[ForwardRow]) -> None:
+        store = self._state.storage
+        metrics = self._state.metrics
+        ids = [r.id for r in rows]
+        try:
+            response = await self._client.post(
+                self._state.config.forward_url,
+                content=_body(token, rows),
+                headers={"Content-Type": "application/json", "Accept": "*/*"},
+                timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except httpx.HTTPError as exc:
+            metrics.inc("forward_requests", status=0)
+            logger.warning("forwarding %d events of %r failed: %s", len(rows), project, type(exc))
+            await self._backoff(rows)
+            return
+        status = response.status_code
+        metrics.inc("forward_requests", status=status)
+        if status == 200:
+            await run_in_threadpool(store.forward_done, ids)
+            metrics.inc("forwarded_events", len(rows))
+            logger.info("forwarded %d events of %r", len(rows), project)
+        elif status == 413:
+            if len(rows) == 1:
+                await run_in_threadpool(store.forward_done, ids)
+                metrics.inc("forward_dropped_events", 1)
+                logger.warning("dropped one event of %r: too large for the destination", project)
+                return
+            half = len(rows) // 2
+            logger.info("destination said 413 for %d events of %r: halving", len(rows), project)
+            await self._send(project, token, rows[:half])
+            await self._send(project, token, rows[half:])
+        elif status == 429:
+            wait = _retry_after(response)
+            logger.info("destination throttled %r: retrying in %.0f s", project, wait)
+            await run_in_threadpool(
+                lambda: store.forward_retry(ids, self._now_ms() + int(wait * 1000))
+            )
+        elif status == 400:
+            try:
+                named = _named_indexes(response.json())
+            except ValueError:
+                named = set()
+            named &= set(range(len(rows)))
+            if not named:
+                logger.warning("destination refused %d events of %r (400)", len(rows), project)
+                await self._backoff(rows)
+                return
+            dropped = [rows[i].id for i in sorted(named)]
+            await run_in_threadpool(store.forward_done, dropped)
+            metrics.inc("forward_dropped_events", len(dropped))
+            logger.warning("destination refused %d events of %r: dropped", len(dropped), project)
+            rest = [row for i, row in enumerate(rows) if i not in named]
+            if rest:
+                await self._send(project, token, rest)
+        else:
+            logger.warning(
+                "destination answered %d for %d events of %r", status, len(rows), project
+            )
+            await self._backoff(rows)
+
+    async def _backoff(self, rows: Sequence[ForwardRow]) -> None:
+        attempts = max(r.attempts for r in rows)
+        delay = min(MAX_BACKOFF_SECONDS, self._backoff_base * 2 ** min(attempts, 20))
+        delay *= random.uniform(0.5, 1.0)
+        ids = [r.id for r in rows]
+        await run_in_threadpool(
+            lambda: self._state.storage.forward_retry(ids, self._now_ms() + int(delay * 1000))
+        )
 
 
 @contextlib.asynccontextmanager
-async def run_forwarder(state: CollectorState, *, interval: float) -> AsyncIterator[None]:
-    """Run the forwarder in the background while the context is open."""
-    yield
+async def run_forwarder(
+    state: CollectorState, *, interval: float, backoff_base: float = 5.0
+) -> AsyncIterator[Forwarder]:
+    """Run a :class:`Forwarder` in a background task while the context is open: a pass every
+    ``interval`` seconds (at once again while there is a backlog)."""
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+        forwarder = Forwarder(state, client, backoff_base=backoff_base)
+
+        async def loop() -> None:
+            while not stop.is_set():
+                try:
+                    busy = await forwarder.run_once()
+                except Exception as exc:  # storage down etc.: log, wait, try again
+                    logger.warning("forwarding pass failed: %s", exc, exc_info=True)
+                    busy = 0
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), interval)
+
+        task = asyncio.create_task(loop(), name="collector forwarder")
+        try:
+            yield forwarder
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
