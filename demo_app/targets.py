@@ -37,7 +37,7 @@ def format_size(size: int | None) -> str:
 def icon_kind(drive: Drive) -> str:
     """The picture for a drive: a memory card, a USB stick, a USB disk, a card reader, a disk."""
     if drive.drive_type == "usb-card-reader":
-        return "sd-card" if drive.has_media and drive.card_type == "sd" else "card-reader"
+        return "card-reader"
     if drive.is_card or drive.card_type is not None or drive.drive_type == "sd-internal":
         return "sd-card"
     if drive.drive_type == "usb-flash":

@@ -55,7 +55,7 @@ FEATURED_PROJECT_URL: Final = "https://www.balena.io/os"
 
 _STYLE: Final = """
 QMainWindow, #central { background: #4d5057; }
-QLabel { color: #ffffff; }
+#stepCard QLabel, #featured QLabel, #titleLabel { color: #ffffff; }
 #stepCard { background: #3b3e45; border-radius: 10px; }
 #stepCard QPushButton { background: #00aeef; color: white; border: none; border-radius: 16px;
                         padding: 8px 22px; font-weight: bold; }
@@ -66,8 +66,8 @@ QLabel { color: #ffffff; }
                         border-radius: 12px; padding: 4px 14px; }
 #headerButton { color: white; background: transparent; border: 1px solid #7a7e86;
                 border-radius: 12px; padding: 4px 12px; }
-#errorLabel { color: #ff9c9c; }
-#warningLabel { color: #ffd27a; }
+#stepCard QLabel#errorLabel { color: #ff9c9c; }
+#stepCard QLabel#warningLabel { color: #ffd27a; }
 QProgressBar { border: none; background: #2f3137; border-radius: 6px; color: white;
                text-align: center; min-height: 18px; }
 QProgressBar::chunk { background: #00aeef; border-radius: 6px; }
@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
 
         header = QHBoxLayout()
         title = QLabel("<span style='font-size:20px; font-weight:bold'>⚡ flasher</span>", self)
+        title.setObjectName("titleLabel")
         header.addWidget(title)
         header.addStretch(1)
         self.data_button = QPushButton(self.tr("Telemetry data"), self)

@@ -129,7 +129,7 @@ class TargetDialog(QDialog):
         for row in rows:
             lines = [row.title, row.description]
             if row.reason:
-                lines.append(f"⛔ {row.reason}")
+                lines.append(f"✖ {row.reason}")
             lines.extend(f"⚠ {w}" for w in row.warnings)
             item = QListWidgetItem(drive_icon(row.icon), "\n".join(lines))
             item.setData(_ROW_ROLE, row)

@@ -49,6 +49,15 @@ def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_telemetry_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test in which the demo could not record an event (e.g. one its catalogue does
+    not declare: the client refuses it and the demo logs the refusal instead of crashing)."""
+    yield
+    errors = [r for r in caplog.records if r.name == "demo_app" and r.levelname == "ERROR"]
+    assert not errors, [r.getMessage() for r in errors]
+
+
 def image_bytes(size: int, *, random_bytes: int = 1 << 20) -> bytes:
     """An image: random bytes (incompressible), zeros, then random again."""
     head = os.urandom(min(random_bytes, size // 2))
