@@ -1,0 +1,163 @@
+"""The .deb built from the bundle: its control fields, its file tree, and that every shared
+library the bundle links is either inside it or guaranteed by the declared dependencies.
+
+The package is built uncompressed here (``dpkg-deb -Znone``: the layout is what is tested; the
+release build's xz size is printed by ``packaging/build.py``). Installing it into a bare Debian
+chroot is ``packaging/test_deb_chroot.sh`` (needs a Debian mirror; see the README).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.timeout(900)  # may build the bundle (~25-60 s)
+
+
+@pytest.fixture(scope="module")
+def deb(bundle: Path, build: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("deb")
+    path: Path = build.build_deb(bundle.parent, out, version=build._version(), compression="none")
+    return path
+
+
+@pytest.fixture(scope="module")
+def package_root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("extracted")
+    subprocess.run(["dpkg-deb", "--extract", str(deb), str(root)], check=True)
+    return root
+
+
+def _field(deb: Path, name: str) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "--field", str(deb), name], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _names(relation: str) -> set[str]:
+    """Package names in a Depends-style field (versions and alternatives dropped)."""
+    return {
+        re.split(r"[\s(:]", alt.strip())[0]
+        for part in relation.split(",")
+        for alt in part.split("|")
+        if alt.strip()
+    }
+
+
+def test_deb_declares_the_runtime_dependencies(deb: Path, build: ModuleType) -> None:
+    assert _field(deb, "Package") == build.PACKAGE
+    assert _field(deb, "Version") == build._version()
+    depends = _field(deb, "Depends")
+    assert re.search(r"\blibc6 \(>= 2\.\d+\)", depends), depends  # the build host's glibc floor
+    wanted = {
+        *("libudev1", "libgl1", "libegl1", "libxkbcommon0", "libfontconfig1", "fonts-dejavu-core"),
+        *("libxcb1", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"),
+    }
+    assert wanted <= _names(depends), wanted - _names(depends)
+
+
+def test_deb_installed_size_covers_the_bundle(deb: Path, bundle: Path, build: ModuleType) -> None:
+    assert int(_field(deb, "Installed-Size")) * 1024 >= build.tree_size(bundle.parent)
+
+
+def test_deb_installs_the_app_launcher_desktop_entry_metainfo_and_icons(
+    package_root: Path, build: ModuleType
+) -> None:
+    app = package_root / build.PREFIX.lstrip("/") / build.BUNDLE_NAME
+    assert app.is_file()
+    launcher = package_root / "usr" / "bin" / build.PACKAGE
+    assert launcher.stat().st_mode & 0o111
+    assert f"exec {build.PREFIX}/{build.BUNDLE_NAME} " in launcher.read_text()
+    share = package_root / "usr" / "share"
+    desktop = share / "applications" / f"{build.APP_ID}.desktop"
+    proc = subprocess.run(["desktop-file-validate", str(desktop)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout + proc.stderr
+    assert (share / "icons/hicolor/scalable/apps" / f"{build.APP_ID}.svg").is_file()
+    for size in build.ICON_SIZES:
+        assert (share / f"icons/hicolor/{size}x{size}/apps/{build.APP_ID}.png").is_file()
+    # AppStream's view of the installed tree: metainfo, its desktop file and icon found together
+    proc = subprocess.run(
+        ["appstreamcli", "validate-tree", "--no-net", str(package_root)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line[:2] in {"E:", "W:"}] == []
+
+
+def _needed(files: list[Path]) -> dict[Path, set[str]]:
+    """DT_NEEDED sonames of each ELF file (``readelf -d``, binutils)."""
+    out = subprocess.run(
+        ["readelf", "-d", "-W", *map(str, files)], capture_output=True, text=True, check=True
+    ).stdout
+    needed: dict[Path, set[str]] = {f: set() for f in files}
+    current = files[0]
+    for line in out.splitlines():
+        if line.startswith("File: "):
+            current = Path(line[6:].strip())
+        elif m := re.search(r"\(NEEDED\)\s+Shared library: \[(.+)\]", line):
+            needed[current].add(m.group(1))
+    return needed
+
+
+def _host_package(soname: str, ldconfig: str) -> str | None:
+    """The installed Debian package providing ``soname`` on this (build) host."""
+    for line in ldconfig.splitlines():
+        name, _, rest = line.strip().partition(" ")
+        if name != soname or "x86-64" not in rest or "=>" not in rest:
+            continue
+        path = Path(rest.rsplit("=>", 1)[1].strip())
+        for candidate in (path, path.resolve(), Path("/usr") / path.relative_to("/")):
+            proc = subprocess.run(["dpkg", "-S", str(candidate)], capture_output=True, text=True)
+            if proc.returncode == 0:
+                return proc.stdout.split(":")[0].strip()
+    return None
+
+
+def _dependency_closure(roots: set[str]) -> set[str]:
+    """``roots`` and every installed package they depend on (Depends and Pre-Depends)."""
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package}\t${Depends}, ${Pre-Depends}, ${Provides}\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    graph = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition("\t")
+        graph[name] = _names(rest)
+    seen, todo = set(), list(roots)
+    while todo:
+        pkg = todo.pop()
+        if pkg not in seen:
+            seen.add(pkg)
+            todo.extend(graph.get(pkg, ()))
+    return seen
+
+
+def test_every_linked_library_is_bundled_or_guaranteed_by_depends(
+    deb: Path, package_root: Path
+) -> None:
+    bundle = package_root / "opt"
+    files = [p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink()]
+    elves = [p for p in files if p.open("rb").read(4) == b"\x7fELF"]
+    assert len(elves) > 50
+    inside = {p.name for p in bundle.rglob("*")}
+    needed = _needed(elves)
+    outside = {soname for needs in needed.values() for soname in needs} - inside
+    assert outside  # libc, GL, xcb... come from the system by design
+    allowed = _dependency_closure(
+        _names(_field(deb, "Depends")) | _names(_field(deb, "Recommends"))
+    )
+    ldconfig = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    unmet = {}
+    for soname in sorted(outside):
+        package = _host_package(soname, ldconfig)
+        if package is None or package not in allowed:
+            users = [str(p.relative_to(bundle)) for p, n in needed.items() if soname in n]
+            unmet[soname] = (package, users[:3])
+    assert unmet == {}, f"libraries neither bundled nor guaranteed by Depends: {unmet}"
