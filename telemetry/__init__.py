@@ -18,7 +18,9 @@ from telemetry.client import (
     default_data_dir,
     endpoint_url,
 )
+from telemetry.catalogue import EventCatalogue
 from telemetry.connectivity import Connectivity
+from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
 from telemetry.experiments import LocalExperiment
 from telemetry.store import EventStore
@@ -35,7 +37,10 @@ __all__ = [
     "AnalyticsUrlParams",
     "Client",
     "ConfigError",
+    "ConsentPolicy",
+    "ConsentState",
     "Connectivity",
+    "EventCatalogue",
     "EventStore",
     "InvalidEventError",
     "LocalExperiment",

@@ -89,11 +89,20 @@ class Transport:
             headers={"User-Agent": f"desktop-telemetry/{library_version()}", "Accept": "*/*"},
         )
 
-    def post_gzip(self, body_gzip: bytes, *, give_up_after: float | None = None) -> Response:
-        """POST one body; raise NetworkError when no full answer arrives in time.
+    def post_gzip(
+        self,
+        body_gzip: bytes,
+        *,
+        give_up_after: float | None = None,
+        url: str | None = None,
+        gzipped: bool = True,
+    ) -> Response:
+        """POST one JSON body; raise NetworkError when no full answer arrives in time.
 
         ``give_up_after``: abandon the request after this many seconds if that is sooner
         than ``total_timeout`` (raised as ``cancelled``; used while shutting down).
+        ``url``: another URL than the upload URL (the deletion request); ``gzipped``: False
+        for a plain JSON body.
         """
         limit = self._total_timeout
         if give_up_after is not None and give_up_after < limit:
@@ -106,7 +115,7 @@ class Transport:
             self._inflight = request
         worker = threading.Thread(
             target=self._perform,
-            args=(client, body_gzip, request),
+            args=(client, body_gzip, request, url or self.url, gzipped),
             name="telemetry-upload-request",
             daemon=True,
         )
@@ -126,14 +135,14 @@ class Transport:
             raise NetworkError("cancelled", "request aborted")
         raise NetworkError("timeout", f"no full answer within {self._total_timeout:g} s")
 
-    def _perform(self, client: httpx.Client, body_gzip: bytes, request: _Request) -> None:
+    def _perform(
+        self, client: httpx.Client, body: bytes, request: _Request, url: str, gzipped: bool
+    ) -> None:
+        headers = {"Content-Type": "application/json"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
         try:
-            with client.stream(
-                "POST",
-                self.url,
-                content=body_gzip,
-                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
-            ) as response:
+            with client.stream("POST", url, content=body, headers=headers) as response:
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in response.iter_bytes():

@@ -16,11 +16,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from telemetry._status import status_dict
 from telemetry.client import default_data_dir
 from telemetry.store import DB_FILENAME, EventStore
-from telemetry.uploader import STATE_KEY, Uploader
+from telemetry.uploader import Uploader
 
 
 def _fmt_ms(value: int | None) -> str:
@@ -45,28 +46,6 @@ def _open_store(args: argparse.Namespace) -> EventStore:
     if not (directory / DB_FILENAME).exists():
         raise SystemExit(f"telemetry: no telemetry database at {directory / DB_FILENAME}")
     return EventStore(directory)
-
-
-def status_dict(store: EventStore) -> dict[str, Any]:
-    """Everything ``telemetry status`` shows, as JSON-ready data."""
-    stats = store.stats()
-    state = store.state()
-    client = state.get("client", {})
-    return {
-        "data_dir": str(store.data_dir),
-        "database": str(store.path) if store.path else None,
-        "degraded": store.degraded,
-        "consent": state.get("consent", "unknown"),
-        "device_id": state.get("device_id"),
-        "user_id": state.get("user_id"),
-        "project_name": client.get("project_name"),
-        "component_name": client.get("component_name"),
-        "component_version": client.get("component_version"),
-        "endpoint": client.get("endpoint_url"),
-        "queue": {"events": stats.events, "bytes": stats.bytes, "oldest_time": stats.oldest_time},
-        "counters": store.counters(),
-        "upload": state.get(STATE_KEY, {}),
-    }
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:

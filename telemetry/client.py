@@ -14,15 +14,30 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import platformdirs
 
 from telemetry import events as _events
 from telemetry._housekeeping import Housekeeper
 from telemetry._platform import library_version, platform_info
+from telemetry._status import status_dict
+from telemetry.consent import (
+    DELETION_KEY,
+    EXPOSED_KEY,
+    NOTICE_KEY,
+    ConsentPolicy,
+    ConsentState,
+    Decision,
+    decide,
+    environment_block,
+    load_state,
+    parse_policy,
+    peek_state,
+)
+from telemetry.consent import STATE_KEY as CONSENT_KEY
 from telemetry.errors import ConfigError, InvalidEventError
 from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, Identity, check_id
 from telemetry.store import (
@@ -33,6 +48,9 @@ from telemetry.store import (
     EventStore,
 )
 from telemetry.uploader import Uploader, UploadPolicy
+
+if TYPE_CHECKING:
+    from telemetry.catalogue import EventCatalogue
 
 log = logging.getLogger("telemetry")
 
@@ -59,6 +77,15 @@ def endpoint_url(endpoint: str | None) -> str:
         return AMPLITUDE_URL
     base = endpoint if "://" in endpoint else f"https://{endpoint}"
     return f"{base.rstrip('/')}/amplitude/2/httpapi"
+
+
+def deletion_url(endpoint: str | None) -> str | None:
+    """Where deletion requests go: the collector's ``/amplitude/deletion`` (``None`` when
+    events go straight to Amplitude, whose deletion API needs a secret key)."""
+    if endpoint is None:
+        return None
+    url = endpoint_url(endpoint)
+    return url[: -len("/2/httpapi")] + "/deletion"
 
 
 def default_data_dir(component_name: str) -> Path:
@@ -98,6 +125,9 @@ class Client:
         upload: bool,
         upload_policy: UploadPolicy,
         close_timeout: float,
+        consent_policy: ConsentPolicy = ConsentPolicy.OPT_OUT,
+        blocked_by: str | None = None,
+        catalogue: EventCatalogue | None = None,
     ) -> None:
         self.project_name = project_name
         self.component_name = component_name
@@ -112,7 +142,27 @@ class Client:
         self._last_by_name: dict[str, float] = {}
         self._throttle_lock = threading.Lock()
         self._closed = False
-        self._identity = Identity(store, device_id=device_id, session_timeout_ms=session_timeout_ms)
+        self._catalogue = catalogue
+        self._listeners: list[Callable[[], None]] = []
+        self._consent_lock = threading.RLock()
+        self._record_lock = threading.Lock()
+        self._policy = consent_policy
+        self._blocked_by = blocked_by
+        if blocked_by is not None and store.path is None and data_dir is not None:
+            # The store runs in memory: read the stored choice without touching the file.
+            self._state, self._notice = peek_state(data_dir / "telemetry.db")
+        else:
+            self._state = load_state(store.get_state(CONSENT_KEY))
+            self._notice = bool(store.get_state(NOTICE_KEY, False))
+        self._decision = decide(
+            consent_policy, self._state, notice_shown=self._notice, blocked_by=blocked_by
+        )
+        self._identity = Identity(
+            store,
+            device_id=device_id,
+            session_timeout_ms=session_timeout_ms,
+            create=self._decision.record,
+        )
         info = platform_info()
         self._context: dict[str, Any] = {
             "platform": info.platform,
@@ -126,24 +176,226 @@ class Client:
         self._context_json = "," + _events.encode_json(self._context)[1:-1]
         self._id_lock = threading.Lock()
         self._event_id = self._event_id_end = 0
-        store.set_state(
-            "client",
-            {
-                "project_name": project_name,
-                "component_name": component_name,
-                "component_version": component_version,
-                "endpoint_url": self.endpoint_url,
-            },
-        )
+        self._client_info = {
+            "project_name": project_name,
+            "component_name": component_name,
+            "component_version": component_version,
+            "endpoint_url": self.endpoint_url,
+            "consent_policy": str(consent_policy),
+        }
+        if self._decision.record:
+            self._save_client_info()
         self._housekeeper = Housekeeper(self._housekeeping)
         self._housekeeper.start()
         self._uploader: Uploader | None = None
-        if upload:
+        if upload and blocked_by is None:
             self._uploader = Uploader(
-                store, url=self.endpoint_url, api_key=project_name, policy=upload_policy
+                store,
+                url=self.endpoint_url,
+                api_key=project_name,
+                policy=upload_policy,
+                deletion_url=deletion_url(endpoint),
+                on_status=self._notify,
             )
+            self._uploader.set_events_allowed(False)
+        if self._decision.record:
+            self._identify_component()
+        self._apply_upload_decision()
+        if self._uploader is not None:
             self._uploader.start()
+
+    def _save_client_info(self) -> None:
+        info = dict(self._client_info)
+        declared = None if self._catalogue is None else self._catalogue.to_dict()
+        if self.store.get_state("catalogue") != declared:
+            self.store.set_state("catalogue", declared)
+        if self.store.get_state("client") != info:
+            self.store.set_state("client", info)
+
+    # ------------------------------------------------------------------ consent
+
+    @property
+    def consent_state(self) -> ConsentState:
+        """The user's stored choice (``unknown`` until they chose)."""
+        return self._state
+
+    @property
+    def consent_policy(self) -> ConsentPolicy:
+        """What the app does before the user chose (``opt_out`` or ``opt_in``)."""
+        return self._policy
+
+    @property
+    def disabled_by_environment(self) -> str | None:
+        """``"DO_NOT_TRACK"`` or ``"TELEMETRY_DISABLED"`` when the environment turned
+        telemetry off (the stored choice is kept for later runs), else ``None``."""
+        return self._blocked_by
+
+    @property
+    def enabled(self) -> bool:
+        """Whether events are being recorded now."""
+        return self._decision.record and not self._closed
+
+    @property
+    def uploading(self) -> bool:
+        """Whether queued events may be uploaded now."""
+        return self._decision.upload_events and self._uploader is not None
+
+    @property
+    def notice_shown(self) -> bool:
+        """Whether the first-run notice was shown (persisted)."""
+        return self._notice
+
+    def mark_notice_shown(self) -> None:
+        """The app showed the first-run notice: under ``opt_out``, uploads may start."""
+        with self._consent_lock:
+            if self._notice or self._blocked_by is not None:
+                return
+            self._notice = True
+            self.store.set_state(NOTICE_KEY, True)
+            self._redecide()
+        self._notify()
+
+    def set_consent(self, granted: bool) -> None:
+        """Apply the user's choice at once (never raises).
+
+        Off: recording stops, an upload in flight is cancelled, queued events, counters, the
+        sent log and the device id are deleted, and one deletion request for the device id
+        whose events may have left the machine is queued (retried until delivered, kept
+        across restarts). On: a new random device id when there was none (after an opt-out,
+        the old one is never used again).
+        """
+        try:
+            with self._consent_lock:
+                if self._blocked_by is not None:
+                    log.warning(
+                        "telemetry is disabled by %s; the choice is not changed", self._blocked_by
+                    )
+                    return
+                wanted = ConsentState.GRANTED if granted else ConsentState.DENIED
+                if wanted is self._state:
+                    return
+                if granted:
+                    self._grant()
+                else:
+                    self._deny()
+        except Exception:
+            log.exception("telemetry could not apply the consent choice")
+            self.store.increment(INTERNAL_ERRORS)
+        self._notify()
+
+    def _deny(self) -> None:
+        with self._record_lock:
+            self._state = ConsentState.DENIED
+            self._decision = Decision(record=False, upload_events=False)
+        uploader = self._uploader
+        if uploader is not None:
+            uploader.set_events_allowed(False)
+            uploader.cancel()
+        exposed = [d for d in self.store.get_state(EXPOSED_KEY) or [] if isinstance(d, str)]
+        pending = list(self.store.get_state(DELETION_KEY) or [])
+        now = time.time_ns() // 1_000_000
+        known = {r.get("device_id") for r in pending if isinstance(r, dict)}
+        for device in exposed:
+            if device not in known:
+                pending.append(
+                    {
+                        "device_id": device,
+                        "project": self.project_name,
+                        "reason": "opt_out",
+                        "created_at": now,
+                    }
+                )
+        unsent = self.store.erase(keep_state=(NOTICE_KEY, DELETION_KEY))
+        self._identity.forget()
+        with self._id_lock:
+            self._event_id = self._event_id_end = 0
+        with self._throttle_lock:
+            self._last_by_name.clear()
+        self.store.set_state(CONSENT_KEY, str(ConsentState.DENIED))
+        self.store.set_state(DELETION_KEY, pending or None)
+        log.info(
+            "telemetry turned off: %d unsent events deleted, %d deletion request(s) queued",
+            unsent,
+            len(pending),
+        )
+        if uploader is not None and pending:
+            uploader.send_deletions_now()
+
+    def _grant(self) -> None:
+        self._state = ConsentState.GRANTED
+        self.store.set_state(CONSENT_KEY, str(ConsentState.GRANTED))
+        self._identity.ensure_device_id()
+        self._save_client_info()
+        self._redecide()
         self._identify_component()
+
+    def _redecide(self) -> None:
+        self._decision = decide(
+            self._policy, self._state, notice_shown=self._notice, blocked_by=self._blocked_by
+        )
+        self._apply_upload_decision()
+
+    def _apply_upload_decision(self) -> None:
+        allowed = self._decision.upload_events and self._uploader is not None
+        if allowed and self.device_id:
+            self._mark_exposed(self.device_id)
+        if self._uploader is not None:
+            self._uploader.set_events_allowed(allowed)
+
+    def _mark_exposed(self, device_id: str) -> None:
+        """Remember that events of ``device_id`` may leave the machine (so an opt-out sends a
+        deletion request for it); nothing is marked while uploads are not allowed."""
+        exposed = list(self.store.get_state(EXPOSED_KEY) or [])
+        if device_id not in exposed:
+            exposed.append(device_id)
+            self.store.set_state(EXPOSED_KEY, exposed)
+
+    def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (from any thread) after consent, notice or upload status
+        changes; returns a function that removes it."""
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return remove
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("telemetry listener failed")
+
+    def set_online(self, online: bool | None) -> None:
+        """Connectivity hint from the app (``None``: detect it); no effect without uploads."""
+        if self._uploader is not None:
+            self._uploader.set_online(online)
+
+    def status(self) -> dict[str, Any]:
+        """What ``telemetry status --json`` shows, plus the live consent and upload state."""
+        info = status_dict(self.store)
+        upload = info.get("upload") or {}
+        connectivity = upload.get("connectivity")
+        if self._uploader is not None:
+            connectivity = self._uploader.connectivity.state
+        info.update(
+            consent=str(self._state),
+            consent_policy=str(self._policy),
+            notice_shown=self._notice,
+            enabled=self.enabled,
+            uploading=self.uploading,
+            disabled_by_environment=self._blocked_by,
+            device_id=self.device_id or None,
+            queued=info["queue"]["events"],
+            queued_bytes=info["queue"]["bytes"],
+            last_upload=upload.get("last_success_at"),
+            last_result=upload.get("last_result"),
+            online=None if connectivity is None else connectivity.startswith("online"),
+            connectivity=connectivity,
+        )
+        return info
 
     # ------------------------------------------------------------------ identity
 
@@ -163,12 +415,22 @@ class Client:
         return self._identity.session_id
 
     def set_device_id(self, device_id: str) -> None:
-        """Use another device id from now on (for example one passed in a link)."""
+        """Use another device id from now on (for example one passed in a link).
+
+        Ignored while telemetry is off (no device id may exist then)."""
+        if not self._decision.record:
+            return
         self._identity.set_device_id(device_id)
+        self._apply_upload_decision()
 
     def regenerate_device_id(self) -> str:
-        """Switch to a new random device id, keeping the user id; returns the new id."""
-        return self._identity.regenerate_device_id()
+        """Switch to a new random device id, keeping the user id; returns the new id
+        (``''`` while telemetry is off)."""
+        if not self._decision.record:
+            return ""
+        new = self._identity.regenerate_device_id()
+        self._apply_upload_decision()
+        return new
 
     def set_user_id(self, user_id: str | None) -> None:
         """Identify the signed-in user (``None`` signs out). Persisted across restarts."""
@@ -191,6 +453,10 @@ class Client:
         """
         _events.validate_event_type(event_type)
         props = _events.normalize_properties(properties)
+        if self._catalogue is not None:
+            self._catalogue.check(event_type, props)
+        if not self._decision.record:
+            return None
         if self._allowlist is not None:
             props, removed = _events.filter_properties(props, self._allowlist)
             if removed:
@@ -211,7 +477,7 @@ class Client:
             if not isinstance(values, Mapping):
                 raise InvalidEventError(f"identify operation {op!r} needs a mapping", key=op)
             ops[op] = _events.copy_json_mapping(values, op)
-        if not ops:
+        if not ops or not self._decision.record:
             return None
         return self._record(_events.IDENTIFY_EVENT, None, ops)
 
@@ -236,6 +502,8 @@ class Client:
         """
         check_id(user_id, "user_id")
         ids = [check_id(d, "device_id") for d in device_ids]
+        if not self._decision.record:
+            return
         current = self.device_id
         final: str | None = current if current != user_id else None
         self.set_user_id(user_id)
@@ -245,12 +513,21 @@ class Client:
                 final = device_id
             self._identity.set_device_id(device_id)
             self.identify({"$set": {USER_PROP_ANALYTICS_CLIENT_VERSION: library_version()}})
+            self._apply_upload_decision()
         if final is None:
             self.regenerate_device_id()
         else:
             self._identity.set_device_id(final)
 
     def _record(
+        self, event_type: str, props: dict[str, Any] | None, user_props: dict[str, Any] | None
+    ) -> str | None:
+        with self._record_lock:  # an opt-out waits for an append in progress, then none starts
+            if not self._decision.record:
+                return None
+            return self._record_locked(event_type, props, user_props)
+
+    def _record_locked(
         self, event_type: str, props: dict[str, Any] | None, user_props: dict[str, Any] | None
     ) -> str | None:
         if self._closed:
@@ -340,7 +617,7 @@ class Client:
     def flush(self, timeout: float = 10.0) -> bool:
         """Send what is queued now; True when the queue was empty within ``timeout`` s."""
         self.store.flush_overflow()
-        if self._uploader is None:
+        if self._uploader is None or not self.uploading:
             return self.store.stats().events == 0
         return self._uploader.flush(timeout)
 
@@ -384,8 +661,32 @@ class NoopClient:
     session_id = -1
     uploader = None
 
+    consent_state = ConsentState.DENIED
+    consent_policy = ConsentPolicy.OPT_IN
+    disabled_by_environment: str | None = None
+    enabled = False
+    uploading = False
+    notice_shown = True
+
     def __init__(self, log_events: bool = False) -> None:
         self._log_events = log_events
+
+    def mark_notice_shown(self) -> None:
+        """Do nothing."""
+
+    def set_consent(self, granted: bool) -> None:
+        """Do nothing (there is nothing to turn on)."""
+
+    def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Never calls ``callback``; returns a no-op remover."""
+        return lambda: None
+
+    def set_online(self, online: bool | None) -> None:
+        """Do nothing."""
+
+    def status(self) -> dict[str, Any]:
+        """A minimal status: nothing recorded, nothing queued."""
+        return {"consent": str(self.consent_state), "enabled": False, "queued": 0}
 
     def set_device_id(self, device_id: str) -> None:
         """Do nothing."""
@@ -452,6 +753,8 @@ def create_client(
     upload: bool = True,
     upload_policy: UploadPolicy | None = None,
     close_timeout: float = 2.0,
+    consent_policy: ConsentPolicy | str = ConsentPolicy.OPT_OUT,
+    catalogue: EventCatalogue | str | os.PathLike[str] | None = None,
 ) -> Client:
     """Create a client for ``project_name`` (the backend's project, sent as ``api_key``).
 
@@ -471,9 +774,15 @@ def create_client(
         upload: start the background uploader (False: record only).
         upload_policy: batch sizes, timeouts and backoff of the uploader.
         close_timeout: how long :meth:`Client.close` waits for an upload in flight.
+        consent_policy: ``"opt_out"`` (record from the first launch, upload once the
+            first-run notice was shown) or ``"opt_in"`` (nothing until the user agrees).
+            ``DO_NOT_TRACK`` (not empty or ``0``) or ``TELEMETRY_DISABLED=1`` in the
+            environment turn everything off: no file written, no device id, no network.
+        catalogue: the app's declared events (an :class:`~telemetry.catalogue.EventCatalogue`
+            or a TOML/JSON file); undeclared events and properties are then refused.
 
     Raises:
-        ConfigError: a name or id is unusable.
+        ConfigError: a name, id, policy or catalogue is unusable.
     """
     _check_name(project_name, "project_name")
     _check_name(component_name, "component_name")
@@ -485,9 +794,17 @@ def create_client(
         raise ConfigError("max_events, max_bytes and max_age_days must be positive")
     if isinstance(throttle, (int, float)) and throttle <= 0:
         raise ConfigError("throttle interval must be positive")
+    policy = parse_policy(consent_policy)
+    declared = _load_catalogue(catalogue)
     directory = Path(data_dir) if data_dir is not None else default_data_dir(component_name)
+    blocked_by = environment_block()
+    if blocked_by is not None:
+        log.info("telemetry disabled by %s: nothing is recorded or sent", blocked_by)
     store = EventStore(
-        directory, max_events=max_events, max_bytes=max_bytes, max_age_days=max_age_days
+        None if blocked_by is not None else directory,
+        max_events=max_events,
+        max_bytes=max_bytes,
+        max_age_days=max_age_days,
     )
     return Client(
         project_name=project_name,
@@ -503,7 +820,22 @@ def create_client(
         upload=upload,
         upload_policy=upload_policy or UploadPolicy(),
         close_timeout=close_timeout,
+        consent_policy=policy,
+        blocked_by=blocked_by,
+        catalogue=declared,
     )
+
+
+def _load_catalogue(
+    catalogue: EventCatalogue | str | os.PathLike[str] | None,
+) -> EventCatalogue | None:
+    if catalogue is None:
+        return None
+    from telemetry.catalogue import EventCatalogue
+
+    if isinstance(catalogue, EventCatalogue):
+        return catalogue
+    return EventCatalogue.from_file(Path(catalogue))
 
 
 def create_noop_client(log_events: bool = False) -> NoopClient:

@@ -55,19 +55,16 @@ class Identity:
         *,
         device_id: str | None = None,
         session_timeout_ms: int = SESSION_TIMEOUT_MS,
+        create: bool = True,
     ) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._timeout = session_timeout_ms
+        self._requested = None if device_id is None else check_id(device_id, "device_id")
         persisted = store.get_state(_DEVICE_KEY)
-        if device_id is not None:
-            self._device_id = check_id(device_id, "device_id")
-        elif isinstance(persisted, str) and persisted:
-            self._device_id = persisted
-        else:
-            self._device_id = new_device_id()
-        if self._device_id != persisted:
-            store.set_state(_DEVICE_KEY, self._device_id)
+        self._device_id = persisted if isinstance(persisted, str) and persisted else ""
+        if create:
+            self.ensure_device_id()
         user = store.get_state(_USER_KEY)
         self._user_id: str | None = user if isinstance(user, str) else None
         session = store.get_state(_SESSION_KEY) or {}
@@ -77,7 +74,17 @@ class Identity:
 
     @property
     def device_id(self) -> str:
-        """The current device id."""
+        """The current device id (``''`` while none may exist, e.g. before opt-in consent)."""
+        return self._device_id
+
+    def ensure_device_id(self) -> str:
+        """Create and persist the device id if there is none (the app's requested id first,
+        else a random one); returns it."""
+        requested, self._requested = self._requested, None
+        if requested is not None and requested != self._device_id:
+            self.set_device_id(requested)
+        elif not self._device_id:
+            self.set_device_id(new_device_id())
         return self._device_id
 
     @property
@@ -134,6 +141,12 @@ class Identity:
         self._store.set_state(_SESSION_KEY, state)
 
     def forget(self) -> None:
-        """Delete the device id, user id and session from the store."""
+        """Delete the device id, user id and session, in memory and in the store (opt-out)."""
+        with self._lock:
+            self._device_id = ""
+            self._requested = None
+            self._user_id = None
+            self._session_id = -1
+            self._last_event = self._saved_last = 0
         for key in (_DEVICE_KEY, _USER_KEY, _SESSION_KEY):
             self._store.set_state(key, None)

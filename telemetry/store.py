@@ -317,6 +317,27 @@ class EventStore:
         self.increment(DROPPED_PURGED, removed + overflow)
         return removed + overflow
 
+    def erase(self, *, keep_state: Sequence[str] = ()) -> int:
+        """Forget everything recorded (opt-out): queued events, the overflow, counters, the
+        dropped and sent logs, linked device ids, experiment assignments, and every state key
+        except ``keep_state``; one transaction. Returns how many queued events went unsent."""
+        with self._lock:
+            overflow = len(self._overflow)
+            self._overflow.clear()
+            self._pending_counts.clear()
+        keep = tuple(keep_state)
+
+        def work(conn: sqlite3.Connection) -> int:
+            removed = int(conn.execute("DELETE FROM events").rowcount)
+            for table in ("dropped_events", "sent_batches", "linked_devices", "experiments"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("DELETE FROM counters WHERE name != 'opened'")
+            marks = ",".join("?" * len(keep)) or "NULL"
+            conn.execute(f"DELETE FROM state WHERE key NOT IN ({marks})", keep)
+            return removed
+
+        return int(self._write(work, 0)) + overflow
+
     def enforce_limits(self, now_ms: int | None = None) -> dict[str, int]:
         """Apply the age, count and byte caps, oldest first; return drops per reason.
 
@@ -547,6 +568,8 @@ class EventStore:
             for part in _chunks(ids, 500):
                 marks = ",".join("?" * len(part))
                 removed += conn.execute(f"DELETE FROM events WHERE id IN ({marks})", part).rowcount
+            if removed == 0:  # erased meanwhile (opt-out) or acked by another process
+                return 0
             conn.execute(
                 "INSERT INTO sent_batches(sent_at, status, event_count, body) VALUES (?, ?, ?, ?)",
                 (_now_ms(), status, len(ids), body_gzip),

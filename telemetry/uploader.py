@@ -56,6 +56,7 @@ import httpx
 from telemetry._backoff import backoff_delay, parse_retry_after
 from telemetry._transport import NetworkError, Response, Transport
 from telemetry.connectivity import Connectivity
+from telemetry.consent import DELETION_KEY
 from telemetry.events import MAX_EVENT_BYTES
 from telemetry.store import EventStore, StoredEvent
 
@@ -66,6 +67,8 @@ SENT_EVENTS: Final = "sent_events"
 DROPPED_REJECTED_400: Final = "dropped_rejected_400"
 DROPPED_REJECTED_4XX: Final = "dropped_rejected_4xx"
 DROPPED_OVERSIZE: Final = "dropped_oversize"
+DELETION_SENT: Final = "deletion_requests_sent"
+DELETION_REFUSED: Final = "deletion_requests_refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,9 @@ class Uploader:
         policy: limits and timings.
         transport: an httpx transport (tests); default: the network.
         connectivity: the online/offline state; default: a detector for ``url``.
+        deletion_url: where deletion requests go (``None``: the endpoint has none, and queued
+            requests wait).
+        on_status: called after each change of the persisted upload status.
     """
 
     def __init__(
@@ -113,9 +119,14 @@ class Uploader:
         connectivity: Connectivity | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[float, float], float] = random.uniform,
+        deletion_url: str | None = None,
+        on_status: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.url = url
+        self.deletion_url = deletion_url
+        self._on_status = on_status
+        self._events_allowed = True
         self.policy = policy or UploadPolicy()
         self.connectivity = connectivity or Connectivity(url)
         self.connectivity.add_listener(self._on_online)
@@ -229,6 +240,23 @@ class Uploader:
         """Abort the request in flight (its events stay queued)."""
         self._transport.cancel()
 
+    def set_events_allowed(self, allowed: bool) -> None:
+        """Whether queued events may be sent (consent); deletion requests are sent either way."""
+        self._events_allowed = allowed
+        if allowed:
+            self.wake()
+
+    @property
+    def events_allowed(self) -> bool:
+        """Whether queued events may be sent now."""
+        return self._events_allowed
+
+    def send_deletions_now(self) -> None:
+        """Send queued deletion requests at once: cancels the request in flight and resets the
+        backoff (an opt-out must not wait behind an event batch's retry timer)."""
+        self._transport.cancel()
+        self._on_online()
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Send now, skipping backoff (not 429 or auth pauses); True when the queue is empty
         within ``timeout`` seconds."""
@@ -243,7 +271,7 @@ class Uploader:
             if self.store.stats().events == 0:
                 return True
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._thread is None:
+            if remaining <= 0 or self._thread is None or not self._events_allowed:
                 return self.store.stats().events == 0
             with self._cycle_done:
                 self._cycle_done.wait(min(remaining, 0.5))
@@ -269,7 +297,7 @@ class Uploader:
                     continue
                 self._cycle(closing=False)
             while time.monotonic() < self._stop_deadline:
-                if self._cycle(closing=True) not in ("sent", "rejected", "too-large"):
+                if self._cycle(closing=True) not in ("sent", "rejected", "too-large", "deleted"):
                     break
         finally:
             self._transport.close()
@@ -326,6 +354,15 @@ class Uploader:
                 return "rate-limited"
             limit = self._batch_limit
             prompt = self._prompt or self._flush_requested or closing
+        deletions = self.store.get_state(DELETION_KEY) or []
+        if deletions and self.deletion_url is not None:
+            if not self.connectivity.is_online():
+                with self._lock:
+                    self._scheduled = now + self.policy.offline_check_interval
+                return "offline"
+            return self._send_deletion(deletions[0])
+        if not self._events_allowed:
+            return self._go_idle(now)
         # Still ours (renewed at each send, expiring lease_ttl later; half of it as margin)?
         under_lease = self._lease_held and time.monotonic() < self._lease_fresh_until
         waiting = self.store.pending(limit, self._events_budget)
@@ -406,6 +443,74 @@ class Uploader:
         self.connectivity.report_upload(True)
         self._network_failing = False
         return self._handle(batch, response, events_json)
+
+    def _send_deletion(self, request: dict[str, Any]) -> str:
+        """POST one deletion request (only the device id, project and reason)."""
+        assert self.deletion_url is not None
+        body = json.dumps(
+            {
+                "project": request.get("project"),
+                "device_id": request.get("device_id"),
+                "reason": request.get("reason"),
+            },
+            separators=(",", ":"),
+        ).encode()
+        give_up_after = None
+        if self._stopping.is_set():
+            give_up_after = self._stop_deadline - time.monotonic()
+            if give_up_after <= 0:
+                return "stopping"
+        with self._lock:
+            self._requests.append(self._clock())
+        self.store.increment("upload_requests")
+        try:
+            response = self._transport.post_gzip(
+                body, url=self.deletion_url, gzipped=False, give_up_after=give_up_after
+            )
+        except NetworkError as exc:
+            if exc.kind != "cancelled":
+                self.connectivity.report_upload(False)
+                self._network_failing = True
+            return self._retry_later(f"deletion request: {exc}", None)
+        self.connectivity.report_upload(True)
+        self._network_failing = False
+        status = response.status
+        if 200 <= status < 300 or status in (400, 422):
+            self._forget_deletion(request)
+            if 200 <= status < 300:
+                self.store.increment(DELETION_SENT)
+                with self._lock:
+                    self._failures = 0
+                    self._backoff_until = 0.0
+                    self._scheduled = self._clock()
+                self._save_status(f"{status}: deletion request delivered", status, success=True)
+                return "deleted"
+            self.store.increment(DELETION_REFUSED)
+            log.error("the collector refused a deletion request (%d): %r", status, response.body)
+            self._save_status(f"{status}: deletion request refused", status)
+            return "rejected"
+        if status == 429:
+            wait = parse_retry_after(
+                response.retry_after,
+                default=self.policy.retry_after_default,
+                maximum=self.policy.retry_after_max,
+            )
+            return self._pause(wait, f"429: deletion request throttled, {wait:.0f} s", status)
+        if status in (401, 403, 404, 405, 410):
+            return self._pause(
+                self.policy.config_error_pause,
+                f"{status}: the endpoint refused the deletion request; paused",
+                status,
+            )
+        return self._retry_later(f"{status}: deletion request failed", status)
+
+    def _forget_deletion(self, request: dict[str, Any]) -> None:
+        remaining = [
+            r
+            for r in self.store.get_state(DELETION_KEY) or []
+            if r.get("device_id") != request.get("device_id")
+        ]
+        self.store.set_state(DELETION_KEY, remaining or None)
 
     def _handle(self, batch: Sequence[StoredEvent], response: Response, events_json: str) -> str:
         status = response.status
@@ -533,6 +638,11 @@ class Uploader:
         if success:
             state["last_success_at"] = now_ms
         self.store.set_state(STATE_KEY, state)
+        if self._on_status is not None:
+            try:
+                self._on_status()
+            except Exception:
+                log.exception("upload status listener failed")
 
 
 def _rejected_indexes(body: bytes, size: int) -> set[int]:

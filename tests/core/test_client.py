@@ -172,7 +172,8 @@ def test_endpoint_url_follows_the_seed() -> None:
 def test_public_api_is_pinned() -> None:
     assert set(telemetry.__all__) == {
         "AMPLITUDE_URL", "PRODUCTION_ENDPOINT", "STAGING_ENDPOINT", "AnalyticsUrlParams",
-        "Client", "ConfigError", "Connectivity", "EventStore", "InvalidEventError",
+        "Client", "ConfigError", "ConsentPolicy", "ConsentState", "Connectivity",
+        "EventCatalogue", "EventStore", "InvalidEventError",
         "LocalExperiment", "NoopClient", "StoreError", "TelemetryError", "Tracker",
         "UploadPolicy", "Uploader", "__version__", "create_client", "create_noop_client",
         "default_data_dir", "endpoint_url", "url_params",

@@ -50,8 +50,9 @@ def fast_policy(**changes: Any) -> UploadPolicy:
 def make_client(
     data_dir: Path, endpoint: str | None, policy: UploadPolicy | None = None, **kwargs: Any
 ) -> telemetry.Client:
-    """A client on ``data_dir`` sending to ``endpoint`` (a base URL)."""
-    return telemetry.create_client(
+    """A client on ``data_dir`` sending to ``endpoint`` (a base URL), in an app that has shown
+    its first-run notice (under the default opt-out policy, uploads wait for it)."""
+    client = telemetry.create_client(
         PROJECT,
         COMPONENT,
         "1.0.0",
@@ -60,6 +61,8 @@ def make_client(
         upload_policy=policy or FAST,
         **kwargs,
     )
+    client.mark_notice_shown()
+    return client
 
 
 def prefill(data_dir: Path, count: int) -> list[str]:

@@ -24,7 +24,7 @@ import telemetry
 
 def _client(data_dir: str, endpoint: str) -> telemetry.Client:
     fields = json.loads(os.environ.get("CHILD_POLICY") or "{}")
-    return telemetry.create_client(
+    client = telemetry.create_client(
         "delivery-test",
         "delivery-app",
         "1.0.0",
@@ -32,6 +32,8 @@ def _client(data_dir: str, endpoint: str) -> telemetry.Client:
         data_dir=data_dir,
         upload_policy=telemetry.UploadPolicy(**fields),
     )
+    client.mark_notice_shown()  # the app showed its first-run notice: uploads may start
+    return client
 
 
 def _write_ids(path: str, ids: list[str]) -> None:
