@@ -391,9 +391,13 @@ def self_test(args: argparse.Namespace) -> int:
             f"self-test: flashed {result.bytes_written} bytes in {result.duration:.2f} s "
             f"({result.mb_per_s:.1f} MB/s), validation {result.validation}"
         )
-        if collector is not None:
+        if endpoint is not None:
+            # Deliver now, off the GUI thread (the uploader would anyway, a little later).
             flusher = threading.Thread(target=client.flush, args=(20.0,), daemon=True)
             flusher.start()
+            if collector is None:
+                flusher.join(25.0)
+        if collector is not None:
 
             def delivered() -> bool:
                 names = {r["event_type"] for r in collector.rows()}

@@ -1,0 +1,168 @@
+"""The demo's command line, run as real processes: self-test, screenshot, catalogue, collector
+child (the frozen bundle's path), ``--endpoint`` and ``--no-collector``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+from PySide6.QtGui import QImage
+
+import demo_app.app as demo_main
+import telemetry
+from tests.collector_process import CollectorProcess
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    environ.pop("DO_NOT_TRACK", None)
+    return subprocess.run(
+        [sys.executable, "-m", "demo_app", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=environ,
+        check=False,
+    )
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_catalogue_flag_prints_the_declared_events() -> None:
+    proc = _run("--telemetry-catalogue", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == demo_main.CATALOGUE_PATH.read_text(encoding="utf-8")
+    parsed = tomllib.loads(proc.stdout)
+    catalogue = telemetry.EventCatalogue.from_file(demo_main.CATALOGUE_PATH)
+    names = set(parsed["events"])
+    for name in ("Application start", "Select image", "Toggle drive", "Flash", "Done", "Cancel",
+                 "Drive unplugged", "Validation error", "Write failed", "Toggle setting",
+                 "Open external link"):  # fmt: skip
+        assert f"[Etcher] {name}" in names
+    assert catalogue is not None
+
+
+def test_self_test_flashes_validates_and_delivers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo_app", "--self-test", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "self-test: OK" in proc.stdout
+    assert "validation passed" in proc.stdout
+    db = data / "collector" / "collector.db"
+    rows = CollectorProcess(db).rows()
+    names = {r["event_type"] for r in rows}
+    assert set(demo_main.SELF_TEST_EVENTS) <= names
+    # The collector child is gone once the demo exited.
+    assert _processes_mentioning(str(db)) == []
+
+
+def test_screenshot_without_collector_keeps_events_on_disk(tmp_path: Path) -> None:
+    shot = tmp_path / "window.png"
+    data = tmp_path / "data"
+    proc = _run("--no-collector", "--data-dir", str(data), "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(shot))
+    assert not image.isNull() and image.width() >= 600
+    colours = {image.pixel(x, y) for x in range(0, image.width(), 5)
+               for y in range(0, image.height(), 5)}  # fmt: skip
+    assert len(colours) > 16
+    status = subprocess.run(
+        [sys.executable, "-m", "telemetry", "--data-dir", str(data / "telemetry"), "status",
+         "--json"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    queue = info.get("queue", {})
+    assert queue.get("events", 0) >= 2  # $identify, Application start, Close application
+    assert not (data / "collector").exists()
+
+
+def test_endpoint_flag_sends_to_that_collector(tmp_path: Path) -> None:
+    with CollectorProcess(tmp_path / "elsewhere.db") as collector:
+        proc = _run("--self-test", "--endpoint", collector.url, "--data-dir", str(tmp_path / "d"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        names = {r["event_type"] for r in collector.rows()}
+    assert {"[Etcher] Flash", "[Etcher] Done"} <= names
+    assert not (tmp_path / "d" / "collector").exists()
+
+
+def test_collector_child_flag_runs_the_collector(tmp_path: Path) -> None:
+    """What the frozen bundle does: its own executable started with ``--collector-child``."""
+    ready = tmp_path / "ready"
+    environ = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "demo_app", "--collector-child", "--host", "127.0.0.1",
+         "--port", "0", "--database", str(tmp_path / "c.db"), "--ready-file", str(ready)],
+        cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (ready.exists() and ready.read_text().strip()) and time.monotonic() < deadline:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            time.sleep(0.05)
+        url = ready.read_text().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        child.terminate()
+        child.wait(15)
+    assert child.returncode == 0
+
+
+def test_frozen_bundle_starts_the_collector_from_its_own_executable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert demo_main.collector_command(["--port", "0"]) == [
+        sys.executable,
+        "--collector-child",
+        "--port",
+        "0",
+    ]
+    monkeypatch.delattr(sys, "frozen")
+    assert demo_main.collector_command(["--port", "0"])[:3] == [
+        sys.executable,
+        "-m",
+        "telemetry.collector",
+    ]
+
+
+def test_demo_app_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "demo-app"
+    assert script.exists()
+    proc = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("demo-app ")
