@@ -67,6 +67,7 @@ SENT_EVENTS: Final = "sent_events"
 DROPPED_REJECTED_400: Final = "dropped_rejected_400"
 DROPPED_REJECTED_4XX: Final = "dropped_rejected_4xx"
 DROPPED_OVERSIZE: Final = "dropped_oversize"
+DELETION_ATTEMPTS: Final = "deletion_request_attempts"
 DELETION_SENT: Final = "deletion_requests_sent"
 DELETION_REFUSED: Final = "deletion_requests_refused"
 
@@ -462,7 +463,7 @@ class Uploader:
                 return "stopping"
         with self._lock:
             self._requests.append(self._clock())
-        self.store.increment("upload_requests")
+        self.store.increment(DELETION_ATTEMPTS)
         try:
             response = self._transport.post_gzip(
                 body, url=self.deletion_url, gzipped=False, give_up_after=give_up_after
