@@ -198,6 +198,27 @@ def cmd_catalogue(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_sign_url(args: argparse.Namespace, out: TextIO) -> int:
+    from telemetry.signed_links import signed_url
+
+    if not args.secret:
+        out.write("telemetry: sign-url needs --secret or $TELEMETRY_LINK_SECRET\n")
+        return 2
+    params: list[tuple[str, str]] = []
+    for item in args.params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            out.write(f"telemetry: expected KEY=VALUE, got {item!r}\n")
+            return 2
+        params.append((key, value))
+    try:
+        out.write(signed_url(args.base, params, args.secret, args.method) + "\n")
+    except ValueError as exc:
+        out.write(f"telemetry: {exc}\n")
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation tests)."""
     parser = argparse.ArgumentParser(
@@ -250,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8555)
     p.add_argument("--database", default="collector.db")
     p.set_defaults(func=cmd_collector)
+
+    p = sub.add_parser("sign-url", help="print a signed link for the collector's /r/collect")
+    p.add_argument(
+        "--secret",
+        default=os.environ.get("TELEMETRY_LINK_SECRET"),
+        help="link secret (default: $TELEMETRY_LINK_SECRET)",
+    )
+    p.add_argument("--base", required=True, help="e.g. https://t.example.com/r/collect")
+    p.add_argument("--method", choices=["hmac-sha256", "md5"], default="hmac-sha256")
+    p.add_argument("params", nargs="+", metavar="KEY=VALUE", help="p=, k=, a=, url=, d1..d5=, sp=")
+    p.set_defaults(func=cmd_sign_url)
     return parser
 
 
