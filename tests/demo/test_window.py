@@ -1,0 +1,145 @@
+"""Window behaviour: featured-project link, settings, status bar, notice, image errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from PySide6.QtCore import QObject, QPoint, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
+from pytestqt.qtbot import QtBot
+
+from demo_app.flasher import Target
+from tests.collector_process import CollectorProcess
+
+from .conftest import Demo, image_bytes, write_image
+
+
+class _Browser(QObject):
+    """Receives the URLs Qt would hand to the desktop's browser (QDesktopServices handler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[str] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.opened.append(url.toString())
+
+
+def _props(demo: Demo, name: str) -> list[dict[str, Any]]:
+    return [
+        e.get("event_properties", {})
+        for e in demo.events()
+        if e["event_type"] == f"[Etcher] {name}"
+    ]
+
+
+def test_featured_project_link_carries_the_device_link_and_is_tracked(
+    qtbot: QtBot, make_demo: Any
+) -> None:
+    demo: Demo = make_demo()
+    browser = _Browser()
+    QDesktopServices.setUrlHandler("https", browser, "open")
+    try:
+        qtbot.mouseClick(demo.window.featured_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: len(browser.opened) == 1, timeout=5_000)
+        query = parse_qs(urlsplit(browser.opened[0]).query)
+        assert query["d_id"] == [demo.client.device_id]
+        assert query["s_id"] == [str(demo.client.session_id)]
+        assert browser.opened[0].startswith(demo.window.featured_url)
+        links = _props(demo, "Open external link")
+        assert links == [
+            {**links[0], "url": demo.window.featured_url}
+        ]  # the link as tracked has no query: no ids in the event
+        assert "d_id" not in json.dumps(links)
+
+        # With telemetry off: no device id in the link, an opt-out request instead.
+        demo.client.set_consent(False)
+        qtbot.mouseClick(demo.window.featured_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: len(browser.opened) == 2, timeout=5_000)
+        query = parse_qs(urlsplit(browser.opened[1]).query)
+        assert "d_id" not in query and query["optOutAnalytics"] == ["true"]
+    finally:
+        QDesktopServices.unsetUrlHandler("https")
+
+
+def test_settings_toggles_are_saved_tracked_and_used(
+    qtbot: QtBot, make_demo: Any, tmp_path: Path
+) -> None:
+    demo: Demo = make_demo()
+    window = demo.window
+    dialog = window.open_settings()
+    qtbot.waitExposed(dialog)
+    assert dialog.validate.isChecked() and not dialog.show_system.isChecked()
+    for box in (dialog.validate, dialog.show_system):  # click on the box itself
+        qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))
+    assert dialog.system_warning.isVisible()
+    dialog.close()
+    saved = json.loads((demo.root / "settings.json").read_text())
+    assert saved == {"show_system_drives": True, "validate_after_flash": False}
+    toggles = _props(demo, "Toggle setting")
+    assert [(t["setting"], t["value"]) for t in toggles] == [
+        ("validateWriteOnSuccess", True),  # the value before the change, as Etcher sends
+        ("showSystemDrives", False),
+    ]
+    raw = image_bytes(2 << 20)
+    assert window.load_image(write_image(tmp_path, raw, "gz"))
+    window.select_target(Target.file(tmp_path / "t.img"))
+    assert window.start_flash()
+    qtbot.waitUntil(lambda: window.state != "flashing", timeout=60_000)
+    assert window.state == "done" and window.last_result.validation == "skipped"
+    assert _props(demo, "Done")[0]["validation"] == "skipped"
+    assert _props(demo, "Flash")[0]["validateWriteOnSuccess"] is False
+
+
+def test_status_bar_shows_queue_and_last_upload(
+    qtbot: QtBot, make_demo: Any, collector: CollectorProcess
+) -> None:
+    offline: Demo = make_demo(name="offline")  # no endpoint: events wait on disk
+    offline.window.refresh_status()
+    queued = offline.client.status()["queued"]
+    assert queued >= 2
+    assert offline.window.queued_label.text() == f"Events queued: {queued}"
+    assert offline.window.upload_label.text() == "Last upload: never"
+
+    online: Demo = make_demo(collector.url, name="online")
+    assert online.client.flush(timeout=20)
+    qtbot.waitUntil(
+        lambda: online.window.upload_label.text() != "Last upload: never", timeout=10_000
+    )
+    assert online.window.queued_label.text() == "Events queued: 0"
+    assert online.window.consent_label.text() == "Telemetry on"
+
+
+def test_notice_is_shown_once_and_hides_when_choosing_an_image(
+    qtbot: QtBot, make_demo: Any, tmp_path: Path
+) -> None:
+    demo: Demo = make_demo()
+    notice = demo.window.notice
+    assert notice is not None and notice.isVisible()
+    assert demo.client.notice_shown
+    demo.window.open_target_dialog().reject()
+    assert not notice.isVisible()
+    # A second launch on the same data does not show it again.
+    demo.window.shutdown()
+    demo.client.close()
+    again: Demo = make_demo(name="root")
+    assert again.window.notice is None
+
+
+def test_unusable_image_is_explained_and_tracked_without_its_path(
+    qtbot: QtBot, make_demo: Any, tmp_path: Path
+) -> None:
+    demo: Demo = make_demo()
+    broken = tmp_path / "secret-name.img.xz"
+    broken.write_bytes(b"plain text, not xz")
+    assert not demo.window.load_image(broken)
+    assert "not xz-compressed" in demo.window.image_error.text()
+    assert demo.window.source is None
+    assert not demo.window.target_card.button.isEnabled()
+    errors = _props(demo, "Image error")
+    assert errors and errors[0]["errorCode"] == "EBADIMAGE"
+    assert "secret-name" not in json.dumps(demo.events())
