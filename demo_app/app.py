@@ -215,8 +215,22 @@ def _qapp(offscreen: bool) -> Any:
         sys.platform.startswith("linux")
     ):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        previous = qInstallMessageHandler(None)
+
+        def quiet(mode: Any, context: Any, message: str) -> None:
+            # The offscreen platform warns about window hints it cannot honour: noise here.
+            if "This plugin does not support" in message:
+                return
+            if previous is not None:
+                previous(mode, context, message)
+            else:
+                sys.stderr.write(message + "\n")
+
+        qInstallMessageHandler(quiet)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "demo-app"])
     app.setApplicationName("demo-app")
     app.setApplicationDisplayName("Etcher-like flasher")
@@ -272,7 +286,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("--endpoint and --no-collector cannot be combined")
     if args.self_test:
         return self_test(args)
+    if args.screenshot is None and not _display_available():
+        print(
+            "demo: no display found (DISPLAY/WAYLAND_DISPLAY unset); running --self-test "
+            "instead, which flashes offscreen and checks delivery"
+        )
+        return self_test(args)
     return _run(args)
+
+
+def _display_available() -> bool:
+    """False on a Linux machine without X11/Wayland and without an explicit Qt platform."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _start_collector(root: Path) -> EmbeddedCollector:

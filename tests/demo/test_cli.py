@@ -87,6 +87,20 @@ def test_self_test_flashes_validates_and_delivers(tmp_path: Path) -> None:
     assert _processes_mentioning(str(db)) == []
 
 
+def test_quick_start_command_without_a_display_runs_the_self_test(tmp_path: Path) -> None:
+    """The README's first command, on a machine without a display (CI, a container)."""
+    dropped = ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo_app", "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=240, cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)}, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no display found" in proc.stdout and "self-test: OK" in proc.stdout
+    assert "propagateSizeHints" not in proc.stderr
+
+
 def test_screenshot_without_collector_keeps_events_on_disk(tmp_path: Path) -> None:
     shot = tmp_path / "window.png"
     data = tmp_path / "data"
