@@ -203,8 +203,7 @@ def build_window(
         if conn is not None:
             conn.stop()
 
-    window.destroyed.connect(lambda *_: None)
-    window._stop_helpers = stop_helpers  # called by _run after the event loop
+    window.stop_helpers = stop_helpers
     return window
 
 
@@ -232,8 +231,8 @@ def _qapp(offscreen: bool) -> Any:
 
         qInstallMessageHandler(quiet)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "demo-app"])
-    app.setApplicationName("demo-app")
-    app.setApplicationDisplayName("Etcher-like flasher")
+    QApplication.setApplicationName("demo-app")
+    QApplication.setApplicationDisplayName("Etcher-like flasher")
     return app
 
 
@@ -323,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
         stack.callback(client.close)
         app = _qapp(offscreen=False)
         window = build_window(client, root)
-        stack.callback(window._stop_helpers)
+        stack.callback(window.stop_helpers)
         window.show()
         if args.screenshot is not None:
             _settle(app, 0.8)
@@ -393,7 +392,7 @@ def self_test(args: argparse.Namespace) -> int:
         stack.callback(client.close)
         app = _qapp(offscreen=True)
         window = build_window(client, root, connectivity=False)
-        stack.callback(window._stop_helpers)
+        stack.callback(window.stop_helpers)
         window.show()
         image, raw = make_test_image(tmp)
         target = tmp / "target.img"

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final, cast
 
 from demo_app.flasher.errors import FlashError
 
@@ -103,20 +103,21 @@ class ImageReader:
         self.source = source
         self._file: BinaryIO = open(source.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
         self._zip: zipfile.ZipFile | None = None
-        self._stream: BinaryIO
+        # A raw file, a gzip/lzma/bz2 decompressing file or a zip member: all have readinto.
+        self._stream: Any
         _advise_sequential(self._file)
         try:
             if source.compression is None:
                 self._stream = self._file
             elif source.compression == "gz":
-                self._stream = gzip.GzipFile(fileobj=_Counted(self._file, chunk_size), mode="rb")
+                self._stream = gzip.GzipFile(fileobj=_blocked(self._file, chunk_size), mode="rb")
             elif source.compression == "xz":
-                self._stream = lzma.LZMAFile(_Counted(self._file, chunk_size), "rb")  # noqa: SIM115
+                self._stream = lzma.LZMAFile(_blocked(self._file, chunk_size), "rb")  # noqa: SIM115
             elif source.compression == "bz2":
-                self._stream = bz2.BZ2File(_Counted(self._file, chunk_size), "rb")
+                self._stream = bz2.BZ2File(_blocked(self._file, chunk_size), "rb")
             else:
                 self._zip = zipfile.ZipFile(self._file)
-                self._stream = self._zip.open(source.member or "", "r")  # type: ignore[assignment]
+                self._stream = self._zip.open(source.member or "", "r")
         except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
             self.close()
             raise FlashError.from_source(exc, source) from exc
@@ -135,7 +136,7 @@ class ImageReader:
         total = len(buffer)
         try:
             while filled < total:
-                n = self._stream.readinto(buffer[filled:])  # type: ignore[attr-defined]
+                n = self._stream.readinto(buffer[filled:])
                 if not n:
                     break
                 filled += n
@@ -157,6 +158,11 @@ class ImageReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _blocked(raw: BinaryIO, block: int) -> BinaryIO:
+    """``raw`` read in large blocks, typed as the file object the decompressors take."""
+    return cast("BinaryIO", _Counted(raw, block))
 
 
 class _Counted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -147,6 +148,8 @@ class MainWindow(QMainWindow):
         self.inspector: EventInspector | None = None
         self.target_dialog: TargetDialog | None = None
         self._url_params: AnalyticsUrlParams | None = None
+        #: Stops what the window's owner started for it (drive watcher, connectivity).
+        self.stop_helpers: Callable[[], None] = lambda: None
 
         self.setWindowTitle(f"Etcher-like flasher {version}".strip())
         self.setObjectName("mainWindow")
