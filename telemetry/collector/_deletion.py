@@ -56,6 +56,11 @@ def parse_deletion(body: bytes) -> DeletionRequest:
         if not isinstance(payload[key], str):
             raise _reject(f"{L.ERROR_WRONG_TYPE}: {key}")
     project, device_id, reason = payload["project"], payload["device_id"], payload["reason"]
+    for key, value in (("project", project), ("device_id", device_id), ("reason", reason)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: not storable as text
+            raise _reject(f"{L.ERROR_WRONG_TYPE}: {key}") from None
     if not project.strip() or len(project) > L.MAX_API_KEY_LENGTH:
         raise _reject(L.ERROR_INVALID_API_KEY)
     if not device_id.strip() or len(device_id) > L.MAX_INSERT_ID_LENGTH:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
+import json
 import logging
 import logging.config
 import os
+import re
 import signal
 import socket
 import sys
@@ -42,18 +46,53 @@ EXIT_STARTUP_FAILED: Final = 3
 #: The address could not be bound (e.g. the port is in use).
 EXIT_BIND_FAILED: Final = 4
 
-# Logs go to stderr and never carry a client address: uvicorn's access log is off and its
-# "Uvicorn running on ..." line is not emitted (we pass our own socket); the one address printed
-# is the collector's own listening URL, on stdout.
-_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Logs go to stderr as one JSON object per line and never carry a client address: uvicorn's
+# access log is off, its "Uvicorn running on ..." line is not emitted (we pass our own socket), and
+# anything that looks like an IP address in a message is replaced by "[ip]" as a last guard. The
+# one address printed is the collector's own listening URL, on stdout.
+_IPV4: Final = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+_IPV6_CANDIDATE: Final = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f.]{0,15}){2,8}")
+
+
+def _ipv6_or_text(match: re.Match[str]) -> str:
+    try:
+        ipaddress.IPv6Address(match.group(0))
+    except ValueError:
+        return match.group(0)
+    return "[ip]"
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` with IPv4 and IPv6 addresses replaced by ``[ip]``."""
+    return _IPV6_CANDIDATE.sub(_ipv6_or_text, _IPV4.sub("[ip]", text))
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: ``ts`` (ISO 8601 UTC), ``level``, ``logger``, ``message``
+    (and ``exception`` when there is one), IP addresses redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact_addresses(record.getMessage()),
+        }
+        if record.exc_info:
+            entry["exception"] = redact_addresses(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
 LOG_CONFIG: Final[dict[str, Any]] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": _LOG_FORMAT}},
+    "formatters": {"json": {"()": JsonLogFormatter}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "json",
             "stream": "ext://sys.stderr",
         }
     },

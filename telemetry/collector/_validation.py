@@ -11,7 +11,8 @@ Rules (Amplitude semantics, see ``docs`` in ``telemetry.collector``):
   it; an event with no valid id is refused;
 * ``time``, when present and not null, is an integer number of milliseconds (>= 0);
 * ``insert_id``, when present and not null, is a non-empty string of at most 1,024 characters;
-* an event serialises to at most 32 KiB of compact UTF-8 JSON.
+* an event serialises to at most 32 KiB of compact UTF-8 JSON (a string holding a lone
+  surrogate such as ``"\\ud800"`` cannot be UTF-8: the event is invalid).
 
 If any event breaks a rule, the whole request is refused with 400 and Amplitude's body
 (``events_with_invalid_fields`` / ``events_with_missing_fields`` map a field name to the list of
@@ -131,6 +132,15 @@ def _valid_id(value: Any, min_length: int) -> str | None:
     return value
 
 
+def _is_utf8_text(value: str) -> bool:
+    """Whether ``value`` has no lone surrogate (so it can be stored as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -168,6 +178,8 @@ def parse_batch(body: bytes) -> Batch:
         _reject(L.ERROR_MISSING_FIELD, missing_field="api_key")
     project = payload["api_key"]
     if not isinstance(project, str) or not project.strip() or len(project) > L.MAX_API_KEY_LENGTH:
+        _reject(L.ERROR_INVALID_API_KEY)
+    if not _is_utf8_text(project):
         _reject(L.ERROR_INVALID_API_KEY)
 
     events = payload.get("events")
@@ -212,6 +224,8 @@ def _parse_event(
     try:
         too_big = len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES
     except RecursionError:  # nested too deeply to serialise again in this thread
+        too_big = True
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not storable as UTF-8 text
         too_big = True
     if too_big:
         invalid[WHOLE_EVENT_FIELD].append(index)

@@ -271,6 +271,8 @@ def test_tokens_never_appear_in_responses_or_logs(tmp_path: Path) -> None:
             assert {r.api_key for r in fake.snapshot()} == {PRODUCTION_TOKEN}
         logs = collector.stderr + collector.stdout
         assert "forwarded 20 events" in logs  # the logs were captured
+        for line in collector.stderr.splitlines():  # structured: one JSON object per line
+            assert set(json.loads(line)) >= {"ts", "level", "logger", "message"}
     for token in (STAGING_TOKEN, PRODUCTION_TOKEN):
         assert token not in logs
         for answer in answers:
