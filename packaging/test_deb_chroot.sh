@@ -37,7 +37,7 @@ t_all=$(now)
 deb=${1:-}
 if [[ -z $deb ]]; then
   t=$(now)
-  uv run python packaging/build.py --compression zstd --level 12
+  uv run python packaging/build.py --cache build/packaging-cache --compression zstd --level 12
   deb=$(ls -t dist/desktop-telemetry-demo_*.deb | head -n1)
   took "build bundle + .deb" "$t"
 fi
