@@ -263,6 +263,7 @@ class MainWindow(QMainWindow):
         if connectivity is not None:
             connectivity.onlineChanged.connect(lambda _on: self.refresh_status())
 
+        watcher.drivesChanged.connect(self._on_drives_changed)
         self._update_steps()
         self.refresh_status()
         analytics.application_start()
@@ -364,6 +365,21 @@ class MainWindow(QMainWindow):
         self.analytics.toggle_setting("showSystemDrives", not on)
         self.settings.show_system_drives = on
         self.settings.save()
+
+    @Slot(list)
+    def _on_drives_changed(self, drives: list[Any]) -> None:
+        """A selected drive that was unplugged (or lost its card) is deselected; during a
+        flash the flasher itself notices and reports ``Drive unplugged``."""
+        target = self.target
+        if target is None or target.drive is None or self.state == "flashing":
+            return
+        current = {d.device: d for d in drives}.get(target.drive.device)
+        if current is None or not current.has_media:
+            self._set_target(None)
+            self.target_warning.setText(self.tr("The selected drive was removed."))
+        elif current != target.drive:
+            self.target = Target.for_drive(current)
+            self._update_steps()
 
     def select_target(self, target: Target) -> None:
         """Use ``target`` (what the dialog does on "Select")."""

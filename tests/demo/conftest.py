@@ -22,9 +22,11 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from demo_app.app import build_window, make_client
+from telemetry.drives import Drive, Mountpoint
 from telemetry.qt import QtDriveWatcher
 from telemetry.uploader import UploadPolicy
 from tests.collector_process import CollectorProcess
+from tests.drives._umockdev import run_listing
 
 #: Short waits everywhere: these tests are about behaviour, not the production timings.
 FAST_POLICY = UploadPolicy(
@@ -40,6 +42,33 @@ FAST_POLICY = UploadPolicy(
     offline_check_interval=0.2,
     after_success_delay=0.02,
 )
+
+
+FIXTURES = [
+    "usb2-flash-stick.umockdev",
+    "uas-ssd.umockdev",
+    "card-reader-multi-lun.umockdev",
+    "sd-internal-partitioned.umockdev",
+    "sd-write-protected.umockdev",
+    "usb-stick-mounted-partitions.umockdev",
+    "nvme-system.umockdev",
+]
+
+
+def _drive(data: dict[str, Any]) -> Drive:
+    values = dict(data)
+    values["mountpoints"] = tuple(Mountpoint(**m) for m in values["mountpoints"])
+    values["warnings"] = tuple(values["warnings"])
+    return Drive(**values)
+
+
+@pytest.fixture(scope="session")
+def umockdev_drives(tmp_path_factory: pytest.TempPathFactory) -> list[Drive]:
+    """Drives listed by ``telemetry.drives`` from the drives fixtures inside ``umockdev-run``:
+    a USB stick, a UAS disk, a multi-slot card reader, internal and locked SD cards, a stick
+    with mounted partitions and the NVMe system disk."""
+    listed = run_listing(FIXTURES, tmp_path_factory.mktemp("umockdev"), procfs="desktop")
+    return [_drive(item["drive"]) for item in listed]
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +134,7 @@ class Demo:
     client: Any
     root: Path
     watcher: QtDriveWatcher
+    drives: list[Any]  # what the watcher's lister returns: change it, then watcher.rescan()
 
     def events(self) -> list[dict[str, Any]]:
         """Every event in the local database: sent (from the sent-batch log) and queued."""
@@ -139,7 +169,7 @@ def make_demo(qtbot: QtBot, tmp_path: Path) -> Iterator[Callable[..., Demo]]:
         watcher.start()
         window = build_window(client, root, watcher=watcher, connectivity=False)
         qtbot.addWidget(window)
-        demo = Demo(window, client, root, watcher)
+        demo = Demo(window, client, root, watcher, listed)
         made.append(demo)
         if show:
             window.show()

@@ -12,40 +12,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from demo_app.flasher import Target
 from demo_app.targets import ICON_KINDS
-from telemetry.drives import Drive, Mountpoint
-from tests.drives._umockdev import run_listing
+from telemetry.drives import Drive
 
 from .conftest import Demo, image_bytes, write_image
-
-FIXTURES = [
-    "usb2-flash-stick.umockdev",
-    "uas-ssd.umockdev",
-    "card-reader-multi-lun.umockdev",
-    "sd-internal-partitioned.umockdev",
-    "sd-write-protected.umockdev",
-    "usb-stick-mounted-partitions.umockdev",
-    "nvme-system.umockdev",
-]
-
-
-def _drive(data: dict[str, Any]) -> Drive:
-    values = dict(data)
-    values["mountpoints"] = tuple(Mountpoint(**m) for m in values["mountpoints"])
-    values["warnings"] = tuple(values["warnings"])
-    return Drive(**values)
-
-
-@pytest.fixture(scope="module")
-def umockdev_drives(tmp_path_factory: pytest.TempPathFactory) -> list[Drive]:
-    listed = run_listing(FIXTURES, tmp_path_factory.mktemp("umockdev"), procfs="desktop")
-    return [_drive(item["drive"]) for item in listed]
 
 
 def _distinct_colours(image: QImage, step: int = 4) -> int:

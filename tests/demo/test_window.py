@@ -143,3 +143,24 @@ def test_unusable_image_is_explained_and_tracked_without_its_path(
     errors = _props(demo, "Image error")
     assert errors and errors[0]["errorCode"] == "EBADIMAGE"
     assert "secret-name" not in json.dumps(demo.events())
+
+
+def test_selected_drive_unplugged_while_idle_is_deselected(
+    qtbot: QtBot, make_demo: Any, umockdev_drives: list[Any], tmp_path: Path
+) -> None:
+    demo: Demo = make_demo(drives=umockdev_drives)
+    window = demo.window
+    qtbot.waitUntil(lambda: len(demo.watcher.drives()) == len(umockdev_drives), timeout=10_000)
+    assert window.load_image(write_image(tmp_path, image_bytes(1 << 20), "img"))
+    dialog = window.open_target_dialog()
+    assert dialog.select_device("/dev/sdb")
+    dialog._accept_drive()
+    assert window.target is not None and window.flash_card.button.isEnabled()
+
+    demo.drives[:] = [d for d in demo.drives if d.device != "/dev/sdb"]  # pulled out
+    demo.watcher.rescan()
+    qtbot.waitUntil(lambda: window.target is None, timeout=10_000)
+    assert "removed" in window.target_warning.text()
+    assert not window.flash_card.button.isEnabled()
+    toggles = _props(demo, "Toggle drive")
+    assert [t["previouslySelected"] for t in toggles] == [False, True]
