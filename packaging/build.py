@@ -42,6 +42,7 @@ ICON_SIZES: Final = (16, 24, 32, 48, 64, 128, 256, 512)
 #: itself; libudev is loaded by pyudev through ctypes (never bundled, so the system's matches its
 #: udev); Qt's xcb plugin needs the xcb utility libraries; fontconfig needs fonts to render text.
 DEPENDS: Final = (
+    "libstdc++6",  # taken from the system (a bundled one older than Mesa's breaks its GL drivers)
     "libudev1",
     "libgl1",
     "libegl1",

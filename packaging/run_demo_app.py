@@ -47,8 +47,11 @@ def bundle_check() -> int:
         "frozen": bool(getattr(sys, "frozen", False)),
         "executable": sys.executable,
         "user_data_dir": str(platformdirs.user_data_path("etcher-demo", appauthor=False)),
+        "filesystem_encoding": sys.getfilesystemencoding(),
     }
     problems = []
+    if report["filesystem_encoding"] != "utf-8":  # non-ASCII image paths would fail
+        problems.append(f"file names decode as {report['filesystem_encoding']}, not UTF-8")
     cafile = Path(certifi.where())
     report["cafile"] = str(cafile)
     report["cafile_in_bundle"] = str(cafile).startswith(getattr(sys, "_MEIPASS", "\0"))

@@ -55,7 +55,7 @@ def test_deb_declares_the_runtime_dependencies(deb: Path, build: ModuleType) -> 
     assert re.search(r"\blibc6 \(>= 2\.\d+\)", depends), depends  # the build host's glibc floor
     wanted = {
         *("libudev1", "libgl1", "libegl1", "libxkbcommon0", "libfontconfig1", "fonts-dejavu-core"),
-        *("libxcb1", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"),
+        *("libxcb1", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0", "libstdc++6"),
     }
     assert wanted <= _names(depends), wanted - _names(depends)
 
@@ -104,18 +104,25 @@ def _needed(files: list[Path]) -> dict[Path, set[str]]:
     return needed
 
 
-def _host_package(soname: str, ldconfig: str) -> str | None:
-    """The installed Debian package providing ``soname`` on this (build) host."""
+def _host_packages(sonames: set[str]) -> dict[str, str]:
+    """soname -> the installed Debian package providing it on this (build) host."""
+    ldconfig = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    paths: dict[str, str] = {}  # candidate path -> soname
     for line in ldconfig.splitlines():
         name, _, rest = line.strip().partition(" ")
-        if name != soname or "x86-64" not in rest or "=>" not in rest:
-            continue
-        path = Path(rest.rsplit("=>", 1)[1].strip())
-        for candidate in (path, path.resolve(), Path("/usr") / path.relative_to("/")):
-            proc = subprocess.run(["dpkg", "-S", str(candidate)], capture_output=True, text=True)
-            if proc.returncode == 0:
-                return proc.stdout.split(":")[0].strip()
-    return None
+        if name in sonames and "x86-64" in rest and "=>" in rest:
+            path = Path(rest.rsplit("=>", 1)[1].strip())
+            for candidate in (path, path.resolve(), Path("/usr") / path.relative_to("/")):
+                paths[str(candidate)] = name
+    if not paths:
+        return {}
+    out = subprocess.run(["dpkg", "-S", *paths], capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        package, _, path = line.partition(": ")
+        if path.strip() in paths:
+            found[paths[path.strip()]] = package.split(":")[0]
+    return found
 
 
 def _dependency_closure(roots: set[str]) -> set[str]:
@@ -153,10 +160,10 @@ def test_every_linked_library_is_bundled_or_guaranteed_by_depends(
     allowed = _dependency_closure(
         _names(_field(deb, "Depends")) | _names(_field(deb, "Recommends"))
     )
-    ldconfig = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    packages = _host_packages(outside)
     unmet = {}
     for soname in sorted(outside):
-        package = _host_package(soname, ldconfig)
+        package = packages.get(soname)
         if package is None or package not in allowed:
             users = [str(p.relative_to(bundle)) for p, n in needed.items() if soname in n]
             unmet[soname] = (package, users[:3])
