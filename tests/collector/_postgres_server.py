@@ -75,8 +75,11 @@ def _runner() -> tuple[list[str], pwd.struct_passwd | None]:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield an admin DSN of a running PostgreSQL server (see the module docstring)."""
+def postgres_server(*, durable: bool = False) -> Iterator[str]:
+    """Yield an admin DSN of a running PostgreSQL server (see the module docstring).
+
+    A cluster started here runs with ``fsync=off`` (fast tests) unless ``durable`` (benches).
+    """
     given = os.environ.get(DSN_ENV)
     if given:
         try:
@@ -101,10 +104,9 @@ def postgres_server() -> Iterator[str]:
         )  # fmt: skip
         if init.returncode != 0:
             raise NoPostgres(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
-        options = (
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c full_page_writes=off -c max_connections=60 -c shared_buffers=32MB"
-        )
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=60"
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off"
         start = subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
              "-o", options, "-w", "-t", "60", "start"],

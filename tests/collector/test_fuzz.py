@@ -77,7 +77,7 @@ def _count(database: Path) -> int:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     body=_bodies | _json,
@@ -105,5 +105,3 @@ def test_ingest_never_fails_and_stores_nothing_it_refuses(
     else:
         assert isinstance(body, dict) and isinstance(body.get("events"), list)
         assert after - before <= len(body["events"])
-    metrics = httpx.get(url + "/metrics", timeout=10)
-    assert metrics.status_code == 200
