@@ -8,9 +8,10 @@ Wire protocol (``POST /2/httpapi`` and ``POST /amplitude/2/httpapi``): a JSON bo
 ``Content-Encoding: gzip``. Answers:
 
 * **200** ``{"code": 200, "events_ingested": N, "payload_size_bytes": B,
-  "server_upload_time": MS, "duplicates": D}`` once the batch is committed. ``N`` is the number
-  of events accepted (all of the batch), ``D`` how many of them were already stored (same
-  ``api_key`` + ``insert_id``) and were ignored, so ``N - D`` rows were added.
+  "server_upload_time": MS, "duplicates": D, "rejected": R}`` once the batch is committed.
+  ``N`` is the number of events accepted (all of the batch), ``D`` how many of them were
+  already stored (same ``api_key`` + ``insert_id``) and were ignored, ``R`` how many belong to a
+  device that asked for deletion (not stored), so ``N - D - R`` rows were added.
 * **400** in Amplitude's shape (``code``, ``error``, ``missing_field``,
   ``events_with_invalid_fields`` and ``events_with_missing_fields``, each mapping a field name to
   event indexes). Nothing of the batch is stored; the client drops the named events and resends
@@ -19,6 +20,8 @@ Wire protocol (``POST /2/httpapi`` and ``POST /amplitude/2/httpapi``): a JSON bo
 * **413** ``{"code": 413, "error": "Payload too large"}``: more than 2,000 events, or a body over
   1 MiB after decompression (decompression is streamed and stops at the cap).
 * **415** for a ``Content-Encoding`` other than gzip/identity.
+* **400** "Unknown project" when a configuration is given and does not list the ``api_key``.
+* **429** with ``Retry-After`` when a device sends more than its rate (``[rate_limit]``).
 * **503** with ``Retry-After: 5`` when the database cannot be written; nothing was committed.
 
 Events are stored as received (compact JSON), except that an ``ip`` key is dropped: the
@@ -33,7 +36,9 @@ the answer is ``{"code": 200, "deleted": N, "forwards_deleted": M}``. A tombston
 events of that device arriving later are not stored (they are counted in the ingest answer's
 ``rejected``). Repeating the request is harmless.
 
-``GET /healthz`` answers ``{"status": "ok"}``, or 503 when the database is not writable.
+``GET /healthz`` answers ``{"status": "ok"}``, or 503 when the database is not writable;
+``GET /metrics`` gives Prometheus text. Storage (SQLite or PostgreSQL), forwarding to Amplitude
+and the signed link tracker: see ``_storage``, ``_postgres``, ``_forwarder`` and ``_links``.
 """
 
 from __future__ import annotations
