@@ -35,7 +35,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -462,9 +462,7 @@ class EventInspector(QWidget):
         self._export_dialog: QFileDialog | None = None
 
         self.reload()
-        if refresh_interval > 0:
-            self._timer.start()
-        self.resize(900, 600)
+        self.resize(900, 600)  # the timer starts when the window is shown
 
     # ------------------------------------------------------------------ reading
 
@@ -683,9 +681,19 @@ class EventInspector(QWidget):
 
     # ------------------------------------------------------------------ live refresh
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self.live_check.isChecked() and self.live_check.isEnabled():
+            self._timer.start()
+            self.poll()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self._timer.stop()  # nobody is looking: no polling
+
     @Slot(bool)
     def _on_live_toggled(self, on: bool) -> None:
-        if on:
+        if on and self.isVisible():
             self._timer.start()
             self.poll()
         else:
@@ -730,12 +738,18 @@ class EventInspector(QWidget):
     def _export_selected(self, path: str) -> None:
         try:
             count = self.export_jsonl(path)
-        except OSError as exc:
-            QMessageBox.warning(
-                self,
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never raised
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            box = QMessageBox(
+                QMessageBox.Icon.Warning,
                 self.tr("Export failed"),
-                self.tr("Could not write {0}: {1}").format(path, exc.strerror or exc),
+                self.tr("Could not write {0}: {1}").format(path, reason),
+                QMessageBox.StandardButton.Close,
+                self,
             )
+            box.setObjectName("telemetryExportError")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()  # not exec(): the app's event loop keeps running
             return
         self.summary_label.setText(self.tr("{0} events exported.").format(count))
 

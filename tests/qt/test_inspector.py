@@ -281,3 +281,44 @@ def test_renders_readably_in_light_and_dark(
     image = render(inspector, tmp_path / f"inspector-{palette_name}.png", *size)
     assert (image.width(), image.height()) == size
     assert_readable(image, palette_name)
+
+
+def test_polling_pauses_while_the_window_is_hidden(qtbot: QtBot, client: telemetry.Client) -> None:
+    inspector = _inspector(qtbot, client, refresh_interval=0.1)
+    assert inspector.live
+    inspector.hide()
+    assert not inspector.live
+    client.track("Flash", {"driveCount": 9})
+    inspector.show()
+    qtbot.waitExposed(inspector)
+    assert inspector.live
+    assert any('"driveCount":9' in r.json for r in inspector.shown_rows())  # caught up on show
+
+
+def test_export_failure_is_reported_not_raised(
+    qtbot: QtBot, client: telemetry.Client, tmp_path: Path
+) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    missing_dir = tmp_path / "no-such-dir" / "out.jsonl"
+    inspector._export_selected(str(missing_dir))
+    box = inspector.findChild(QMessageBox, "telemetryExportError")
+    assert box is not None and "Could not write" in box.text()
+    box.close()
+    assert not missing_dir.exists()
+
+
+def test_environment_veto_shows_an_empty_inspector_and_writes_nothing(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    client = telemetry.create_client("test-project", "test-app", "1.2.3", data_dir=data_dir)
+    try:
+        client.track("Flash", {"driveCount": 1})
+        inspector = _inspector(qtbot, client, refresh_interval=0.1)
+        for kind in ("queued", "sent", "dropped"):
+            assert inspector.shown_rows(kind) == []
+        assert inspector.summary_label.text().startswith("0 queued")
+    finally:
+        client.close()
+    assert not (data_dir / "telemetry.db").exists()
