@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Final
 
 from telemetry.collector import _limits as L
-from telemetry.collector._validation import RequestRejected, error_body
+from telemetry.collector._validation import RequestRejected, error_body, strict_json_loads
 
 __all__ = ["DELETION_PATHS", "DeletionRequest", "parse_deletion"]
 
@@ -32,17 +31,13 @@ def _reject(error: str, *, missing_field: str | None = None) -> RequestRejected:
     return RequestRejected(400, error_body(400, error, missing_field=missing_field))
 
 
-def _no_constants(name: str) -> None:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def parse_deletion(body: bytes) -> DeletionRequest:
     """Validate a deletion request body; raise :class:`RequestRejected` (400) if it is not exactly
     an object with the three string keys (no other key, no other type)."""
     if not body.strip():
         raise _reject(L.ERROR_MISSING_BODY)
     try:
-        payload = json.loads(body, parse_constant=_no_constants)
+        payload = strict_json_loads(body)
     except (ValueError, RecursionError):
         raise _reject(L.ERROR_INVALID_JSON) from None
     if not isinstance(payload, dict):

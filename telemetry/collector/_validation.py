@@ -2,7 +2,8 @@
 
 Rules (Amplitude semantics, see ``docs`` in ``telemetry.collector``):
 
-* the body is a JSON object with ``api_key`` (non-empty string: the project name), ``events``
+* the body is strict JSON (UTF-8; no ``NaN``/``Infinity``; no key repeated in an object) and an
+  object with ``api_key`` (non-empty string: the project name), ``events``
   (non-empty list, at most 2,000 items) and optional ``options.min_id_length`` (int >= 1);
 * every event is an object with a non-empty string ``event_type`` and at least one *valid*
   ``device_id`` / ``user_id``: a string of at least ``min_id_length`` characters that is not a
@@ -37,6 +38,7 @@ __all__ = [
     "error_body",
     "generated_insert_id",
     "parse_batch",
+    "strict_json_loads",
 ]
 
 #: Prefix of the ``insert_id`` the collector derives for an event that arrived without one.
@@ -108,6 +110,21 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in a JSON object")
+    return result
+
+
+def strict_json_loads(body: bytes) -> Any:
+    """Parse ``body`` as strict JSON: UTF-8, no ``NaN``/``Infinity``, no duplicate object keys.
+
+    Raises ``ValueError`` (or ``RecursionError`` when nested too deeply).
+    """
+    return json.loads(body, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def _compact(value: Any, *, sort_keys: bool = False) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
 
@@ -168,7 +185,7 @@ def parse_batch(body: bytes) -> Batch:
     if not body.strip():
         _reject(L.ERROR_MISSING_BODY)
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        payload = strict_json_loads(body)
     except (ValueError, RecursionError):
         _reject(L.ERROR_INVALID_JSON)
     if not isinstance(payload, dict):

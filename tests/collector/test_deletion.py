@@ -93,6 +93,7 @@ def test_deletion_removes_the_device_rows_keeps_a_tombstone_and_is_idempotent(
         (b'{"project": "etcher-test", "device_id": NaN, "reason": ""}', "NaN"),
         (b"", "empty body"),
         (b"{not json", "broken JSON"),
+        (b'{"project": "p1", "device_id": "device-1", "reason": "", "reason": ""}', "dup key"),
         (b'{"project": "etcher-test", "device_id": "dev\\ud800ice", "reason": ""}', "surrogate"),
     ],
 )

@@ -136,6 +136,20 @@ def test_invalid_events_are_named_and_nothing_is_stored(
             "events",
         ),
         (json.dumps({"api_key": PROJECT, "events": "x"}).encode(), "Invalid event JSON", None),
+        # Strict JSON: a key repeated in an object, a non-standard constant, invalid UTF-8.
+        (
+            b'{"api_key": "p1", "events": [{"event_type": "a", "event_type": "b", '
+            b'"device_id": "device-1"}]}',
+            "Invalid JSON request body",
+            None,
+        ),
+        (
+            b'{"api_key": "p1", "events": [{"event_type": "a", "time": NaN, '
+            b'"device_id": "device-1"}]}',
+            "Invalid JSON request body",
+            None,
+        ),
+        (b'{"api_key": "p\xff", "events": []}', "Invalid JSON request body", None),
     ],
 )
 def test_malformed_requests_get_400_with_error(
