@@ -160,6 +160,16 @@ def focusable_controls(root: QWidget) -> list[QWidget]:
     ]
 
 
+def queued(client: Any, data_dir: Path) -> int:
+    """Events waiting to be sent: the store's own count (which first copies any journal lines
+    into SQLite), cross-checked against the SQLite file read directly."""
+    count = int(client.store.stats().events)
+    on_disk = db_rows(data_dir, "SELECT count(*) FROM events")
+    if on_disk:
+        assert int(on_disk[0][0]) <= count, (on_disk, count)
+    return count
+
+
 def db_rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Read the client's real SQLite file directly (not through the store's API)."""
     import sqlite3

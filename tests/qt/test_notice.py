@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 
 import telemetry
 from telemetry.qt import ConsentNotice, EventInspector
-from tests.qt.conftest import assert_readable, db_rows, db_state, render
+from tests.qt.conftest import assert_readable, db_rows, db_state, queued, render
 
 
 def _notice(qtbot: QtBot, client: telemetry.Client) -> ConsentNotice:
@@ -21,10 +21,6 @@ def _notice(qtbot: QtBot, client: telemetry.Client) -> ConsentNotice:
     notice.show()
     qtbot.waitExposed(notice)
     return notice
-
-
-def _queued(data_dir: Path) -> int:
-    return int(db_rows(data_dir, "SELECT count(*) FROM events")[0][0])
 
 
 def test_first_show_marks_the_notice_shown_and_persists_it(
@@ -68,14 +64,14 @@ def test_turn_off_before_any_upload_purges_the_queue_unsent(
 ) -> None:
     client = unreachable_client
     client.track("Application start", {"packageType": "deb"})  # queued before the notice
-    assert _queued(data_dir) > 0
+    assert queued(client, data_dir) > 0
     old_device = client.device_id
     notice = _notice(qtbot, client)
     with qtbot.waitSignal(notice.turnedOff, timeout=2000):
         qtbot.mouseClick(notice.turn_off_button, Qt.MouseButton.LeftButton)
     assert not notice.isVisible()
     assert client.consent_state == telemetry.ConsentState.DENIED
-    assert _queued(data_dir) == 0
+    assert queued(client, data_dir) == 0
     assert db_rows(data_dir, "SELECT count(*) FROM sent_batches")[0][0] == 0
     assert db_state(data_dir, "device_id") is None
     requests = db_state(data_dir, "deletion_requests") or []
@@ -112,7 +108,7 @@ def test_keyboard_alone_dismisses_or_turns_off(
     with qtbot.waitSignal(other.turnedOff, timeout=2000):
         qtbot.keyClick(other.turn_off_button, Qt.Key.Key_Space)
     assert client.consent_state == telemetry.ConsentState.DENIED
-    assert _queued(data_dir) == 0
+    assert queued(client, data_dir) == 0
 
 
 def test_buttons_have_distinct_mnemonics(qtbot: QtBot, client: telemetry.Client) -> None:
@@ -186,7 +182,7 @@ def test_opt_in_notice_asks_and_allow_starts_recording(qtbot: QtBot, data_dir: P
         assert client.consent_state == telemetry.ConsentState.GRANTED
         assert client.device_id
         assert client.track("Flash", {"driveCount": 1}) is not None
-        assert _queued(data_dir) >= 1
+        assert queued(client, data_dir) >= 1
     finally:
         client.close()
 

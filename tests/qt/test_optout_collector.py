@@ -21,7 +21,7 @@ import telemetry
 from telemetry.qt import ConsentNotice, TelemetrySettingsWidget
 from tests.collector_process import CollectorProcess
 from tests.delivery.fault_server import FaultServer
-from tests.qt.conftest import db_rows
+from tests.qt.conftest import db_rows, queued
 
 PROJECT = "test-project"
 #: Queued events wait for a flush (or a full batch): nothing is in flight when the user acts.
@@ -74,7 +74,7 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
         # More events, queued but not sent yet, then the user opens Settings.
         for i in range(3):
             client.track("Select drive", {"n": i})
-        assert int(db_rows(data_dir, "SELECT count(*) FROM events")[0][0]) >= 3
+        assert queued(client, data_dir) >= 3
         before = len(proxy.requests)
         settings = TelemetrySettingsWidget(client)
         qtbot.addWidget(settings)
@@ -97,6 +97,7 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
     try:
         assert restarted.consent_state == telemetry.ConsentState.DENIED
         assert restarted.track("Application start", {}) is None
+        assert queued(restarted, data_dir) == 0  # no purged event came back from a journal
         restarted.flush(timeout=2)
         qtbot.wait(500)
     finally:

@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 import telemetry
 from telemetry.qt import ConsentNotice, TelemetrySettingsWidget
-from tests.qt.conftest import assert_readable, db_rows, db_state, render, user_events
+from tests.qt.conftest import assert_readable, db_state, queued, render, user_events
 
 
 def _settings(qtbot: QtBot, client: telemetry.Client) -> TelemetrySettingsWidget:
@@ -24,10 +24,6 @@ def _settings(qtbot: QtBot, client: telemetry.Client) -> TelemetrySettingsWidget
     return widget
 
 
-def _queued(data_dir: Path) -> int:
-    return int(db_rows(data_dir, "SELECT count(*) FROM events")[0][0])
-
-
 def test_unchecking_turns_everything_off_at_once(
     qtbot: QtBot, unreachable_client: telemetry.Client, data_dir: Path
 ) -> None:
@@ -36,7 +32,7 @@ def test_unchecking_turns_everything_off_at_once(
     client.track("Flash", {"driveCount": 1})
     old_device = client.device_id
     assert old_device and db_state(data_dir, "device_id") == old_device
-    assert _queued(data_dir) > 0
+    assert queued(client, data_dir) > 0
     widget = _settings(qtbot, client)
     assert widget.checkbox.isChecked()
 
@@ -46,7 +42,7 @@ def test_unchecking_turns_everything_off_at_once(
     assert client.consent_state == telemetry.ConsentState.DENIED
     assert not client.enabled
     # the real file: queue empty, device id gone, exactly one deletion request for the old id
-    assert _queued(data_dir) == 0
+    assert queued(client, data_dir) == 0
     assert db_state(data_dir, "device_id") is None
     assert client.device_id == ""
     requests = db_state(data_dir, "deletion_requests")
@@ -55,7 +51,7 @@ def test_unchecking_turns_everything_off_at_once(
     assert db_state(data_dir, "consent") == "denied"
     # recording stopped
     assert client.track("Flash", {"driveCount": 2}) is None
-    assert _queued(data_dir) == 0
+    assert queued(client, data_dir) == 0
     assert not widget.checkbox.isChecked()
     assert "off" in widget.status_label.text()
 
@@ -75,7 +71,7 @@ def test_checking_again_starts_over_with_a_new_device_id(
     assert new_device and new_device != old_device
     assert db_state(data_dir, "device_id") == new_device
     client.track("Flash", {"driveCount": 3})
-    payloads = [json.loads(p) for (p,) in db_rows(data_dir, "SELECT payload FROM events")]
+    payloads = [e.as_dict() for e in client.store.iter_events()]
     assert payloads and all(p["device_id"] == new_device for p in payloads)
     assert old_device not in json.dumps(payloads)
 
@@ -90,7 +86,7 @@ def test_space_bar_toggles_like_a_click(
     with qtbot.waitSignal(widget.toggled, timeout=2000):
         qtbot.keyClick(widget.checkbox, Qt.Key.Key_Space)
     assert client.consent_state == telemetry.ConsentState.DENIED
-    assert _queued(data_dir) == 0
+    assert queued(client, data_dir) == 0
 
 
 def test_follows_a_turn_off_from_the_notice(qtbot: QtBot, client: telemetry.Client) -> None:
@@ -122,7 +118,7 @@ def test_environment_veto_disables_the_box_and_writes_nothing(
         assert not client.device_id
     finally:
         client.close()
-    assert not (data_dir / "telemetry.db").exists() or _queued(data_dir) == 0
+    assert not (data_dir / "telemetry.db").exists()
     assert db_state(data_dir, "device_id") is None
 
 
