@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from PySide6.QtGui import QImage
@@ -102,6 +103,15 @@ def test_frozen_bundle_check_finds_certificates_libudev_drives_and_data_dir(
     assert Path(check["user_data_dir"]) == tmp_path / ".local" / "share" / "etcher-demo"
     assert {"libqxcb.so", "libqoffscreen.so", "libqwayland.so"} <= set(check["qt_platforms"])
     assert not {"libqeglfs.so", "libqvnc.so", "libqlinuxfb.so"} & set(check["qt_platforms"])
+
+
+def test_bundle_stays_within_its_size_target(bundle: Path, build: ModuleType) -> None:
+    size = build.tree_size(bundle.parent)
+    assert 50e6 < size <= 130e6, f"{size / 1e6:.1f} MB unpacked"  # Qt is in, the extras are not
+    internal = bundle.parent / "_internal"
+    assert not list(internal.rglob("translations"))
+    assert not list(internal.rglob("libqgtk3.so"))
+    assert not list(internal.rglob("libstdc++.so*"))  # from the system (Mesa needs the newest)
 
 
 def test_bundle_carries_certifi_and_not_libudev(bundle: Path) -> None:
