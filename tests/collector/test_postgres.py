@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import psycopg
 import pytest
 
 from telemetry.collector import StorageUnavailable
+from telemetry.collector._config import parse_config
 from telemetry.collector._postgres import PG_SCHEMA_VERSION, PostgresStore
 from telemetry.collector._validation import parse_batch
 from tests.collector_process import CollectorProcess, start_in_thread
 
+from ._amplitude_fake import fake_amplitude
 from ._support import DEVICE_ID, PROJECT, batch, event, post
 
 
@@ -154,3 +157,35 @@ def test_deletion_and_concurrent_inserts_leave_no_row_of_the_device(postgres_dsn
         assert inserted + rejected == 600
     finally:
         store.close()
+
+
+def test_two_collectors_on_one_database_forward_each_event_once(postgres_dsn: str) -> None:
+    events = [event(i) for i in range(1500)]
+    with fake_amplitude() as fake:
+        config = parse_config(
+            {"forwarding": {"url": fake.url}, "projects": {PROJECT: {"production": "tok-12345"}}}
+        )
+        options: dict[str, object] = {"config": config, "forward_interval": 0.02}
+        first_url, stop_first = start_in_thread(postgres_dsn, **options)
+        second_url, stop_second = start_in_thread(postgres_dsn, **options)
+        try:
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(
+                    pool.map(
+                        lambda i: post(
+                            (first_url, second_url)[i % 2], batch(events[i * 250 : i * 250 + 250])
+                        ),
+                        range(6),
+                    )
+                )
+            assert [a.status_code for a in answers] == [200] * 6
+            deadline = time.monotonic() + 30
+            while len(fake.delivered()) < len(events) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # a second send of anything would show up here
+        finally:
+            stop_first()
+            stop_second()
+    delivered = fake.delivered()
+    assert len(delivered) == len(events)
+    assert sorted(delivered) == sorted(e["insert_id"] for e in events)
