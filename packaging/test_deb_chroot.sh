@@ -14,7 +14,7 @@
 #
 # Needs: root, debootstrap, and a Debian mirror (MIRROR=..., default: the first deb.debian.org-style
 # URI in /etc/apt/sources.list.d/debian.sources, else http://deb.debian.org/debian). Not part of
-# `uv run pytest`: it downloads ~60 MB from Debian and takes about a minute and a half (README,
+# `uv run pytest`: it downloads ~60 MB from Debian and takes about 75 s plus the build (README,
 # "Bundle it"). Without an argument it builds the .deb first (packaging/build.py, zstd).
 # KEEP_CHROOT=1 leaves the chroot in place; CHROOT_CACHE=DIR reuses a debootstrap tarball there;
 # SCREENSHOT_OUT=FILE copies the offscreen screenshot taken inside the chroot (fonts check).
