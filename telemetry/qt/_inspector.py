@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from telemetry.events import encode_json
+from telemetry.events import encode_json, utf8_size
 from telemetry.qt._bridge import ClientWatcher
 from telemetry.qt._common import name_widget
 
@@ -82,11 +82,10 @@ class EventRow:
     time: int | None
     detail: str
     json: str
+    size: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        """UTF-8 bytes of the JSON."""
-        return len(self.json.encode("utf-8"))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", utf8_size(self.json))  # UTF-8 bytes of the JSON
 
 
 def _event_json(event: Any) -> str:
@@ -190,6 +189,12 @@ class _EventModel(QAbstractTableModel):
         self.beginResetModel()
         self.rows = rows
         self.endResetModel()
+
+    def append_rows(self, rows: list[EventRow]) -> None:
+        first = len(self.rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+        self.rows.extend(rows)
+        self.endInsertRows()
 
     def rowCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -360,6 +365,7 @@ class EventInspector(QWidget):
             view.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
             view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
             view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+            view.horizontalHeader().setResizeContentsPrecision(50)  # size from 50 rows, not all
             name_widget(view, names[kind])
             view.selectionModel().currentRowChanged.connect(self._show_selected)
             self.models[kind], self.proxies[kind], self.views[kind] = model, proxy, view
@@ -504,9 +510,11 @@ class EventInspector(QWidget):
             except Exception:  # a busy or broken store must not break the window
                 log.exception("reading %s figures failed", kind)
                 continue
-            if self._signatures.get(kind, object()) != signature:
+            previous = self._signatures.get(kind)
+            if kind not in self._signatures or previous != signature:
                 self._signatures[kind] = signature
-                self._load(kind)
+                if not (kind == QUEUED and self._appended_only(previous, signature)):
+                    self._load(kind)
                 changed = True
         if changed:
             self._after_load()
@@ -516,6 +524,27 @@ class EventInspector(QWidget):
         """Re-read all three tabs now."""
         self._signatures.clear()
         self.poll()
+
+    def _appended_only(self, previous: Any, current: Any) -> bool:
+        """Events were only added at the end (same oldest event, more of them): keep the rows
+        read, and read only what the current pages still have room for."""
+        if previous is None or current is None or previous[2] is None:
+            return False
+        if current[2] != previous[2] or current[0] < previous[0]:
+            return False
+        model = self.models[QUEUED]
+        room = max(self._page_size, self._queued_loaded) - len(model.rows)
+        if room > 0:
+            try:
+                rows = queued_rows(self.store, after_id=self._queued_last_id, limit=room)
+            except Exception:
+                log.exception("reading queued events failed")
+                return False
+            if rows:
+                model.append_rows(rows)
+                self._queued_loaded = len(model.rows)
+                self._queued_last_id = _last_queue_id(rows)
+        return True
 
     def _load(self, kind: str) -> None:
         try:

@@ -322,3 +322,18 @@ def test_environment_veto_shows_an_empty_inspector_and_writes_nothing(
     finally:
         client.close()
     assert not (data_dir / "telemetry.db").exists()
+
+
+def test_live_refresh_with_a_full_page_only_updates_the_count(
+    qtbot: QtBot, client: telemetry.Client
+) -> None:
+    for i in range(10):
+        client.track("Flash", {"n": i})
+    inspector = _inspector(qtbot, client, refresh_interval=0.1, page_size=5)
+    first_page = {r.key for r in inspector.shown_rows()}
+    total = client.store.stats().events
+    client.track("Flash", {"n": 99})
+    qtbot.waitUntil(lambda: f"{total + 1} queued" in inspector.summary_label.text(), timeout=5000)
+    assert {r.key for r in inspector.shown_rows()} == first_page  # the oldest five, unchanged
+    qtbot.mouseClick(inspector.more_button, Qt.MouseButton.LeftButton)
+    assert len(inspector.shown_rows()) == 10
