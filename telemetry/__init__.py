@@ -7,6 +7,7 @@
 
 from telemetry import url_params
 from telemetry._platform import library_version
+from telemetry.catalogue import EventCatalogue
 from telemetry.client import (
     AMPLITUDE_URL,
     PRODUCTION_ENDPOINT,
@@ -18,7 +19,6 @@ from telemetry.client import (
     default_data_dir,
     endpoint_url,
 )
-from telemetry.catalogue import EventCatalogue
 from telemetry.connectivity import Connectivity
 from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
@@ -37,9 +37,9 @@ __all__ = [
     "AnalyticsUrlParams",
     "Client",
     "ConfigError",
+    "Connectivity",
     "ConsentPolicy",
     "ConsentState",
-    "Connectivity",
     "EventCatalogue",
     "EventStore",
     "InvalidEventError",

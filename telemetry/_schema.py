@@ -63,6 +63,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         body BLOB NOT NULL                     -- gzip of the JSON array of events, as sent
     );
     """,
+    # 3: events arrive through per-process journals (telemetry/_journal.py): insert_id is
+    #    unique so a line ingested twice is stored once, and each journal's ingested offset
+    #    commits with its rows.
+    """
+    CREATE UNIQUE INDEX events_insert_id ON events(insert_id);
+    CREATE TABLE journal_progress (
+        file TEXT PRIMARY KEY,                 -- journal file name (in <data dir>/journal)
+        offset INTEGER NOT NULL                -- bytes already copied into events
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -185,7 +185,9 @@ class Client:
         }
         if self._decision.record:
             self._save_client_info()
-        self._housekeeper = Housekeeper(self._housekeeping)
+        # Copies the journal into SQLite about once a second (or after 200 events), and
+        # keeps caps and checkpoints off the caller's thread.
+        self._housekeeper = Housekeeper(self._housekeeping, interval=1.0, burst=200)
         self._housekeeper.start()
         self._uploader: Uploader | None = None
         if upload and blocked_by is None:
@@ -539,9 +541,10 @@ class Client:
             identity = self._identity
             user_id = identity.user_id
             # Assembled from pre-encoded parts: the same JSON json.dumps gives, much faster.
+            type_json = _events.encode_json(event_type)
             parts = [
                 '{"event_type":',
-                _events.encode_json(event_type),
+                type_json,
                 ',"device_id":',
                 _events.encode_json(identity.device_id),
                 "" if user_id is None else f',"user_id":{_events.encode_json(user_id)}',
@@ -562,7 +565,7 @@ class Client:
             log.exception("telemetry could not build event %r", event_type)
             self.store.increment(INTERNAL_ERRORS)
             return None
-        self.store.append(insert_id, event_type, now, payload)
+        self.store.append(insert_id, event_type, now, payload, type_json)
         self._housekeeper.notify()
         if self._uploader is not None:
             self._uploader.notify_appended()

@@ -149,12 +149,23 @@ def serialize_event(event: Mapping[str, Any]) -> str:
 
 
 def new_insert_id() -> str:
-    """A random UUID4 string (formatted from ``os.urandom``: a few times faster than uuid4)."""
-    h = os.urandom(16).hex()
+    """A random UUID4 string, formatted from ``os.urandom`` bytes drawn 256 ids at a time
+    (one system call per 256 events instead of one per event; a few times faster than
+    ``uuid.uuid4()``)."""
+    try:
+        h = _random_pool.pop()
+    except IndexError:
+        hexed = os.urandom(16 * _POOL).hex()
+        _random_pool.extend(hexed[i : i + 32] for i in range(0, len(hexed), 32))
+        h = _random_pool.pop()  # list.pop() is atomic: threads never share an id
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
 
 
 _VARIANT: Final = "89ab89ab89ab89ab"
+_POOL: Final = 256
+_random_pool: list[str] = []
+if hasattr(os, "register_at_fork"):  # a forked child must not reuse the parent's ids
+    os.register_at_fork(after_in_child=_random_pool.clear)
 
 
 def anonymize_path(text: str) -> str:

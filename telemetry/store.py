@@ -1,10 +1,15 @@
 """EventStore: the one place that talks to SQLite (the durable, bounded offline event queue).
 
 One database file per app (``telemetry.db`` in the data dir), in WAL mode with
-``synchronous=NORMAL``: an event is committed before :meth:`EventStore.append` returns, so a
-crash or SIGKILL of the app loses nothing. Two connections: a writer used only by ``append``
-(the caller's thread, auto-checkpoint off so it never pays for a WAL checkpoint) and a
-background connection for everything else (upload, housekeeping, CLI, inspector).
+``synchronous=NORMAL``. :meth:`EventStore.append` makes an event durable before it returns,
+so a crash or SIGKILL of the app loses nothing: it appends one line to this process's
+journal (``<data dir>/journal/*.journal``, see :mod:`telemetry._journal`), which the
+housekeeping thread, the uploader and every read copy into SQLite (the line and the offset
+reached in one transaction; ``insert_id`` unique). A journal left by a dead process is
+ingested by the next process that opens the store. Without a usable journal (no ``fcntl``,
+or the journal cannot be created) ``append`` commits to SQLite directly, on a writer
+connection whose auto-checkpoint is off so it never pays for a WAL checkpoint. A background
+connection serves everything else (upload, housekeeping, CLI, inspector).
 
 Runtime faults never raise into the app. A corrupt file is moved aside and a fresh one
 created; an unwritable data dir falls back to an in-memory database; a failed write (disk
@@ -31,8 +36,8 @@ from typing import Any, Final
 import psutil
 import sqlite_utils
 
-from telemetry import _schema
-from telemetry.events import utf8_size
+from telemetry import _journal, _schema
+from telemetry.events import encode_json, utf8_size
 
 log = logging.getLogger("telemetry.store")
 
@@ -46,8 +51,14 @@ SENT_LOG_SIZE: Final = 100
 EVENT_ID_BLOCK: Final = 10_000
 _DAY_MS: Final = 86_400_000
 _INSERT_EVENT: Final = (
-    "INSERT INTO events(insert_id, event_type, time, size, payload) VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
+_SAVE_PROGRESS: Final = (
+    "INSERT INTO journal_progress(file, offset) VALUES (?, ?)"
+    " ON CONFLICT(file) DO UPDATE SET offset = excluded.offset"
+)
+JOURNAL_DIR: Final = "journal"
 
 # Counter names (also shown by `telemetry status`).
 DROPPED_CAP_COUNT: Final = "dropped_cap_count"
@@ -57,6 +68,8 @@ DROPPED_OVERFLOW: Final = "dropped_overflow"
 DROPPED_PURGED: Final = "dropped_purged"
 STORE_WRITE_ERRORS: Final = "store_write_errors"
 STORE_RECOVERED_CORRUPT: Final = "store_recovered_corrupt"
+JOURNAL_TORN_LINES: Final = "journal_torn_lines"
+JOURNAL_ORPHANS: Final = "journal_orphans_ingested"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +133,160 @@ class EventStore:
         self._closed = False
         self._writer, self._conn = self._open()
         self.db = sqlite_utils.Database(self._conn)
+        self._ingest_lock = threading.Lock()
+        self._journal: _journal.JournalFile | None = None
+        self._ingested = 0  # bytes of our journal copied into SQLite
+        if self.path is not None and not self.in_memory:
+            self._journal = self._new_journal()
+            self.ingest_orphans()
+
+    @property
+    def in_memory(self) -> bool:
+        """True when nothing is written to disk (no data dir, or the file was unusable)."""
+        return self.path is None or (self.degraded or "").startswith("in memory")
+
+    # ------------------------------------------------------------------ the journal
+
+    @property
+    def journal_dir(self) -> Path | None:
+        """Where the per-process journals live (``None`` for an in-memory store)."""
+        return self.data_dir / JOURNAL_DIR if self.data_dir is not None else None
+
+    def _new_journal(self) -> _journal.JournalFile | None:
+        directory = self.journal_dir
+        if directory is None or not _journal.AVAILABLE:
+            return None
+        try:
+            return _journal.JournalFile(directory)
+        except OSError as exc:
+            log.warning("telemetry journal unavailable (%s); writing to SQLite directly", exc)
+            return None
+
+    def sync_journal(self) -> int:
+        """Copy what this process appended to its journal into SQLite; returns how many
+        events were copied. Swaps in a fresh journal file once the current one is large."""
+        journal = self._journal
+        if journal is None or journal.size <= self._ingested:
+            return 0
+        with self._ingest_lock:
+            journal = self._journal
+            if journal is None:
+                return 0
+            copied = self._ingest_own(journal)
+            if journal.size >= _journal.ROTATE_BYTES and self._ingested == journal.size:
+                self._rotate(journal)
+            return copied
+
+    def _ingest_own(self, journal: _journal.JournalFile) -> int:
+        if journal.size <= self._ingested:
+            return 0
+        try:
+            data = journal.read_from(self._ingested)
+        except OSError as exc:
+            log.warning("telemetry journal unreadable: %s", exc)
+            return 0
+        if not data:
+            return 0
+        copied = self._copy_lines(journal.path.name, data, self._ingested + len(data))
+        if copied is not None:
+            self._ingested += len(data)
+            return copied
+        return 0
+
+    def _rotate(self, old: _journal.JournalFile) -> None:
+        new = self._new_journal()
+        if new is None:
+            return
+        with old.lock:  # an append in progress finishes in the old file first
+            self._journal = new
+        self._ingest_own(old)
+        if self._ingested >= old.size:
+            old.close(remove=True)
+            self._forget_progress(old.path.name)
+        else:  # the database refused the rest: leave it as an orphan for later
+            old.close(remove=False)
+        self._ingested = 0
+
+    def _copy_lines(self, name: str, data: bytes, end: int) -> int | None:
+        """Insert the events in ``data`` and record ``end`` as ``name``'s offset, in one
+        transaction; returns how many lines were events, or None when the write failed."""
+        rows = []
+        torn = 0
+        for item in _journal.decode_lines(data):
+            if item is None:
+                torn += 1
+                continue
+            insert_id, type_json, time_ms, payload = item
+            event_type = json.loads(type_json)
+            rows.append((insert_id, event_type, time_ms, utf8_size(payload), payload))
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.executemany(_INSERT_EVENT, rows)
+            conn.execute(_SAVE_PROGRESS, (name, end))
+            if torn:
+                self._bump(conn, JOURNAL_TORN_LINES, torn)
+            return len(rows)
+
+        result = self._write(work, None)
+        return None if result is None else int(result)
+
+    def _progress(self, name: str) -> int:
+        rows = self._query("SELECT offset FROM journal_progress WHERE file = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def _forget_progress(self, name: str) -> None:
+        self._write(
+            lambda c: c.execute("DELETE FROM journal_progress WHERE file = ?", (name,)), None
+        )
+
+    def ingest_orphans(self) -> int:
+        """Copy the journals of processes that died into SQLite and remove them."""
+        directory = self.journal_dir
+        if directory is None or not _journal.AVAILABLE or not directory.exists():
+            return 0
+        own = self._journal.path if self._journal is not None else None
+        copied = 0
+        for path in _journal.orphans(directory, own):
+            with self._ingest_lock, _journal.claim(path) as fd:
+                if fd is None:
+                    continue
+                offset = self._progress(path.name)
+                data = _journal.read_from(fd, offset)
+                if data:
+                    done = self._copy_lines(path.name, data, offset + len(data))
+                    if done is None:
+                        continue
+                    copied += done
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                self._forget_progress(path.name)
+                self.increment(JOURNAL_ORPHANS)
+        return copied
+
+    def _discard_journals(self) -> list[str]:
+        """Delete every journal we can claim without copying it (opt-out); returns their
+        names."""
+        removed: list[str] = []
+        with self._ingest_lock:
+            old = self._journal
+            if old is not None:
+                new = self._new_journal()
+                with old.lock:
+                    self._journal = new
+                old.close(remove=True)
+                removed.append(old.path.name)
+                self._ingested = 0
+            directory = self.journal_dir
+            if directory is None or not directory.exists() or not _journal.AVAILABLE:
+                return removed
+            own = self._journal.path if self._journal is not None else None
+            for path in _journal.orphans(directory, own):
+                with _journal.claim(path) as fd:
+                    if fd is not None:
+                        with contextlib.suppress(OSError):
+                            path.unlink()
+                        removed.append(path.name)
+        return removed
 
     # ------------------------------------------------------------------ opening and recovery
 
@@ -196,12 +363,29 @@ class EventStore:
 
     # ------------------------------------------------------------------ the hot path
 
-    def append(self, insert_id: str, event_type: str, time_ms: int, payload: str) -> bool:
-        """Commit one event (``payload`` is its JSON, exactly as it will be sent).
+    def append(
+        self,
+        insert_id: str,
+        event_type: str,
+        time_ms: int,
+        payload: str,
+        event_type_json: str | None = None,
+    ) -> bool:
+        """Make one event durable (``payload`` is its JSON, exactly as it will be sent).
 
-        Returns True when the event is on disk; False when it was kept in the in-memory
-        overflow (or dropped, counted) because the database could not take it.
+        Returns True when the event is on disk (in the journal or the database); False when
+        it was kept in the in-memory overflow (or dropped, counted) because neither could
+        take it. ``event_type_json``: the JSON-encoded name, when the caller has it.
         """
+        journal = self._journal
+        if journal is not None:
+            type_json = event_type_json or encode_json(event_type)
+            try:
+                journal.append(_journal.encode_line(insert_id, time_ms, type_json, payload))
+                return True
+            except OSError as exc:
+                self._keep_in_overflow((insert_id, event_type, time_ms, payload), exc)
+                return False
         try:
             with self._write_lock:
                 self._writer.execute(
@@ -212,7 +396,7 @@ class EventStore:
             self._keep_in_overflow((insert_id, event_type, time_ms, payload), exc)
             return False
 
-    def _keep_in_overflow(self, row: tuple[str, str, int, str], exc: sqlite3.Error) -> None:
+    def _keep_in_overflow(self, row: tuple[str, str, int, str], exc: Exception) -> None:
         with self._lock:
             self._pending_counts[STORE_WRITE_ERRORS] += 1
             if len(self._overflow) >= OVERFLOW_SIZE:
@@ -233,6 +417,7 @@ class EventStore:
 
         The first event is returned even when it alone is larger than ``max_bytes``.
         """
+        self.sync_journal()
         rows = self._query(
             "SELECT id, insert_id, event_type, time, size, payload FROM events ORDER BY id LIMIT ?",
             (limit,),
@@ -248,6 +433,7 @@ class EventStore:
 
     def iter_events(self, after_id: int = 0, *, chunk: int = 1_000) -> Iterator[StoredEvent]:
         """Every queued event with an id above ``after_id``, oldest first."""
+        self.sync_journal()
         last = after_id
         while True:
             rows = self._query(
@@ -263,6 +449,7 @@ class EventStore:
 
     def stats(self) -> QueueStats:
         """Queue depth, bytes and the oldest event's time."""
+        self.sync_journal()
         rows = self._query("SELECT count(*), coalesce(sum(size), 0), min(time) FROM events")
         count, size, oldest = rows[0] if rows else (0, 0, None)
         return QueueStats(int(count) + len(self._overflow), int(size), oldest)
@@ -310,6 +497,7 @@ class EventStore:
 
     def purge(self) -> int:
         """Delete every queued event (and the in-memory overflow); returns how many."""
+        self.sync_journal()
         with self._lock:
             overflow = len(self._overflow)
             self._overflow.clear()
@@ -321,6 +509,7 @@ class EventStore:
         """Forget everything recorded (opt-out): queued events, the overflow, counters, the
         dropped and sent logs, linked device ids, experiment assignments, and every state key
         except ``keep_state``; one transaction. Returns how many queued events went unsent."""
+        unsent = self._discard_journals()
         with self._lock:
             overflow = len(self._overflow)
             self._overflow.clear()
@@ -328,6 +517,8 @@ class EventStore:
         keep = tuple(keep_state)
 
         def work(conn: sqlite3.Connection) -> int:
+            for name in unsent:
+                conn.execute("DELETE FROM journal_progress WHERE file = ?", (name,))
             removed = int(conn.execute("DELETE FROM events").rowcount)
             for table in ("dropped_events", "sent_batches", "linked_devices", "experiments"):
                 conn.execute(f"DELETE FROM {table}")
@@ -344,6 +535,7 @@ class EventStore:
         Cheap read-only checks come first, so the write lock is taken only when something
         must go (appends on the caller's thread are not held up by a pass with nothing to do).
         """
+        self.sync_journal()
         cutoff = (_now_ms() if now_ms is None else now_ms) - self.max_age_ms
         drops = {DROPPED_AGE: 0, DROPPED_CAP_COUNT: 0, DROPPED_CAP_BYTES: 0}
         oldest = self._query("SELECT time FROM events ORDER BY id LIMIT 1")
@@ -445,7 +637,9 @@ class EventStore:
             log.debug("telemetry checkpoint skipped: %s", exc)
 
     def maintain(self) -> None:
-        """One housekeeping pass: overflow, pending counters, caps, checkpoint."""
+        """One housekeeping pass: journals, overflow, pending counters, caps, checkpoint."""
+        self.sync_journal()
+        self.ingest_orphans()
         self.flush_overflow()
         self.flush_counters()
         self.enforce_limits()
@@ -674,6 +868,15 @@ class EventStore:
         if self._closed:
             return
         self._closed = True
+        journal = self._journal
+        if journal is not None:
+            with self._ingest_lock:
+                self._ingest_own(journal)
+                done = self._ingested >= journal.size
+                journal.close(remove=done)
+                self._journal = None
+            if done:
+                self._forget_progress(journal.path.name)
         with contextlib.suppress(sqlite3.Error):
             self.flush_overflow()
             self.flush_counters()

@@ -206,7 +206,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(data_dir: Path) 
             if line.strip():
                 confirmed.append(line.strip())
         os.kill(proc.pid, signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=30)
+        # Read the rest through the same buffered reader (communicate() with a timeout reads
+        # the raw pipe and would skip what readline() already buffered).
+        rest = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait(timeout=30)
         confirmed.extend(line for line in rest.split() if line not in ("ready", "done"))
         assert proc.returncode == -signal.SIGKILL
         kills += 1
