@@ -645,8 +645,46 @@ class Client:
         self.close()
 
     def _housekeeping(self) -> None:
+        self._follow_stored_choice()
         self.store.maintain()
         self._identity.save()
+
+    def _follow_stored_choice(self) -> None:
+        """Apply a choice made in another process of the app (a second window, the CLI)
+        within one housekeeping pass: an opt-out there stops recording here too."""
+        if self._blocked_by is not None or self.store.in_memory:
+            return
+        stored = load_state(self.store.get_state(CONSENT_KEY))
+        notice = bool(self.store.get_state(NOTICE_KEY, False))
+        if stored is self._state and notice == self._notice:
+            return
+        with self._consent_lock:
+            self._notice = notice
+            if stored is ConsentState.DENIED and self._state is not ConsentState.DENIED:
+                with self._record_lock:
+                    self._state = ConsentState.DENIED
+                    self._decision = Decision(record=False, upload_events=False)
+                if self._uploader is not None:
+                    self._uploader.set_events_allowed(False)
+                    self._uploader.cancel()
+                # What this process recorded since the other one erased goes too.
+                self.store.erase(keep_state=(NOTICE_KEY, DELETION_KEY, CONSENT_KEY))
+                self._identity.forget()
+                if self._uploader is not None:
+                    self._uploader.wake()
+            elif stored is ConsentState.GRANTED and self._state is not ConsentState.GRANTED:
+                self._state = ConsentState.GRANTED
+                persisted = self.store.get_state("device_id")
+                if isinstance(persisted, str) and persisted:
+                    self._identity.set_device_id(persisted)
+                else:
+                    self._identity.ensure_device_id()
+                self._redecide()
+            else:
+                self._state = stored
+                self._redecide()
+        log.info("telemetry follows a choice made in another process: %s", stored)
+        self._notify()
 
 
 class NoopClient:

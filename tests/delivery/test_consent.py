@@ -282,3 +282,25 @@ def test_environment_rule(env: dict[str, str], expected: str | None):
 def test_bad_policy_is_a_clear_error(data_dir: Path):
     with pytest.raises(telemetry.ConfigError, match="consent_policy must be 'opt_out' or 'opt_in'"):
         telemetry.create_client(PROJECT, COMPONENT, data_dir=data_dir, consent_policy="maybe")
+
+
+def test_an_opt_out_in_another_process_stops_this_one(
+    server: FaultServer, collector: Collector, data_dir: Path
+):
+    """Two windows of one app: the user turns telemetry off in one; the other stops recording
+    and sending within a housekeeping pass, and only one deletion request is sent."""
+    with make_client(data_dir, server.url) as first, make_client(data_dir, server.url) as second:
+        device_id = first.device_id
+        assert second.device_id == device_id
+        track_many(second, 5)
+        assert second.flush(10)
+        mark = len(server.requests)
+        first.set_consent(False)
+        assert wait_until(lambda: not second.enabled, 5)
+        for i in range(50):
+            assert second.track("Other window", {"i": i}) is None
+        time.sleep(QUIET)
+        assert second.device_id == "" and second.store.stats().events == 0
+    later = server.requests[mark:]
+    assert [is_deletion(r) for r in later] == [True]
+    assert collector_rows(collector, device_id) == 0
