@@ -304,3 +304,24 @@ def test_an_opt_out_in_another_process_stops_this_one(
     later = server.requests[mark:]
     assert [is_deletion(r) for r in later] == [True]
     assert collector_rows(collector, device_id) == 0
+
+
+def test_opt_out_cancels_the_upload_in_flight(
+    server: FaultServer, collector: Collector, data_dir: Path
+):
+    with make_client(data_dir, server.url) as client:
+        assert client.flush(10)  # the $identify went out: this device id is exposed
+        device_id = client.device_id
+        mark = len(server.requests)
+        server.script(fs.hang())  # the next batch never gets an answer
+        track_many(client, 20)
+        client.flush(0.5)
+        assert server.wait_for(lambda rs: len(rs) > mark, 5)
+        started = time.monotonic()
+        client.set_consent(False)
+        assert server.wait_for(lambda rs: any(is_deletion(r) for r in rs[mark:]), 5)
+        print(f"deletion request arrived {time.monotonic() - started:.2f} s after opt-out")
+        time.sleep(QUIET)
+    later = server.requests[mark:]
+    assert [is_deletion(r) for r in later] == [False, True]  # the hung batch, then deletion
+    assert collector_rows(collector, device_id) == 0
