@@ -58,6 +58,7 @@ from PySide6.QtWidgets import (
 from telemetry.events import encode_json, utf8_size
 from telemetry.qt._bridge import ClientWatcher
 from telemetry.qt._common import name_widget
+from telemetry.store import EventStore
 
 __all__ = ["EventInspector"]
 
@@ -303,6 +304,7 @@ class EventInspector(QWidget):
         self._queued_last_id = 0
         self._signatures: dict[str, Any] = {}
         self._stats: Any = None
+        self._empty_store: EventStore | None = None
         self.setObjectName("telemetryEventInspector")
         self.setWindowTitle(self.tr("Telemetry data"))
         name_widget(
@@ -474,8 +476,14 @@ class EventInspector(QWidget):
 
     @property
     def store(self) -> Any:
-        """The client's event store."""
-        return self._client.store
+        """The client's event store (an empty in-memory one for a client without a store,
+        such as the no-op client)."""
+        store = getattr(self._client, "store", None)
+        if store is None:
+            if self._empty_store is None:
+                self._empty_store = EventStore(None)
+            store = self._empty_store
+        return store
 
     def current_kind(self) -> str:
         """``queued``, ``sent`` or ``dropped``: the tab shown."""

@@ -142,3 +142,22 @@ def _mnemonics(texts: Any) -> list[str]:
         if match:
             found.append(match.group(1).lower())
     return found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_widgets_work_with_the_noop_client(
+    qtbot: QtBot, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """Builds without a project token use the no-op client; the widgets must still work."""
+    client = telemetry.create_noop_client()
+    widget = _build(kind, client)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    if isinstance(widget, TelemetrySettingsWidget):
+        qtbot.mouseClick(widget.checkbox, Qt.MouseButton.LeftButton)
+    if isinstance(widget, EventInspector):
+        widget.reload()
+        assert widget.shown_rows() == []
+    assert widget.isVisible() or isinstance(widget, ConsentNotice)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
