@@ -143,6 +143,8 @@ class Client:
         self._throttle_lock = threading.Lock()
         self._closed = False
         self._catalogue = catalogue
+        #: ``TELEMETRY_LOG_EVENTS=1``: log each event's JSON as stored and sent (consent.md P-8).
+        self._log_payloads = os.environ.get("TELEMETRY_LOG_EVENTS", "") in ("1", "true", "yes")
         self._listeners: list[Callable[[], None]] = []
         self._consent_lock = threading.RLock()
         self._record_lock = threading.Lock()
@@ -566,6 +568,8 @@ class Client:
             self.store.increment(INTERNAL_ERRORS)
             return None
         self.store.append(insert_id, event_type, now, payload, type_json)
+        if self._log_payloads:
+            log.info("telemetry event recorded: %s", payload)
         self._housekeeper.notify()
         if self._uploader is not None:
             self._uploader.notify_appended()

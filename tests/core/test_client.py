@@ -180,3 +180,24 @@ def test_public_api_is_pinned() -> None:
     }  # fmt: skip
     for name in telemetry.__all__:
         assert hasattr(telemetry, name), name
+
+
+def test_log_events_variable_logs_each_payload_as_stored(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TELEMETRY_LOG_EVENTS", "1")
+    with (
+        caplog.at_level("INFO", logger="telemetry"),
+        telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client,
+    ):
+        insert_id = client.track("Logged", {"n": 7})
+        stored = [e.json for e in client.store.iter_events() if e.insert_id == insert_id]
+    logged = [
+        r.getMessage() for r in caplog.records if "telemetry event recorded" in r.getMessage()
+    ]
+    assert stored and any(m.endswith(stored[0]) for m in logged)
+    monkeypatch.delenv("TELEMETRY_LOG_EVENTS")
+    caplog.clear()
+    with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
+        client.track("Quiet")
+    assert not [r for r in caplog.records if "telemetry event recorded" in r.getMessage()]
