@@ -328,10 +328,12 @@ class PostgresStore(Storage):
         return self._run("deleting a device", work)
 
     def check_writable(self) -> None:
-        self._run(
+        row = self._run(
             "checking that the database is writable",
             lambda c: c.execute("SELECT pg_is_in_recovery()").fetchone(),
         )
+        if row is None or row[0]:
+            raise StorageUnavailable("the PostgreSQL server is a read-only standby")
 
     def _scalar(self, sql: str) -> int:
         row = self._run("reading", lambda c: c.execute(sql).fetchone())
