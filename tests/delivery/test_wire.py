@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ from tests.delivery._support import (
     make_client,
     prefill,
     queued_ids,
+    track_many,
     uploader_of,
     wait_until,
 )
@@ -221,3 +223,15 @@ def test_http_proxy_variable_is_honoured(
         assert client.flush(10)
     assert [r.target for r in server.requests] == ["http://collector.invalid/amplitude/2/httpapi"]
     assert_exactly_once(collector.database, ids)
+
+
+def test_each_request_says_when_it_left_for_clock_skew_correction(
+    server: FaultServer, data_dir: Path
+):
+    with make_client(data_dir, server.url) as client:
+        track_many(client, 3)
+        before = time.time_ns() // 1_000_000
+        assert client.flush(10)
+        after = time.time_ns() // 1_000_000
+    stamps = [int(r.headers["x-client-upload-time"]) for r in server.requests]
+    assert stamps and all(before - 60_000 <= s <= after for s in stamps)
