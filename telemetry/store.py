@@ -37,7 +37,7 @@ import psutil
 import sqlite_utils
 
 from telemetry import _journal, _schema
-from telemetry.events import encode_json, utf8_size
+from telemetry.events import utf8_size
 
 log = logging.getLogger("telemetry.store")
 
@@ -53,6 +53,14 @@ _DAY_MS: Final = 86_400_000
 _INSERT_EVENT: Final = (
     "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
     " VALUES (?, ?, ?, ?, ?)"
+)
+#: Copies one journal line: SQLite parses the JSON (in C, without the GIL).
+_INGEST_LINE: Final = (
+    "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
+    " SELECT json_extract(?1, '$.insert_id'), json_extract(?1, '$.event_type'),"
+    " json_extract(?1, '$.time'), length(CAST(?1 AS BLOB)), ?1"
+    " WHERE json_valid(?1) AND json_type(?1, '$.insert_id') = 'text'"
+    " AND json_type(?1, '$.event_type') = 'text' AND json_type(?1, '$.time') = 'integer'"
 )
 _SAVE_PROGRESS: Final = (
     "INSERT INTO journal_progress(file, offset) VALUES (?, ?)"
@@ -210,22 +218,16 @@ class EventStore:
     def _copy_lines(self, name: str, data: bytes, end: int) -> int | None:
         """Insert the events in ``data`` and record ``end`` as ``name``'s offset, in one
         transaction; returns how many lines were events, or None when the write failed."""
-        rows = []
-        torn = 0
-        for item in _journal.decode_lines(data):
-            if item is None:
-                torn += 1
-                continue
-            insert_id, type_json, time_ms, payload = item
-            event_type = json.loads(type_json)
-            rows.append((insert_id, event_type, time_ms, utf8_size(payload), payload))
+        lines, torn = _journal.split_lines(data)
 
         def work(conn: sqlite3.Connection) -> int:
-            conn.executemany(_INSERT_EVENT, rows)
+            before = conn.total_changes
+            conn.executemany(_INGEST_LINE, ((line,) for line in lines))
+            copied = conn.total_changes - before
             conn.execute(_SAVE_PROGRESS, (name, end))
             if torn:
                 self._bump(conn, JOURNAL_TORN_LINES, torn)
-            return len(rows)
+            return copied
 
         result = self._write(work, None)
         return None if result is None else int(result)
@@ -369,19 +371,18 @@ class EventStore:
         event_type: str,
         time_ms: int,
         payload: str,
-        event_type_json: str | None = None,
     ) -> bool:
-        """Make one event durable (``payload`` is its JSON, exactly as it will be sent).
+        """Make one event durable (``payload`` is its JSON, exactly as it will be sent, with
+        the same ``insert_id``, ``event_type`` and ``time``: the journal keeps only the JSON).
 
         Returns True when the event is on disk (in the journal or the database); False when
         it was kept in the in-memory overflow (or dropped, counted) because neither could
-        take it. ``event_type_json``: the JSON-encoded name, when the caller has it.
+        take it.
         """
         journal = self._journal
         if journal is not None:
-            type_json = event_type_json or encode_json(event_type)
             try:
-                journal.append(_journal.encode_line(insert_id, time_ms, type_json, payload))
+                journal.append(_journal.encode_line(payload))
                 return True
             except OSError as exc:
                 self._keep_in_overflow((insert_id, event_type, time_ms, payload), exc)

@@ -3,6 +3,7 @@ exactly-once ingest across crashes, and opt-out discarding what was never copied
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -45,17 +46,30 @@ def test_track_appends_to_a_journal_and_reads_see_it_at_once(data_dir: Path) -> 
     assert journals(data_dir) == []  # copied and removed at close
 
 
-def test_a_torn_line_is_counted_and_skipped(data_dir: Path) -> None:
-    good = _journal.encode_line("id-1", 1, '"A"', '{"event_type":"A"}')
-    torn = _journal.encode_line("id-2", 2, '"B"', '{"event_type":"B"}')[:-9] + b"\n"
-    bad_crc = b"00000000" + _journal.encode_line("id-3", 3, '"C"', '{"event_type":"C"}')[8:]
-    after = _journal.encode_line("id-4", 4, '"D"', '{"event_type":"D"}')
+def _line(insert_id: str, name: str) -> bytes:
+    return _journal.encode_line(
+        json.dumps({"event_type": name, "insert_id": insert_id, "time": 1}, separators=(",", ":"))
+    )
+
+
+def test_torn_and_damaged_lines_are_skipped(data_dir: Path) -> None:
+    good = _line("id-1", "A")
+    torn = _line("id-2", "B")[:-9] + b"\n"  # cut by a power failure
+    zeros = b"\0" * 40 + b"\n"  # a block the file system never wrote
+    not_json = b"{this is not json}\n"  # looks like an object, is not: SQLite refuses it
+    no_id = _journal.encode_line('{"event_type":"E","time":1}')  # not one of our events
+    after = _line("id-4", "D")
     directory = data_dir / JOURNAL_DIR
     directory.mkdir(parents=True)
-    (directory / "deadbeef.journal").write_bytes(good + torn + bad_crc + after)
+    (directory / "deadbeef.journal").write_bytes(good + torn + zeros + not_json + no_id + after)
     with EventStore(data_dir) as store:
-        assert [e.insert_id for e in store.iter_events()] == ["id-1", "id-4"]
-        assert store.counters()[JOURNAL_TORN_LINES] == 2
+        events = list(store.iter_events())
+        assert [(e.insert_id, e.event_type, e.time) for e in events] == [
+            ("id-1", "A", 1),
+            ("id-4", "D", 1),
+        ]
+        assert events[0].size == len(good) - 1  # bytes of the payload, newline excluded
+        assert store.counters()[JOURNAL_TORN_LINES] == 2  # the cut line and the zeros
         assert store.counters()[JOURNAL_ORPHANS] == 1
     assert not (directory / "deadbeef.journal").exists()
 

@@ -67,8 +67,9 @@ def test_events_older_than_30_days_expire(data_dir: Path) -> None:
     with EventStore(data_dir) as store:
         now = time.time_ns() // 1_000_000
         for i, age_days in enumerate([40, 31, 29, 1]):
-            payload = json.dumps({"event_type": "E", "i": i})
-            store.append(f"id-{i}", "E", now - age_days * DAY_MS, payload)
+            at = now - age_days * DAY_MS
+            payload = json.dumps({"event_type": "E", "insert_id": f"id-{i}", "time": at, "i": i})
+            store.append(f"id-{i}", "E", at, payload)
         drops = store.enforce_limits(now)
         assert drops["dropped_age"] == 2
         assert [json.loads(e.json)["i"] for e in store.iter_events()] == [2, 3]
