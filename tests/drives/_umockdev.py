@@ -109,6 +109,23 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_hotplug_driver(driver: Path, *, timeout: float = 120) -> dict[str, Any]:
+    """Run a hot-plug driver script (Debian's python3 with the UMockdev typelib) under
+    ``umockdev-run``, with this interpreter for its worker; return its JSON summary."""
+    proc = subprocess.run(
+        ["umockdev-run", "--", SYSTEM_PYTHON, str(driver), sys.executable, str(FIXTURES)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(DRIVES_TEST_PROCFS=str(PROCFS / "empty")),
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"driver failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
 def run_listing(
     fixtures: list[str],
     tmp_path: Path,

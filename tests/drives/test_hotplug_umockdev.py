@@ -8,9 +8,6 @@ interpreter, same test bed) runs ``DriveMonitor`` and reports each ``DriveEvent`
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,24 +17,7 @@ from . import _umockdev as um
 
 @pytest.fixture(scope="module")
 def hotplug() -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            "umockdev-run",
-            "--",
-            um.SYSTEM_PYTHON,
-            str(um.HELPERS / "hotplug_driver.py"),
-            sys.executable,
-            str(um.FIXTURES),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=um.child_env(DRIVES_TEST_PROCFS=str(um.PROCFS / "empty")),
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
+    return um.run_hotplug_driver(um.HELPERS / "hotplug_driver.py")
 
 
 def _step(result: dict[str, Any], name: str) -> dict[str, Any]:

@@ -10,9 +10,6 @@ pulls it out. The worker reports which thread received each signal.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,24 +26,7 @@ HELPERS = Path(__file__).resolve().parent / "helpers"
 
 @pytest.fixture(scope="module")
 def hotplug() -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            "umockdev-run",
-            "--",
-            um.SYSTEM_PYTHON,
-            str(HELPERS / "sd_card_driver.py"),
-            sys.executable,
-            str(um.FIXTURES),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=um.child_env(DRIVES_TEST_PROCFS=str(um.PROCFS / "empty")),
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
+    return um.run_hotplug_driver(HELPERS / "sd_card_driver.py")
 
 
 def test_watcher_starts_with_an_empty_slot(hotplug: dict[str, Any]) -> None:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,9 @@ gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # _umockdev_common.py sits next to this script
+from _umockdev_common import Worker, blocks, parents_first, strip_comments  # noqa: E402
+
 WAIT = 5.0  # seconds before a step counts as failed (the test asserts < 1 s)
 
 STICK_DISK = (
@@ -40,82 +40,15 @@ READER_SD = READER_IF + "/host8/target8:0:0/8:0:0:2/block/sdf"
 CARD_SECTORS = 62333952
 
 
-def strip_comments(text: str) -> str:
-    return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).strip() + "\n"
-
-
-def blocks(text: str) -> list[tuple[str, str]]:
-    """``(/sys/devices/... path, block)`` per device description."""
-    out = []
-    for block in text.strip().split("\n\n"):
-        block = block.strip("\n")
-        if block:
-            out.append(("/sys" + block.splitlines()[0][3:].strip(), block))
-    return out
-
-
 def kernel_order(text: str, testbed: Any, *, skip: tuple[str, ...] = ()) -> str:
     """Parents first (as the kernel announces them), devices already present left out."""
-    keep = []
-    for path, block in reversed(blocks(text)):
+
+    def keep(path: str) -> bool:
         if any(path.startswith(s) for s in skip):
-            continue
-        if os.path.exists(testbed.get_root_dir() + path):
-            continue
-        keep.append(block)
-    return "\n\n".join(keep) + "\n"
+            return False
+        return not os.path.exists(testbed.get_root_dir() + path)
 
-
-class Worker:
-    def __init__(self, python: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [python, str(HERE / "monitor_worker.py")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                self.lines.put({"raw": line})
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def wait_for(self, pred: Any, timeout: float = WAIT) -> tuple[dict[str, Any] | None, float]:
-        """First message matching ``pred`` and its arrival time (monotonic)."""
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None, time.monotonic()
-            try:
-                msg = self.lines.get(timeout=left)
-            except queue.Empty:
-                return None, time.monotonic()
-            if pred(msg):
-                return msg, time.monotonic()
-
-    def stop(self) -> dict[str, Any] | None:
-        assert self.proc.stdin is None
-        self.proc.send_signal(2)  # SIGINT: the worker stops its monitor and reports
-        msg, _ = self.wait_for(lambda m: m.get("stopped") is not None, timeout=5)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        return msg
+    return parents_first(text, keep)
 
 
 def main() -> int:
@@ -126,7 +59,7 @@ def main() -> int:
     tb = UMockdev.Testbed.new()
     env = dict(os.environ)
     env["UMOCKDEV_DIR"] = tb.get_root_dir()
-    worker = Worker(python, env)
+    worker = Worker(python, HERE / "monitor_worker.py", env, wait=WAIT)
     results: dict[str, Any] = {"steps": [], "stderr": worker.stderr}
 
     ready, _ = worker.wait_for(lambda m: "ready" in m)
@@ -197,7 +130,7 @@ def main() -> int:
 
     step("remove-reader", unplug_reader, is_event("removed", "/dev/sdg"))
 
-    results["stopped"] = worker.stop()
+    results["stopped"] = worker.stop(timeout=5)
     print(json.dumps(results))
     return 0
 
