@@ -340,11 +340,15 @@ class MainWindow(QMainWindow):
     @Slot()
     def choose_target(self) -> None:
         """Open the target selector (modal); the choice is applied when it closes."""
-        dialog = self.open_target_dialog()
-        dialog.exec()
+        self._target_dialog().exec()
 
     def open_target_dialog(self) -> TargetDialog:
-        """Create and show (without blocking) the target selector; returns it."""
+        """Create and show the target selector without blocking (tools, tests); returns it."""
+        dialog = self._target_dialog()
+        dialog.show()
+        return dialog
+
+    def _target_dialog(self) -> TargetDialog:
         self.analytics.open_drive_selector()
         if self.notice is not None:
             self.notice.hide()
@@ -357,7 +361,6 @@ class MainWindow(QMainWindow):
         dialog.showSystemToggled.connect(self._on_dialog_show_system)
         dialog.accepted.connect(lambda: self._set_target(dialog.chosen))
         self.target_dialog = dialog
-        dialog.show()
         return dialog
 
     @Slot(bool)
