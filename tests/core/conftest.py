@@ -1,27 +1,9 @@
-"""Fixtures for the core tests: a client on a real SQLite file in a temporary data dir."""
+"""Helpers for the core tests; ``data_dir`` and ``client`` (a client on a real SQLite file in a
+temporary data dir) come from ``tests/conftest.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 import telemetry
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def client(data_dir: Path) -> Iterator[telemetry.Client]:
-    c = telemetry.create_client(
-        "test-project", "test-app", "1.2.3", data_dir=data_dir, upload=False
-    )
-    yield c
-    c.close()
 
 
 def user_events(client: telemetry.Client) -> list[dict]:

@@ -15,6 +15,7 @@ import pytest
 from telemetry.connectivity import Connectivity, interfaces_up, is_loopback_url
 from telemetry.store import EventStore
 from telemetry.uploader import Uploader, UploadPolicy
+from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
     PROJECT,
@@ -26,7 +27,6 @@ from tests.delivery._support import (
     uploader_of,
     wait_until,
 )
-from tests.delivery.conftest import Collector
 from tests.delivery.fault_server import FaultServer
 
 REMOTE = "https://data.example.com/amplitude/2/httpapi"
@@ -118,7 +118,7 @@ def test_failed_upload_makes_the_endpoint_unreachable_until_a_signal():
 
 
 def test_offline_by_the_hook_sends_nothing_then_online_sends_within_10_s(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with make_client(data_dir, server.url, UploadPolicy()) as client:
         assert client.flush(10)
@@ -213,7 +213,7 @@ def test_network_returning_during_backoff_resets_it(
 
 
 def test_app_reporting_online_after_a_failure_resets_the_backoff(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 10)
     server.script(fs.reset())

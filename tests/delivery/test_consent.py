@@ -18,15 +18,15 @@ import pytest
 
 import telemetry
 from telemetry.consent import environment_block
+from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import COMPONENT, FAST, PROJECT, make_client, track_many, wait_until
-from tests.delivery.conftest import Collector
 from tests.delivery.fault_server import FaultServer
 
 QUIET = 1.5  # seconds we watch for a request that must not come
 
 
-def collector_rows(collector: Collector, device_id: str) -> int:
+def collector_rows(collector: RunningCollector, device_id: str) -> int:
     with sqlite3.connect(collector.database) as conn:
         row = conn.execute("SELECT count(*) FROM events WHERE device_id = ?", (device_id,))
         return int(row.fetchone()[0])
@@ -53,7 +53,7 @@ def _no_env_veto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_opt_out_sends_one_deletion_request_then_nothing(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with make_client(data_dir, server.url) as client:
         old_id = client.device_id
@@ -119,7 +119,7 @@ def test_turning_off_from_the_notice_purges_the_queue_unsent(server: FaultServer
 
 
 def test_deletion_request_is_retried_and_survives_a_restart(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with make_client(data_dir, server.url) as client:
         old_id = client.device_id
@@ -149,7 +149,7 @@ def test_deletion_request_is_retried_and_survives_a_restart(
 
 
 def test_turning_back_on_makes_a_new_device_id_and_never_sends_the_old_one(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with make_client(data_dir, server.url) as client:
         old_id = client.device_id
@@ -218,7 +218,7 @@ def test_environment_veto_leaves_the_stored_choice_untouched(
 
 
 def test_opt_in_policy_stores_nothing_until_the_user_agrees(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with telemetry.create_client(
         PROJECT,
@@ -285,7 +285,7 @@ def test_bad_policy_is_a_clear_error(data_dir: Path):
 
 
 def test_an_opt_out_in_another_process_stops_this_one(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     """Two windows of one app: the user turns telemetry off in one; the other stops recording
     and sending within a housekeeping pass, and only one deletion request is sent."""
@@ -307,7 +307,7 @@ def test_an_opt_out_in_another_process_stops_this_one(
 
 
 def test_opt_out_cancels_the_upload_in_flight(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with make_client(data_dir, server.url) as client:
         assert client.flush(10)  # the $identify went out: this device id is exposed

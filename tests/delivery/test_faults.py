@@ -22,6 +22,7 @@ import pytest
 import telemetry
 from telemetry import cli
 from telemetry.uploader import UploadPolicy
+from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
     FAST,
@@ -35,12 +36,11 @@ from tests.delivery._support import (
     uploader_of,
     wait_until,
 )
-from tests.delivery.conftest import Collector
 from tests.delivery.fault_server import FaultServer
 
 
 def drain(
-    client: telemetry.Client, collector: Collector, expected: list[str], timeout: float
+    client: telemetry.Client, collector: RunningCollector, expected: list[str], timeout: float
 ) -> None:
     """Wait (bounded) until the collector holds ``expected`` and the client's queue is empty."""
     expected_set = set(expected)
@@ -60,7 +60,9 @@ def assert_accepted_once(server: FaultServer, expected: list[str]) -> None:
     assert set(accepted.values()) == {1}
 
 
-def test_server_errors_then_recovery(server: FaultServer, collector: Collector, data_dir: Path):
+def test_server_errors_then_recovery(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
     ids = prefill(data_dir, 1200)
     server.script(fs.status(500), fs.status(503), fs.store_then(500))
     with make_client(data_dir, server.url) as client:
@@ -88,7 +90,7 @@ def test_server_errors_then_recovery(server: FaultServer, collector: Collector, 
 )
 def test_429_waits_retry_after(
     server: FaultServer,
-    collector: Collector,
+    collector: RunningCollector,
     data_dir: Path,
     retry_after: str | None,
     expected_wait: float,
@@ -112,7 +114,7 @@ def test_429_waits_retry_after(
     check_policy(server.requests, policy)
 
 
-def test_413_halves_the_batch(server: FaultServer, collector: Collector, data_dir: Path):
+def test_413_halves_the_batch(server: FaultServer, collector: RunningCollector, data_dir: Path):
     ids = prefill(data_dir, 120)
     policy = fast_policy(max_batch_events=40)
     server.script(fs.status(413))
@@ -131,7 +133,7 @@ def test_413_halves_the_batch(server: FaultServer, collector: Collector, data_di
 
 
 def test_single_event_413_is_dropped_and_counted(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 11)
     policy = fast_policy(max_batch_events=4)
@@ -152,7 +154,7 @@ def test_single_event_413_is_dropped_and_counted(
 
 
 def test_400_drops_named_events_and_resends_the_rest(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 10)
     server.script(fs.reject([1, 3]))
@@ -168,7 +170,7 @@ def test_400_drops_named_events_and_resends_the_rest(
 
 
 def test_400_for_the_whole_batch_drops_it(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 30)
     policy = fast_policy(max_batch_events=10)
@@ -185,7 +187,7 @@ def test_400_for_the_whole_batch_drops_it(
 
 @pytest.mark.parametrize("code", [401, 403])
 def test_auth_errors_keep_the_events_and_pause(
-    server: FaultServer, collector: Collector, data_dir: Path, code: int
+    server: FaultServer, collector: RunningCollector, data_dir: Path, code: int
 ):
     ids = prefill(data_dir, 15)
     server.script(fs.status(code))
@@ -204,7 +206,7 @@ def test_auth_errors_keep_the_events_and_pause(
 
 
 def test_other_4xx_is_dropped_and_counted(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 5)
     server.script(fs.status(422))
@@ -217,7 +219,9 @@ def test_other_4xx_is_dropped_and_counted(
     assert not set(ids) & set(server.accepted_counts())
 
 
-def test_connection_reset_mid_request(server: FaultServer, collector: Collector, data_dir: Path):
+def test_connection_reset_mid_request(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
     ids = prefill(data_dir, 700)
     server.script(fs.reset(after_bytes=200), fs.store_then_reset())
     with make_client(data_dir, server.url) as client:
@@ -234,7 +238,9 @@ def test_connection_reset_mid_request(server: FaultServer, collector: Collector,
     assert report.failures == 2
 
 
-def test_response_that_never_comes(server: FaultServer, collector: Collector, data_dir: Path):
+def test_response_that_never_comes(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
     ids = prefill(data_dir, 50)
     policy = fast_policy(total_timeout=1.0)
     server.script(fs.hang())
@@ -250,7 +256,9 @@ def test_response_that_never_comes(server: FaultServer, collector: Collector, da
     check_policy(server.requests, policy)
 
 
-def test_server_that_trickles_bytes(server: FaultServer, collector: Collector, data_dir: Path):
+def test_server_that_trickles_bytes(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
     ids = prefill(data_dir, 50)
     policy = fast_policy(total_timeout=1.0, connect_timeout=1.0)
     # One byte every 0.1 s: no single read ever times out, the whole answer would take 110 s.
@@ -267,7 +275,7 @@ def test_server_that_trickles_bytes(server: FaultServer, collector: Collector, d
     assert server.wait_for(lambda rs: rs[0].error == "trickled; client gave up", 5)
 
 
-def test_every_fault_in_a_row(server: FaultServer, collector: Collector, data_dir: Path):
+def test_every_fault_in_a_row(server: FaultServer, collector: RunningCollector, data_dir: Path):
     """500, 503, 429 + Retry-After, 413, reset mid-request, no answer, trickle, stored-then-
     reset, stored-then-500: afterwards every event is stored exactly once, and the number of
     requests stays within what the policy allows."""
@@ -316,7 +324,7 @@ def test_every_fault_in_a_row(server: FaultServer, collector: Collector, data_di
 
 
 def test_first_retry_after_a_server_error_waits_5_s_by_default(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 10)
     server.script(fs.status(503))
@@ -329,7 +337,7 @@ def test_first_retry_after_a_server_error_waits_5_s_by_default(
 
 
 def test_backoff_grows_with_full_jitter_and_caps(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 5)
     policy = fast_policy(backoff_initial=0.1, backoff_cap=0.4)
@@ -348,7 +356,9 @@ def test_backoff_grows_with_full_jitter_and_caps(
     assert len({round(g, 2) for g in gaps[3:]}) > 1  # jittered, not a fixed period
 
 
-def test_at_most_15_requests_a_minute(server: FaultServer, collector: Collector, data_dir: Path):
+def test_at_most_15_requests_a_minute(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
     ids = prefill(data_dir, 40)
     policy = fast_policy(max_batch_events=1, max_requests_per_minute=15)
     with make_client(data_dir, server.url, policy) as client:
@@ -366,7 +376,10 @@ def test_at_most_15_requests_a_minute(server: FaultServer, collector: Collector,
 
 
 def test_status_shows_last_result_and_next_attempt(
-    server: FaultServer, collector: Collector, data_dir: Path, capsys: pytest.CaptureFixture[str]
+    server: FaultServer,
+    collector: RunningCollector,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
 ):
     prefill(data_dir, 3)
     server.default = fs.status(503)

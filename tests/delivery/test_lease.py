@@ -8,6 +8,7 @@ from pathlib import Path
 
 from telemetry.store import EventStore
 from telemetry.uploader import Uploader
+from tests._fixtures import RunningCollector
 from tests.delivery._support import (
     FAST,
     PROJECT,
@@ -16,12 +17,11 @@ from tests.delivery._support import (
     read_line,
     run_child,
 )
-from tests.delivery.conftest import Collector
 from tests.delivery.fault_server import FaultServer
 
 
 def test_two_processes_on_one_data_dir_never_send_an_event_twice(
-    server: FaultServer, collector: Collector, tmp_path: Path, data_dir: Path
+    server: FaultServer, collector: RunningCollector, tmp_path: Path, data_dir: Path
 ):
     prefill(data_dir, 0)  # one device id and $identify for both instances
     # Small batches, no pacing: many chances for the two uploaders to collide.

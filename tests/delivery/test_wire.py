@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 import telemetry
 from telemetry.store import EventStore
 from telemetry.uploader import Uploader
+from tests._fixtures import RunningCollector
 from tests.delivery._support import (
     COMPONENT,
     PROJECT,
@@ -30,12 +31,11 @@ from tests.delivery._support import (
     uploader_of,
     wait_until,
 )
-from tests.delivery.conftest import Collector
 from tests.delivery.fault_server import FaultServer
 
 
 def test_request_is_amplitude_http_v2_gzip(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 1_200)
     with make_client(data_dir, server.url) as client:
@@ -64,7 +64,7 @@ def test_request_is_amplitude_http_v2_gzip(
 
 
 def test_batches_stay_within_512_kib_before_compression(
-    server: FaultServer, collector: Collector, data_dir: Path
+    server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     with telemetry.create_client(
         PROJECT, COMPONENT, "1.0.0", data_dir=data_dir, upload=False
@@ -181,7 +181,7 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 def test_tls_is_verified_and_honours_ssl_cert_file(
-    collector: Collector, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    collector: RunningCollector, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
     ca_path, cert_path, key_path = _certificates(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -214,7 +214,10 @@ def test_tls_is_verified_and_honours_ssl_cert_file(
 
 
 def test_http_proxy_variable_is_honoured(
-    server: FaultServer, collector: Collector, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: FaultServer,
+    collector: RunningCollector,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     ids = prefill(data_dir, 5)
     monkeypatch.setenv("HTTP_PROXY", server.url)  # the fault server works as a forward proxy

@@ -1,4 +1,6 @@
-"""Fixtures for the Qt layer tests: offscreen Qt, a real client on a real SQLite file, palettes.
+"""Fixtures for the Qt layer tests: offscreen Qt, palettes, clients, reading the SQLite file.
+
+``data_dir`` and ``client`` (a real client on a real SQLite file) come from ``tests/conftest.py``.
 
 ``QT_QPA_PLATFORM=offscreen`` is set here, before pytest-qt creates the ``QApplication``.
 """
@@ -19,6 +21,7 @@ from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 import telemetry
+from tests._fixtures import _direct_loopback  # noqa: F401  (autouse: registered by the import)
 
 
 @pytest.fixture(autouse=True)
@@ -26,21 +29,6 @@ def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose the environment themselves; the developer's DO_NOT_TRACK must not leak."""
     monkeypatch.delenv("DO_NOT_TRACK", raising=False)
     monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def client(data_dir: Path) -> Iterator[telemetry.Client]:
-    """A client that records to a real SQLite file and does not upload."""
-    c = telemetry.create_client(
-        "test-project", "test-app", "1.2.3", data_dir=data_dir, upload=False
-    )
-    yield c
-    c.close()
 
 
 def dark_palette() -> QPalette:
@@ -125,18 +113,6 @@ def assert_readable(image: QImage, palette: str) -> None:
         assert mean < 0.4, f"dark palette but mean luminance {mean:.2f}"
     else:
         assert mean > 0.6, f"light palette but mean luminance {mean:.2f}"
-
-
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-@pytest.fixture(autouse=True)
-def _direct_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests to 127.0.0.1 never go through a proxy set in the environment."""
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
 def user_events(client: telemetry.Client) -> list[Any]:
