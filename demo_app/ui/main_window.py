@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QDesktopServices
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -617,6 +617,8 @@ class MainWindow(QMainWindow):
             job = self.job
             job.cancel()
             job.wait(30_000)
+            # Deliver the job's last signals now: the cancelled flash is recorded as Cancel.
+            QCoreApplication.processEvents()
         self.shutdown()
         super().closeEvent(event)
 

@@ -34,6 +34,12 @@ class _Worker(QObject):
             self.failed.emit(error, time.monotonic() - started, self.flasher.bytes_written)
         else:
             self.finished.emit(result)
+        finally:
+            # End the thread's event loop now (not when the GUI thread gets to it), so that
+            # a window closing mid-flash can wait() for the thread while it blocks the GUI.
+            thread = self.thread()
+            if thread is not None:
+                thread.quit()
 
 
 class FlashJob(QObject):

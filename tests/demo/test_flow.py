@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from demo_app.flasher import FlashProgress
@@ -318,3 +318,33 @@ def test_telemetry_off_in_settings_then_flash_sends_only_the_deletion_request(
         assert after[0].status == 200
     # The collector deleted what it had for the device.
     assert not any(r["device_id"] == device_id for r in collector.rows())
+
+
+def test_closing_while_flashing_asks_then_cancels(
+    qtbot: QtBot, make_demo: Any, tmp_path: Path
+) -> None:
+    image = tmp_path / "big.img"
+    with open(image, "wb") as f:
+        f.truncate(512 << 20)
+    demo: Demo = make_demo()
+    window = demo.window
+    assert window.load_image(image)
+    window.select_target(window_target(tmp_path / "t.img"))
+    assert window.start_flash()
+    with qtbot.waitSignal(window.job.progress, timeout=FLASH_TIMEOUT_MS):
+        pass
+    asked: list[str] = []
+
+    def answer(box: QWidget) -> None:
+        assert isinstance(box, QMessageBox)
+        asked.append(box.text())
+        yes = box.button(QMessageBox.StandardButton.Yes)
+        assert yes is not None
+        yes.click()
+
+    driver = ModalDriver([answer])
+    window.close()
+    assert driver.pending == 0 and "flash is running" in asked[0]
+    assert window.job is None and window.state == "cancelled"
+    names = demo.names()
+    assert names.index("[Etcher] Cancel") < names.index("[Etcher] Close application")
