@@ -238,11 +238,12 @@ def test_target_disappearing_mid_flash_is_drive_unplugged(
     """The target vanishes while being written, as a pulled-out USB stick does.
 
     When a drive is unplugged, Linux removes its device node and sysfs entry while the
-    flasher still holds it open. Here the file target's directory entry is removed (from the
-    flasher's own thread, at its first progress report, so the timing is deterministic) while
-    the flasher holds it open: writes keep "succeeding" into the orphaned inode, exactly the
-    case where no write error comes to tell the app. The flasher must notice by itself (it
-    re-checks that the path still names what it opened) and report ``Drive unplugged``.
+    flasher still holds it open. Here the file target's directory entry is removed at the
+    first progress report, while the flasher holds it open: writes keep "succeeding" into the
+    orphaned inode, the case where no write error comes to tell the app. The flasher must
+    notice by itself (it re-checks that the path still names what it opened, while writing
+    and again after fsync, so the outcome does not depend on timing) and report
+    ``Drive unplugged``.
     """
     raw = image_bytes(256 << 20, random_bytes=1 << 20)
     image = write_image(tmp_path, raw, "gz")
