@@ -1,34 +1,20 @@
-"""Fixtures for the collector tests: an in-thread collector on 127.0.0.1, a real PostgreSQL."""
+"""Fixtures for the collector tests: an in-thread collector on 127.0.0.1, a real PostgreSQL.
+
+``collector`` (and its ``RunningCollector``) come from ``tests/_fixtures.py``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from telemetry.collector import EventStore, Storage
 from telemetry.collector._postgres import PostgresStore
-from tests.collector_process import start_in_thread
+from tests._fixtures import collector  # noqa: F401  (fixture: registered by the import)
 
 from ._postgres_server import NoPostgres, fresh_database, postgres_server
-
-
-@dataclass(frozen=True)
-class RunningCollector:
-    url: str
-    database: Path
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[RunningCollector]:
-    database = tmp_path / "collector.db"
-    url, stop = start_in_thread(database)
-    try:
-        yield RunningCollector(url=url, database=database)
-    finally:
-        stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,9 @@ import threading
 
 from amplitude import Amplitude, BaseEvent, Config  # type: ignore[import-untyped]
 
+from tests._fixtures import RunningCollector
+
 from ._support import rows
-from .conftest import RunningCollector
 
 
 def test_official_sdk_events_are_stored_exactly_once(collector: RunningCollector) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from telemetry.collector import EventStore
 from telemetry.collector._validation import parse_batch
+from tests._fixtures import RunningCollector
 from tests.collector_process import CollectorProcess
 
 from ._support import DEVICE_ID, PROJECT, batch, event, post, rows
-from .conftest import RunningCollector
 
 OTHER_DEVICE = "device-77aa0c19"
 

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from telemetry.collector import EventStore
+from tests._fixtures import RunningCollector
 from tests.collector_process import start_in_thread
 
 from ._support import DEVICE_ID, PROJECT, batch, event, post, rows
-from .conftest import RunningCollector
 
 
 def test_healthz(collector: RunningCollector) -> None:
