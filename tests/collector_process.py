@@ -28,6 +28,10 @@ Public API (other test suites rely on it; keep it stable):
     * ``stdout`` / ``stderr``: everything the child printed so far, across restarts (stderr holds
       the logs; stdout holds one ``listening on URL`` line per start).
 
+``stored_rows(database: Path | str) -> list[dict[str, Any]]``
+    What ``CollectorProcess.rows()`` returns, for any collector database (e.g. one served by
+    ``start_in_thread``).
+
 ``start_in_thread(database, **app_options) -> tuple[str, Callable[[], None]]``
     Runs the collector app with uvicorn inside this process on a background thread (fast tests).
     ``database`` is a path, a ``postgresql://`` URL, or an open ``telemetry.collector.Storage``
@@ -57,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from telemetry.collector import Storage
 
-__all__ = ["CollectorProcess", "start_in_thread"]
+__all__ = ["CollectorProcess", "start_in_thread", "stored_rows"]
 
 _HOST = "127.0.0.1"
 _EXIT_BIND_FAILED = 4  # telemetry.collector._server.EXIT_BIND_FAILED
@@ -210,21 +214,28 @@ class CollectorProcess:
 
     def rows(self) -> list[dict[str, Any]]:
         """All stored events, ordered by ``id``, read straight from the database."""
-        if isinstance(self.database, str):
-            return _postgres_rows(self.database)
-        if not self.database.exists():
+        return stored_rows(self.database)
+
+
+def stored_rows(database: Path | str) -> list[dict[str, Any]]:
+    """Every row of a collector's ``events`` table, ordered by ``id``, read straight from the
+    SQLite file (or PostgreSQL for a ``postgresql://`` URL); ``[]`` before the table exists."""
+    if isinstance(database, str) and database.startswith("postgresql://"):
+        return _postgres_rows(database)
+    database = Path(database)
+    if not database.exists():
+        return []
+    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.row_factory = sqlite3.Row
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+        if exists is None:
             return []
-        conn = sqlite3.connect(f"{self.database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-        try:
-            conn.row_factory = sqlite3.Row
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-            ).fetchone()
-            if exists is None:
-                return []
-            return [dict(row) for row in conn.execute("SELECT * FROM events ORDER BY id")]
-        finally:
-            conn.close()
+        return [dict(row) for row in conn.execute("SELECT * FROM events ORDER BY id")]
+    finally:
+        conn.close()
 
 
 def _postgres_rows(dsn: str) -> list[dict[str, Any]]:

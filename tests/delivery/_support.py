@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 import telemetry
 from telemetry._backoff import parse_retry_after
 from telemetry.uploader import UploadPolicy
+from tests.collector_process import stored_rows
 from tests.delivery.fault_server import RequestRecord
 
 PROJECT = "delivery-test"
@@ -92,26 +92,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
-def collector_rows(database: Path) -> list[dict[str, Any]]:
-    """Every event row the collector stored (empty before it created its table)."""
-    if not database.exists():
-        return []
-    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    try:
-        conn.row_factory = sqlite3.Row
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-        ).fetchone()
-        if exists is None:
-            return []
-        return [dict(row) for row in conn.execute("SELECT * FROM events ORDER BY id")]
-    finally:
-        conn.close()
-
-
 def stored_ids(database: Path) -> Counter[str]:
     """How many rows the collector holds per insert_id."""
-    return Counter(row["insert_id"] for row in collector_rows(database))
+    return Counter(row["insert_id"] for row in stored_rows(database))
 
 
 def track_many(client: telemetry.Client, count: int, name: str = "Delivery test") -> list[str]:
