@@ -281,9 +281,14 @@ class MainWindow(QMainWindow):
         online = status.get("online")
         if online is None and self.connectivity is not None:
             online = self.connectivity.online
-        self.online_label.setText(
-            "● Online" if online else ("○ Offline" if online is False else "◌ Connectivity unknown")
-        )
+        if getattr(self.client, "uploader", None) is None:
+            self.online_label.setText("○ Not sending (no collector)")
+        else:
+            self.online_label.setText(
+                "● Online"
+                if online
+                else ("○ Offline" if online is False else "◌ Connectivity unknown")
+            )
         self.queued_label.setText(self.tr("Events queued: %n", "", int(status.get("queued") or 0)))
         last = status.get("last_upload")
         if isinstance(last, (int, float)) and last > 0:

@@ -104,6 +104,7 @@ def test_status_bar_shows_queue_and_last_upload(
     assert queued >= 2
     assert offline.window.queued_label.text() == f"Events queued: {queued}"
     assert offline.window.upload_label.text() == "Last upload: never"
+    assert offline.window.online_label.text() == "○ Not sending (no collector)"
 
     online: Demo = make_demo(collector.url, name="online")
     assert online.client.flush(timeout=20)
@@ -112,6 +113,7 @@ def test_status_bar_shows_queue_and_last_upload(
     )
     assert online.window.queued_label.text() == "Events queued: 0"
     assert online.window.consent_label.text() == "Telemetry on"
+    assert "Not sending" not in online.window.online_label.text()
 
 
 def test_notice_is_shown_once_and_hides_when_choosing_an_image(
