@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QWidget
 from pytestqt.qtbot import QtBot
 
 from demo_app.app import build_window, make_client
@@ -117,6 +119,44 @@ def write_image(folder: Path, raw: bytes, kind: str, name: str = "disk.img") -> 
     else:
         raise ValueError(kind)
     return path
+
+
+class ModalDriver(QObject):
+    """Answers the app's modal dialogs in order, as a person would: every 20 ms it looks at
+    the active modal widget and hands each newly active one to the next handler (nested
+    dialogs work: timers keep running inside a dialog's own event loop)."""
+
+    def __init__(self, handlers: list[Callable[[QWidget], None]]) -> None:
+        super().__init__()
+        self._handlers = list(handlers)
+        self._last: object = None
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start(20)
+
+    @property
+    def pending(self) -> int:
+        return len(self._handlers)
+
+    def _tick(self) -> None:
+        widget = QApplication.activeModalWidget()
+        if widget is self._last:
+            return
+        self._last = widget  # a dialog is answered once, however long it stays up
+        if widget is None or not self._handlers:
+            return
+        handler = self._handlers.pop(0)
+        # Answer from a fresh single-shot timer: a handler may open a nested modal dialog,
+        # and Qt does not fire a timer again while its own slot is still running.
+        QTimer.singleShot(0, self, lambda: handler(widget))
+
+
+def type_file_name(dialog: QFileDialog, path: Path) -> None:
+    """Type the path in the dialog's file name box and accept, as a person does."""
+    edit = dialog.findChild(QLineEdit, "fileNameEdit")
+    assert edit is not None
+    edit.setText(str(path))
+    dialog.accept()
 
 
 @pytest.fixture

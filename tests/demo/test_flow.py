@@ -10,12 +10,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from demo_app.flasher import FlashProgress
@@ -23,47 +22,9 @@ from demo_app.ui.target_dialog import TargetDialog
 from tests.collector_process import CollectorProcess
 from tests.delivery.fault_server import FaultServer
 
-from .conftest import Demo, image_bytes, write_image
+from .conftest import Demo, ModalDriver, image_bytes, type_file_name, write_image
 
 FLASH_TIMEOUT_MS = 120_000
-
-
-class ModalDriver(QObject):
-    """Answers the app's modal dialogs in order, as a person would: every 20 ms it looks at
-    the active modal widget and hands each newly active one to the next handler (nested
-    dialogs work: timers keep running inside a dialog's own event loop)."""
-
-    def __init__(self, handlers: list[Callable[[QWidget], None]]) -> None:
-        super().__init__()
-        self._handlers = list(handlers)
-        self._last: object = None
-        self._timer = QTimer(self)
-        self._timer.timeout.connect(self._tick)
-        self._timer.start(20)
-
-    @property
-    def pending(self) -> int:
-        return len(self._handlers)
-
-    def _tick(self) -> None:
-        widget = QApplication.activeModalWidget()
-        if widget is self._last:
-            return
-        self._last = widget  # a dialog is answered once, however long it stays up
-        if widget is None or not self._handlers:
-            return
-        handler = self._handlers.pop(0)
-        # Answer from a fresh single-shot timer: a handler may open a nested modal dialog,
-        # and Qt does not fire a timer again while its own slot is still running.
-        QTimer.singleShot(0, self, lambda: handler(widget))
-
-
-def _type_file_name(dialog: QFileDialog, path: Path) -> None:
-    """Type the path in the dialog's file name box and accept, as a person does."""
-    edit = dialog.findChild(QLineEdit, "fileNameEdit")
-    assert edit is not None
-    edit.setText(str(path))
-    dialog.accept()
 
 
 def _props(event: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +70,7 @@ def test_flash_compressed_image_to_file_end_to_end(
     def pick_image(dialog: QWidget) -> None:
         assert isinstance(dialog, QFileDialog)
         seen_filters.extend(dialog.nameFilters())
-        _type_file_name(dialog, image)
+        type_file_name(dialog, image)
 
     def use_file_target(dialog: QWidget) -> None:
         assert isinstance(dialog, TargetDialog)
@@ -117,7 +78,7 @@ def test_flash_compressed_image_to_file_end_to_end(
 
     def save_as(dialog: QWidget) -> None:
         assert isinstance(dialog, QFileDialog)
-        _type_file_name(dialog, target)
+        type_file_name(dialog, target)
 
     driver = ModalDriver([pick_image, use_file_target, save_as])
     qtbot.mouseClick(window.image_card.button, Qt.MouseButton.LeftButton)

@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from demo_app.flasher import Target
 from tests.collector_process import CollectorProcess
 
-from .conftest import Demo, image_bytes, write_image
+from .conftest import Demo, ModalDriver, image_bytes, write_image
 
 
 class _Browser(QObject):
@@ -166,3 +166,13 @@ def test_selected_drive_unplugged_while_idle_is_deselected(
     assert not window.flash_card.button.isEnabled()
     toggles = _props(demo, "Toggle drive")
     assert [t["previouslySelected"] for t in toggles] == [False, True]
+
+
+def test_closing_the_image_dialog_changes_nothing(qtbot: QtBot, make_demo: Any) -> None:
+    demo: Demo = make_demo()
+    driver = ModalDriver([lambda dialog: dialog.reject()])
+    qtbot.mouseClick(demo.window.image_card.button, Qt.MouseButton.LeftButton)
+    assert driver.pending == 0
+    assert demo.window.source is None
+    names = demo.names()
+    assert names[-2:] == ["[Etcher] Open image selector", "[Etcher] Image selector closed"]
