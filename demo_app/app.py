@@ -33,6 +33,8 @@ PROJECT: Final = "etcher-demo"
 COMPONENT: Final = "demo-app"
 CATALOGUE_PATH: Final = Path(__file__).resolve().parent / "catalogue.toml"
 COLLECTOR_CHILD_FLAG: Final = "--collector-child"
+#: The freedesktop application id (packaging/linux/<id>.desktop and metainfo).
+DESKTOP_FILE_ID: Final = "io.github.desktop_telemetry.DemoFlasher"
 
 
 def version() -> str:
@@ -215,6 +217,7 @@ def _qapp(offscreen: bool) -> Any:
     ):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import qInstallMessageHandler
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
@@ -233,6 +236,8 @@ def _qapp(offscreen: bool) -> Any:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "demo-app"])
     QApplication.setApplicationName("demo-app")
     QApplication.setApplicationDisplayName("Etcher-like flasher")
+    # Wayland matches the window to packaging/linux/<id>.desktop (its icon and name) by this id.
+    QGuiApplication.setDesktopFileName(DESKTOP_FILE_ID)
     return app
 
 

@@ -79,3 +79,16 @@ def test_png_icon_has_its_size_and_a_shape(build: ModuleType, size: int) -> None
     assert image.pixelColor(size // 2, size // 2).alpha() == 255  # body: opaque
     colours = {image.pixel(x, y) for x in range(size) for y in range(size)}
     assert len(colours) >= min(64, size * 2)  # drawn, not a flat square
+
+
+def test_the_running_app_names_its_desktop_file(qapp: object) -> None:
+    """Wayland ties the window to its .desktop entry (icon, name) by the app's desktop file
+    name: it must be the id the package installs."""
+    from PySide6.QtGui import QGuiApplication
+
+    from demo_app import app as demo
+
+    demo._qapp(offscreen=True)
+    desktop_id = QGuiApplication.desktopFileName()
+    assert (LINUX / f"{desktop_id}.desktop").is_file()
+    assert (LINUX / f"{desktop_id}.metainfo.xml").is_file()
