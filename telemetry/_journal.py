@@ -8,10 +8,11 @@ housekeeping thread then copies the lines into SQLite (``INSERT OR IGNORE`` on t
 ``insert_id``, and the file offset reached, committed in the same transaction), so the
 caller never pays for SQLite's locks and page writes.
 
-Each line is the event's JSON exactly as it will be sent (JSON never contains a raw newline).
-SQLite itself extracts ``insert_id``, ``event_type`` and ``time`` while copying, so the copy
-runs in C with the GIL released and the caller's thread is not held up by it. A line torn by
-a power cut or a full disk is not valid JSON: it is skipped and counted.
+Each line is ``<insert_id>\t<time ms>\t<event type as JSON>\t<event JSON>\n``: the event
+JSON is exactly what will be sent, and JSON never contains a raw tab or newline. The copy
+splits lines with ``str.split`` (C) and lets SQLite check the JSON (in C, GIL released), so it
+holds the GIL only briefly and the caller's thread is not held up. A line torn by a power cut
+or a full disk fails those checks: it is skipped and counted.
 
 Each file is held with ``flock(LOCK_EX)`` by the process writing it. A file nobody holds is
 an orphan left by a process that died: whichever process of the app sees it first ingests
@@ -38,19 +39,36 @@ AVAILABLE: Final = fcntl is not None
 SUFFIX: Final = ".journal"
 #: A journal this large is swapped for a fresh file at the next ingest.
 ROTATE_BYTES: Final = 4 * 1024 * 1024
+#: At most this much is copied into SQLite per transaction (bounds the memory a backlog takes).
+CHUNK_BYTES: Final = 256 * 1024
 
 
-def encode_line(payload: str) -> bytes:
-    """One journal line for an event (its JSON payload)."""
-    return payload.encode() + b"\n"
+def encode_line(insert_id: str, time_ms: int, event_type_json: str, payload: str) -> bytes:
+    """One journal line for an event."""
+    return f"{insert_id}\t{time_ms}\t{event_type_json}\t{payload}\n".encode()
 
 
-def split_lines(data: bytes) -> tuple[list[str], int]:
-    """The complete lines of ``data`` that look like JSON objects, and how many did not
-    (torn or damaged). SQLite's ``json_valid`` checks the survivors again while copying."""
-    lines = data.decode("utf-8", "replace").split("\n")
-    good = [line for line in lines if line[:1] == "{" and line[-1:] == "}"]
-    damaged = sum(1 for line in lines if line) - len(good)
+def split_lines(data: bytes) -> tuple[list[tuple[str, str, str, str]], int]:
+    """The complete lines of ``data`` as ``(insert_id, time, event type JSON, event JSON)``,
+    and how many lines were torn or damaged. SQLite validates the JSON again while copying."""
+    good: list[tuple[str, str, str, str]] = []
+    damaged = 0
+    for line in data.decode("utf-8", "replace").split("\n"):
+        if not line:
+            continue
+        parts = line.split("\t", 3)
+        if (
+            len(parts) == 4
+            and parts[0]
+            and parts[1].isdigit()
+            and parts[2][:1] == '"'
+            and parts[2][-1:] == '"'
+            and parts[3][:1] == "{"
+            and parts[3][-1:] == "}"
+        ):
+            good.append((parts[0], parts[1], parts[2], parts[3]))
+        else:
+            damaged += 1
     return good, damaged
 
 
@@ -151,13 +169,14 @@ def claim(path: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
-def read_from(path: Path | int, offset: int) -> bytes:
-    """The bytes of a journal from ``offset`` up to its last complete line."""
-    if isinstance(path, int):
-        data = os.pread(path, max(0, os.fstat(path).st_size - offset), offset)
-    else:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
+def read_from(fd: int, offset: int, limit: int = CHUNK_BYTES) -> bytes:
+    """At most ``limit`` bytes of a journal from ``offset``, up to the last complete line.
+
+    A full chunk without any newline cannot hold a valid event (they are at most 32 KiB):
+    it is returned whole, to be skipped as damaged, so a bad stretch never blocks the rest.
+    """
+    data = os.pread(fd, limit, offset)
     end = data.rfind(b"\n")
-    return data[: end + 1] if end >= 0 else b""
+    if end < 0:
+        return data if len(data) >= limit else b""
+    return data[: end + 1]

@@ -567,7 +567,7 @@ class Client:
             log.exception("telemetry could not build event %r", event_type)
             self.store.increment(INTERNAL_ERRORS)
             return None
-        self.store.append(insert_id, event_type, now, payload)
+        self.store.append(insert_id, event_type, now, payload, type_json)
         if self._log_payloads:
             log.info("telemetry event recorded: %s", payload)
         self._housekeeper.notify()

@@ -37,7 +37,7 @@ import psutil
 import sqlite_utils
 
 from telemetry import _journal, _schema
-from telemetry.events import utf8_size
+from telemetry.events import encode_json, utf8_size
 
 log = logging.getLogger("telemetry.store")
 
@@ -54,13 +54,12 @@ _INSERT_EVENT: Final = (
     "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
     " VALUES (?, ?, ?, ?, ?)"
 )
-#: Copies one journal line: SQLite parses the JSON (in C, without the GIL).
+#: Copies one journal line (insert_id, time, event type JSON, event JSON); SQLite checks the
+#: JSON in C without the GIL, and OR IGNORE skips a damaged line (NULL) or a copied one.
 _INGEST_LINE: Final = (
     "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
-    " SELECT json_extract(?1, '$.insert_id'), json_extract(?1, '$.event_type'),"
-    " json_extract(?1, '$.time'), length(CAST(?1 AS BLOB)), ?1"
-    " WHERE json_valid(?1) AND json_type(?1, '$.insert_id') = 'text'"
-    " AND json_type(?1, '$.event_type') = 'text' AND json_type(?1, '$.time') = 'integer'"
+    " SELECT ?1, CASE WHEN json_valid(?3) THEN json_extract(?3, '$') END,"
+    " CAST(?2 AS INTEGER), length(CAST(?4 AS BLOB)), ?4 WHERE json_valid(?4)"
 )
 _SAVE_PROGRESS: Final = (
     "INSERT INTO journal_progress(file, offset) VALUES (?, ?)"
@@ -186,20 +185,22 @@ class EventStore:
             return copied
 
     def _ingest_own(self, journal: _journal.JournalFile) -> int:
-        if journal.size <= self._ingested:
-            return 0
-        try:
-            data = journal.read_from(self._ingested)
-        except OSError as exc:
-            log.warning("telemetry journal unreadable: %s", exc)
-            return 0
-        if not data:
-            return 0
-        copied = self._copy_lines(journal.path.name, data, self._ingested + len(data))
-        if copied is not None:
+        copied = 0
+        target = journal.size  # what was written by now: never chase a writer that keeps going
+        while target > self._ingested:
+            try:
+                data = journal.read_from(self._ingested)
+            except OSError as exc:
+                log.warning("telemetry journal unreadable: %s", exc)
+                break
+            if not data:
+                break
+            done = self._copy_lines(journal.path.name, data, self._ingested + len(data))
+            if done is None:
+                break
             self._ingested += len(data)
-            return copied
-        return 0
+            copied += done
+        return copied
 
     def _rotate(self, old: _journal.JournalFile) -> None:
         new = self._new_journal()
@@ -222,7 +223,7 @@ class EventStore:
 
         def work(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
-            conn.executemany(_INGEST_LINE, ((line,) for line in lines))
+            conn.executemany(_INGEST_LINE, lines)
             copied = conn.total_changes - before
             conn.execute(_SAVE_PROGRESS, (name, end))
             if torn:
@@ -253,12 +254,16 @@ class EventStore:
                 if fd is None:
                     continue
                 offset = self._progress(path.name)
-                data = _journal.read_from(fd, offset)
-                if data:
+                failed = False
+                while data := _journal.read_from(fd, offset):
                     done = self._copy_lines(path.name, data, offset + len(data))
                     if done is None:
-                        continue
+                        failed = True
+                        break
+                    offset += len(data)
                     copied += done
+                if failed:  # the database refused it: try again at the next pass
+                    continue
                 with contextlib.suppress(OSError):
                     path.unlink()
                 self._forget_progress(path.name)
@@ -371,18 +376,20 @@ class EventStore:
         event_type: str,
         time_ms: int,
         payload: str,
+        event_type_json: str | None = None,
     ) -> bool:
         """Make one event durable (``payload`` is its JSON, exactly as it will be sent, with
         the same ``insert_id``, ``event_type`` and ``time``: the journal keeps only the JSON).
 
         Returns True when the event is on disk (in the journal or the database); False when
         it was kept in the in-memory overflow (or dropped, counted) because neither could
-        take it.
+        take it. ``event_type_json``: the name as JSON, when the caller has it.
         """
         journal = self._journal
         if journal is not None:
+            type_json = event_type_json or encode_json(event_type)
             try:
-                journal.append(_journal.encode_line(payload))
+                journal.append(_journal.encode_line(insert_id, time_ms, type_json, payload))
                 return True
             except OSError as exc:
                 self._keep_in_overflow((insert_id, event_type, time_ms, payload), exc)
@@ -583,8 +590,9 @@ class EventStore:
         conn.execute(
             "INSERT INTO dropped_events(event_id, insert_id, event_type, reason, dropped_at,"
             " payload) SELECT json_extract(payload, '$.event_id'), insert_id, event_type, ?, ?,"
-            f" payload FROM events WHERE {where}",
-            (reason, now, *params),
+            f" payload FROM (SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?)"
+            " ORDER BY id",  # only the newest drops fit in the log: copy no more than that
+            (reason, now, *params, DROPPED_LOG_SIZE),
         )
         removed: int = conn.execute(f"DELETE FROM events WHERE {where}", tuple(params)).rowcount
         if removed:

@@ -47,29 +47,30 @@ def test_track_appends_to_a_journal_and_reads_see_it_at_once(data_dir: Path) -> 
 
 
 def _line(insert_id: str, name: str) -> bytes:
-    return _journal.encode_line(
-        json.dumps({"event_type": name, "insert_id": insert_id, "time": 1}, separators=(",", ":"))
-    )
+    payload = {"event_type": name, "insert_id": insert_id, "time": 1}
+    return _journal.encode_line(insert_id, 1, json.dumps(name), json.dumps(payload))
 
 
 def test_torn_and_damaged_lines_are_skipped(data_dir: Path) -> None:
     good = _line("id-1", "A")
     torn = _line("id-2", "B")[:-9] + b"\n"  # cut by a power failure
     zeros = b"\0" * 40 + b"\n"  # a block the file system never wrote
-    not_json = b"{this is not json}\n"  # looks like an object, is not: SQLite refuses it
-    no_id = _journal.encode_line('{"event_type":"E","time":1}')  # not one of our events
-    after = _line("id-4", "D")
+    no_id = _line("", "E")  # not one of our events
+    not_json = b'id-3\t1\t"C"\t{this is not json}\n'  # passes the split, SQLite refuses it
+    after = _line("id-4", "D\twith a tab")  # names are JSON in the line: tabs are safe
     directory = data_dir / JOURNAL_DIR
     directory.mkdir(parents=True)
-    (directory / "deadbeef.journal").write_bytes(good + torn + zeros + not_json + no_id + after)
+    (directory / "deadbeef.journal").write_bytes(good + torn + zeros + no_id + not_json + after)
     with EventStore(data_dir) as store:
         events = list(store.iter_events())
         assert [(e.insert_id, e.event_type, e.time) for e in events] == [
             ("id-1", "A", 1),
-            ("id-4", "D", 1),
+            ("id-4", "D\twith a tab", 1),
         ]
-        assert events[0].size == len(good) - 1  # bytes of the payload, newline excluded
-        assert store.counters()[JOURNAL_TORN_LINES] == 2  # the cut line and the zeros
+        assert events[0].size == len(
+            json.dumps({"event_type": "A", "insert_id": "id-1", "time": 1})
+        )
+        assert store.counters()[JOURNAL_TORN_LINES] == 3  # the cut line, the zeros, no id
         assert store.counters()[JOURNAL_ORPHANS] == 1
     assert not (directory / "deadbeef.journal").exists()
 
