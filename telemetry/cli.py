@@ -163,12 +163,15 @@ def cmd_drives(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_collector(args: argparse.Namespace, out: TextIO) -> int:
+    """``python -m telemetry.collector`` with the same options (``--config``,
+    ``--environment``, ``--forward-interval``, ``--ready-file`` pass through)."""
     try:
-        from telemetry.collector import serve
+        from telemetry.collector.__main__ import main as collector_main
     except ImportError as exc:
         out.write(f"telemetry: the collector needs the 'collector' extra ({exc})\n")
         return 1
-    return serve(args.host, args.port, args.database)
+    argv = ["--host", args.host, "--port", str(args.port), "--database", args.database]
+    return collector_main([*argv, *args.collector_options])
 
 
 def cmd_catalogue(args: argparse.Namespace, out: TextIO) -> int:
@@ -266,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="keep reporting hot-plug changes")
     p.set_defaults(func=cmd_drives)
 
-    p = sub.add_parser("collector", help="run the collector (the receiving end)")
+    p = sub.add_parser(
+        "collector",
+        help="run the collector (the receiving end); also takes python -m telemetry.collector's"
+        " --config, --environment, --forward-interval and --ready-file",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8555)
     p.add_argument("--database", default="collector.db")
@@ -287,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "collector":
+        args.collector_options = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.func(args, sys.stdout)
     except KeyboardInterrupt:

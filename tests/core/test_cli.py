@@ -101,3 +101,46 @@ def test_missing_database_or_dir_is_a_clear_error(tmp_path, capsys, monkeypatch)
     monkeypatch.delenv("TELEMETRY_DATA_DIR", raising=False)
     with pytest.raises(SystemExit, match="--data-dir"):
         main(["status"])
+
+
+def test_collector_command_runs_the_collector_with_its_options(tmp_path: Path) -> None:
+    """`telemetry collector` is `python -m telemetry.collector`: its own flags pass through."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    ready = tmp_path / "ready"
+    config = tmp_path / "bad.toml"
+    config.write_text("this is not = = toml\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "telemetry", "collector", "--port", "0", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "bad configuration" in bad.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telemetry", "collector", "--port", "0",
+         "--database", str(tmp_path / "c.db"), "--environment", "staging",
+         "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        url = ready.read_text().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert (tmp_path / "c.db").exists()
+    unknown = subprocess.run(
+        [sys.executable, "-m", "telemetry", "status", "--bogus"], capture_output=True, text=True
+    )
+    assert unknown.returncode == 2 and "unrecognized arguments: --bogus" in unknown.stderr
