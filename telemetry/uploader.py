@@ -421,28 +421,47 @@ class Uploader:
             f'"options":{{"min_id_length":{self.policy.min_id_length}}}}}'
         )
 
-    def _send(self, batch: Sequence[StoredEvent]) -> str:
+    def _post(self, body: bytes, *, deletion: bool = False) -> Response | str:
+        """One request, within the stop deadline and counted against the per-minute cap.
+
+        Returns the answer, or the outcome (``stopping``, ``retry``) when none came: a
+        network failure schedules the backoff. ``deletion``: the plain-JSON deletion request
+        to :attr:`deletion_url` instead of a gzip event batch.
+        """
         give_up_after = None
         if self._stopping.is_set():
             give_up_after = self._stop_deadline - time.monotonic()
             if give_up_after <= 0:
                 return "stopping"
-        events_json = ",".join(e.json for e in batch)
-        body_gzip = gzip.compress(self._body(events_json).encode("utf-8"), compresslevel=6)
         with self._lock:
             self._requests.append(self._clock())
-            self._flush_requested = False
-        self.store.increment("upload_requests")
+            if not deletion:
+                self._flush_requested = False
+        self.store.increment(DELETION_ATTEMPTS if deletion else "upload_requests")
         try:
-            response = self._transport.post_gzip(body_gzip, give_up_after=give_up_after)
+            response = self._transport.post_gzip(
+                body,
+                give_up_after=give_up_after,
+                url=self.deletion_url if deletion else None,
+                gzipped=not deletion,
+            )
         except NetworkError as exc:
-            self.store.increment(f"upload_{exc.kind}")
+            if not deletion:
+                self.store.increment(f"upload_{exc.kind}")
             if exc.kind != "cancelled":
                 self.connectivity.report_upload(False)
                 self._network_failing = True
-            return self._retry_later(str(exc), None)
+            return self._retry_later(f"deletion request: {exc}" if deletion else str(exc), None)
         self.connectivity.report_upload(True)
         self._network_failing = False
+        return response
+
+    def _send(self, batch: Sequence[StoredEvent]) -> str:
+        events_json = ",".join(e.json for e in batch)
+        body_gzip = gzip.compress(self._body(events_json).encode("utf-8"), compresslevel=6)
+        response = self._post(body_gzip)
+        if isinstance(response, str):
+            return response
         return self._handle(batch, response, events_json)
 
     def _send_deletion(self, request: dict[str, Any]) -> str:
@@ -456,25 +475,9 @@ class Uploader:
             },
             separators=(",", ":"),
         ).encode()
-        give_up_after = None
-        if self._stopping.is_set():
-            give_up_after = self._stop_deadline - time.monotonic()
-            if give_up_after <= 0:
-                return "stopping"
-        with self._lock:
-            self._requests.append(self._clock())
-        self.store.increment(DELETION_ATTEMPTS)
-        try:
-            response = self._transport.post_gzip(
-                body, url=self.deletion_url, gzipped=False, give_up_after=give_up_after
-            )
-        except NetworkError as exc:
-            if exc.kind != "cancelled":
-                self.connectivity.report_upload(False)
-                self._network_failing = True
-            return self._retry_later(f"deletion request: {exc}", None)
-        self.connectivity.report_upload(True)
-        self._network_failing = False
+        response = self._post(body, deletion=True)
+        if isinstance(response, str):
+            return response
         status = response.status
         if 200 <= status < 300 or status in (400, 422):
             self._forget_deletion(request)
@@ -491,12 +494,7 @@ class Uploader:
             self._save_status(f"{status}: deletion request refused", status)
             return "rejected"
         if status == 429:
-            wait = parse_retry_after(
-                response.retry_after,
-                default=self.policy.retry_after_default,
-                maximum=self.policy.retry_after_max,
-            )
-            return self._pause(wait, f"429: deletion request throttled, {wait:.0f} s", status)
+            return self._pause_for_429(response, "429: deletion request throttled, {wait:.0f} s")
         if status in (401, 403, 404, 405, 410):
             return self._pause(
                 self.policy.config_error_pause,
@@ -560,12 +558,7 @@ class Uploader:
             return "too-large"
         if status == 429:
             self.store.increment("upload_429")
-            wait = parse_retry_after(
-                response.retry_after,
-                default=self.policy.retry_after_default,
-                maximum=self.policy.retry_after_max,
-            )
-            return self._pause(wait, f"429: throttled, waiting {wait:.0f} s", status)
+            return self._pause_for_429(response, "429: throttled, waiting {wait:.0f} s")
         if status in (401, 403, 404, 405, 410):
             self.store.increment(f"upload_{status}")
             return self._pause(
@@ -597,6 +590,15 @@ class Uploader:
             self._scheduled = self._backoff_until
         self._save_status(f"{outcome}; retry in {delay:.1f} s", status, delay=delay)
         return "retry"
+
+    def _pause_for_429(self, response: Response, outcome: str) -> str:
+        """Wait as long as ``Retry-After`` says (bounded); ``outcome`` has a ``{wait}`` field."""
+        wait = parse_retry_after(
+            response.retry_after,
+            default=self.policy.retry_after_default,
+            maximum=self.policy.retry_after_max,
+        )
+        return self._pause(wait, outcome.format(wait=wait), response.status)
 
     def _pause(self, seconds: float, outcome: str, status: int) -> str:
         with self._lock:
