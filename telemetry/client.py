@@ -287,14 +287,30 @@ class Client:
             self.store.increment(INTERNAL_ERRORS)
         self._notify()
 
-    def _deny(self) -> None:
+    def _stop_recording(self) -> None:
+        """Denied: no append is in progress once this returns and none starts; the upload in
+        flight is cancelled."""
         with self._record_lock:
             self._state = ConsentState.DENIED
             self._decision = Decision(record=False, upload_events=False)
+        if self._uploader is not None:
+            self._uploader.set_events_allowed(False)
+            self._uploader.cancel()
+
+    def _forget_recorded(self, keep_state: tuple[str, ...]) -> int:
+        """Erase what was recorded (store and journals) and the identity, in the store and in
+        memory; returns how many events went unsent."""
+        unsent = self.store.erase(keep_state=keep_state)
+        self._identity.forget()
+        with self._id_lock:
+            self._event_id = self._event_id_end = 0
+        with self._throttle_lock:
+            self._last_by_name.clear()
+        return unsent
+
+    def _deny(self) -> None:
+        self._stop_recording()
         uploader = self._uploader
-        if uploader is not None:
-            uploader.set_events_allowed(False)
-            uploader.cancel()
         exposed = [d for d in self.store.get_state(EXPOSED_KEY) or [] if isinstance(d, str)]
         pending = list(self.store.get_state(DELETION_KEY) or [])
         now = time.time_ns() // 1_000_000
@@ -309,12 +325,7 @@ class Client:
                         "created_at": now,
                     }
                 )
-        unsent = self.store.erase(keep_state=(NOTICE_KEY, DELETION_KEY))
-        self._identity.forget()
-        with self._id_lock:
-            self._event_id = self._event_id_end = 0
-        with self._throttle_lock:
-            self._last_by_name.clear()
+        unsent = self._forget_recorded((NOTICE_KEY, DELETION_KEY))
         self.store.set_state(CONSENT_KEY, str(ConsentState.DENIED))
         self.store.set_state(DELETION_KEY, pending or None)
         log.info(
@@ -665,15 +676,9 @@ class Client:
         with self._consent_lock:
             self._notice = notice
             if stored is ConsentState.DENIED and self._state is not ConsentState.DENIED:
-                with self._record_lock:
-                    self._state = ConsentState.DENIED
-                    self._decision = Decision(record=False, upload_events=False)
-                if self._uploader is not None:
-                    self._uploader.set_events_allowed(False)
-                    self._uploader.cancel()
+                self._stop_recording()
                 # What this process recorded since the other one erased goes too.
-                self.store.erase(keep_state=(NOTICE_KEY, DELETION_KEY, CONSENT_KEY))
-                self._identity.forget()
+                self._forget_recorded((NOTICE_KEY, DELETION_KEY, CONSENT_KEY))
                 if self._uploader is not None:
                     self._uploader.wake()
             elif stored is ConsentState.GRANTED and self._state is not ConsentState.GRANTED:
