@@ -202,12 +202,16 @@ class EventStore:
             copied += done
         return copied
 
+    def _swap_journal(self, old: _journal.JournalFile, new: _journal.JournalFile | None) -> None:
+        """Appends go to ``new`` (``None``: to SQLite directly) from now on."""
+        with old.lock:  # an append in progress finishes in the old file first
+            self._journal = new
+
     def _rotate(self, old: _journal.JournalFile) -> None:
         new = self._new_journal()
         if new is None:
             return
-        with old.lock:  # an append in progress finishes in the old file first
-            self._journal = new
+        self._swap_journal(old, new)
         self._ingest_own(old)
         if self._ingested >= old.size:
             old.close(remove=True)
@@ -242,17 +246,22 @@ class EventStore:
             lambda c: c.execute("DELETE FROM journal_progress WHERE file = ?", (name,)), None
         )
 
-    def ingest_orphans(self) -> int:
-        """Copy the journals of processes that died into SQLite and remove them."""
+    def _claimed_orphans(self) -> Iterator[tuple[Path, int]]:
+        """Journals no live process holds, each locked by us while the caller handles it."""
         directory = self.journal_dir
         if directory is None or not _journal.AVAILABLE or not directory.exists():
-            return 0
+            return
         own = self._journal.path if self._journal is not None else None
-        copied = 0
         for path in _journal.orphans(directory, own):
-            with self._ingest_lock, _journal.claim(path) as fd:
-                if fd is None:
-                    continue
+            with _journal.claim(path) as fd:
+                if fd is not None:
+                    yield path, fd
+
+    def ingest_orphans(self) -> int:
+        """Copy the journals of processes that died into SQLite and remove them."""
+        copied = 0
+        with self._ingest_lock:
+            for path, fd in self._claimed_orphans():
                 offset = self._progress(path.name)
                 failed = False
                 while data := _journal.read_from(fd, offset):
@@ -277,22 +286,14 @@ class EventStore:
         with self._ingest_lock:
             old = self._journal
             if old is not None:
-                new = self._new_journal()
-                with old.lock:
-                    self._journal = new
+                self._swap_journal(old, self._new_journal())
                 old.close(remove=True)
                 removed.append(old.path.name)
                 self._ingested = 0
-            directory = self.journal_dir
-            if directory is None or not directory.exists() or not _journal.AVAILABLE:
-                return removed
-            own = self._journal.path if self._journal is not None else None
-            for path in _journal.orphans(directory, own):
-                with _journal.claim(path) as fd:
-                    if fd is not None:
-                        with contextlib.suppress(OSError):
-                            path.unlink()
-                        removed.append(path.name)
+            for path, _fd in self._claimed_orphans():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                removed.append(path.name)
         return removed
 
     # ------------------------------------------------------------------ opening and recovery
