@@ -48,10 +48,15 @@ def fast_policy(**changes: Any) -> UploadPolicy:
 
 
 def make_client(
-    data_dir: Path, endpoint: str | None, policy: UploadPolicy | None = None, **kwargs: Any
+    data_dir: Path,
+    endpoint: str | None,
+    policy: UploadPolicy | None = None,
+    *,
+    notice_shown: bool = True,
+    **kwargs: Any,
 ) -> telemetry.Client:
-    """A client on ``data_dir`` sending to ``endpoint`` (a base URL), in an app that has shown
-    its first-run notice (under the default opt-out policy, uploads wait for it)."""
+    """A client on ``data_dir`` sending to ``endpoint`` (a base URL), by default in an app
+    that has shown its first-run notice (under the opt-out policy, uploads wait for it)."""
     client = telemetry.create_client(
         PROJECT,
         COMPONENT,
@@ -61,7 +66,8 @@ def make_client(
         upload_policy=policy or FAST,
         **kwargs,
     )
-    client.mark_notice_shown()
+    if notice_shown:
+        client.mark_notice_shown()
     return client
 
 

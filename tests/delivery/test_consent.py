@@ -20,7 +20,7 @@ import telemetry
 from telemetry.consent import environment_block
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
-from tests.delivery._support import COMPONENT, FAST, PROJECT, make_client, track_many, wait_until
+from tests.delivery._support import COMPONENT, PROJECT, make_client, track_many, wait_until
 from tests.delivery.fault_server import FaultServer
 
 QUIET = 1.5  # seconds we watch for a request that must not come
@@ -93,9 +93,7 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
         print(f"set_consent(False) returned in {took * 1000:.1f} ms")
 
     # A restart keeps the choice: still nothing recorded or sent.
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, upload_policy=FAST
-    ) as again:
+    with make_client(data_dir, server.url, notice_shown=False) as again:
         assert again.consent_state is telemetry.ConsentState.DENIED
         assert again.track("After restart") is None and again.device_id == ""
         time.sleep(QUIET)
@@ -104,9 +102,7 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
 
 
 def test_turning_off_from_the_notice_purges_the_queue_unsent(server: FaultServer, data_dir: Path):
-    client = telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, upload_policy=FAST
-    )
+    client = make_client(data_dir, server.url, notice_shown=False)
     with client:
         track_many(client, 10)  # opt-out policy: recorded from the first launch...
         time.sleep(QUIET)
@@ -137,9 +133,7 @@ def test_deletion_request_is_retried_and_survives_a_restart(
         ).fetchone()
     assert [r["device_id"] for r in json.loads(queued)] == [old_id]
 
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, upload_policy=FAST
-    ) as again:
+    with make_client(data_dir, server.url, notice_shown=False) as again:
         assert wait_until(lambda: collector_rows(collector, old_id) == 0, 20)
         assert wait_until(lambda: again.status()["deletion_requests"] == 0, 5)
     deletions = [r for r in server.requests[before:] if is_deletion(r)]
@@ -178,9 +172,7 @@ def test_environment_veto_writes_nothing_and_sends_nothing(
     server: FaultServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ):
     monkeypatch.setenv(name, value)
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, upload_policy=FAST
-    ) as client:
+    with make_client(data_dir, server.url, notice_shown=False) as client:
         assert client.disabled_by_environment == name
         assert client.track("Application start") is None
         client.set_consent(True)  # the stored choice is not touched either
@@ -202,33 +194,21 @@ def test_environment_veto_leaves_the_stored_choice_untouched(
     db = data_dir / "telemetry.db"
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     monkeypatch.setenv("DO_NOT_TRACK", "1")
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, upload_policy=FAST
-    ) as vetoed:
+    with make_client(data_dir, server.url, notice_shown=False) as vetoed:
         assert vetoed.consent_state is telemetry.ConsentState.GRANTED  # shown, not changed
         assert vetoed.track("Application start") is None
         time.sleep(QUIET)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
     assert len(server.requests) == sent
     monkeypatch.setenv("DO_NOT_TRACK", "0")  # "0" is not a veto
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, upload_policy=FAST
-    ) as client:
+    with make_client(data_dir, server.url, notice_shown=False) as client:
         assert client.disabled_by_environment is None and client.enabled
 
 
 def test_opt_in_policy_stores_nothing_until_the_user_agrees(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
-    with telemetry.create_client(
-        PROJECT,
-        COMPONENT,
-        "1.0.0",
-        server.url,
-        data_dir=data_dir,
-        upload_policy=FAST,
-        consent_policy="opt_in",
-    ) as client:
+    with make_client(data_dir, server.url, notice_shown=False, consent_policy="opt_in") as client:
         assert client.consent_state is telemetry.ConsentState.UNKNOWN
         assert client.device_id == ""
         for i in range(20):
@@ -249,14 +229,9 @@ def test_opt_in_policy_stores_nothing_until_the_user_agrees(
 
 
 def test_opt_in_policy_refusal_is_remembered(server: FaultServer, data_dir: Path):
-    options = {"upload_policy": FAST, "consent_policy": "opt_in"}
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, **options
-    ) as client:
+    with make_client(data_dir, server.url, notice_shown=False, consent_policy="opt_in") as client:
         client.set_consent(False)
-    with telemetry.create_client(
-        PROJECT, COMPONENT, "1.0.0", server.url, data_dir=data_dir, **options
-    ) as client:
+    with make_client(data_dir, server.url, notice_shown=False, consent_policy="opt_in") as client:
         assert client.consent_state is telemetry.ConsentState.DENIED
         assert client.track("Application start") is None
     assert server.requests == []  # nothing was ever exposed: no deletion request either

@@ -26,24 +26,13 @@ from pytestqt.qtbot import QtBot
 from demo_app.app import build_window, make_client
 from telemetry.drives import Drive, Mountpoint
 from telemetry.qt import QtDriveWatcher
-from telemetry.uploader import UploadPolicy
 from tests.collector_process import CollectorProcess
+from tests.delivery._support import fast_policy
 from tests.drives._umockdev import run_listing
 
-#: Short waits everywhere: these tests are about behaviour, not the production timings.
-FAST_POLICY = UploadPolicy(
-    flush_interval=0.2,
-    connect_timeout=2.0,
-    total_timeout=5.0,
-    backoff_initial=0.2,
-    backoff_cap=0.8,
-    max_requests_per_minute=600,
-    retry_after_default=0.5,
-    retry_after_max=5.0,
-    config_error_pause=1.0,
-    offline_check_interval=0.2,
-    after_success_delay=0.02,
-)
+#: Short waits everywhere: these tests are about behaviour, not the production timings
+#: (the delivery tests' policy, with room for a slower collector child).
+FAST_POLICY = fast_policy(total_timeout=5.0)
 
 
 FIXTURES = [
