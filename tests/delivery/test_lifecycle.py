@@ -113,7 +113,10 @@ def test_offline_then_online_in_one_process(backend: Backend, data_dir: Path):
         assert len(expected) == 1_001
         # The full batch (500) made the uploader try at once: refused, now backing off.
         assert wait_until(lambda: client.store.counters().get("upload_connect_error", 0) >= 1, 15)
-        assert uploader_of(client).status()["connectivity"] == "unreachable"
+        # The counter is bumped before the status row is saved: wait for the status too.
+        uploader = uploader_of(client)
+        assert wait_until(lambda: uploader.status().get("connectivity") == "unreachable", 5)
+        assert uploader.status()["failures"] >= 1
         backend.up()
         started = time.monotonic()
         assert wait_until(lambda: len(stored_ids(backend.database)) == 1_001, 30, 0.1)
