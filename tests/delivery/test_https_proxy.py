@@ -22,7 +22,7 @@ from tests.delivery._support import (
     uploader_of,
     wait_until,
 )
-from tests.delivery._tls import Certificates, make_certificates
+from tests.delivery._tls import make_certificates
 from tests.delivery.fault_server import FaultServer
 
 #: Resolves nowhere (RFC 6761): only the proxy can reach it.
@@ -116,38 +116,37 @@ class ConnectProxy:
 
 
 @pytest.fixture
-def certificates(tmp_path: Path) -> Certificates:
-    return make_certificates(tmp_path, HOST, "127.0.0.1")
-
-
-@pytest.fixture
-def tls_server(collector: RunningCollector, certificates: Certificates) -> Iterator[FaultServer]:
+def tls_server(
+    collector: RunningCollector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultServer]:
+    """An HTTPS fault server for ``collector.invalid`` and 127.0.0.1, signed by a private CA
+    that the client trusts through ``SSL_CERT_FILE`` (as with a corporate root)."""
+    certificates = make_certificates(tmp_path, HOST, "127.0.0.1")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificates.cert, certificates.key)
     with FaultServer(collector.url, tls=context) as server:
         yield server
 
 
-def _trust(monkeypatch: pytest.MonkeyPatch, certificates: Certificates) -> None:
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
+@pytest.fixture
+def proxy(tls_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectProxy]:
+    """The proxy named by ``HTTPS_PROXY``; its tunnels to ``collector.invalid:443`` reach
+    :func:`tls_server`."""
+    assert tls_server.port is not None
+    with ConnectProxy({f"{HOST}:443": ("127.0.0.1", tls_server.port)}) as connect_proxy:
+        monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
+        yield connect_proxy
 
 
 def test_https_goes_through_a_connect_tunnel_verified_end_to_end(
-    tls_server: FaultServer,
-    collector: RunningCollector,
-    certificates: Certificates,
-    data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    proxy: ConnectProxy, tls_server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
-    _trust(monkeypatch, certificates)
     ids = prefill(data_dir, 20)
-    assert tls_server.port is not None
-    with ConnectProxy({f"{HOST}:443": ("127.0.0.1", tls_server.port)}) as proxy:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        with make_client(data_dir, f"https://{HOST}") as client:
-            assert client.flush(20)
-            assert client.store.counters().get("upload_connect_error", 0) == 0
+    with make_client(data_dir, f"https://{HOST}") as client:
+        assert client.flush(20)
+        assert client.store.counters().get("upload_connect_error", 0) == 0
     assert proxy.targets and set(proxy.targets) == {f"{HOST}:443"}
     # Through the tunnel the proxy saw a TLS handshake record (0x16, TLS 1.x), not HTTP.
     assert all(b[:1] == b"\x16" and b[1:2] == b"\x03" for b in proxy.first_bytes)
@@ -157,47 +156,36 @@ def test_https_goes_through_a_connect_tunnel_verified_end_to_end(
 
 
 def test_a_proxy_refusing_the_tunnel_loses_nothing(
-    tls_server: FaultServer,
-    collector: RunningCollector,
-    certificates: Certificates,
-    data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    proxy: ConnectProxy, tls_server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
-    _trust(monkeypatch, certificates)
     ids = prefill(data_dir, 10)
-    assert tls_server.port is not None
-    with ConnectProxy({f"{HOST}:443": ("127.0.0.1", tls_server.port)}) as proxy:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        proxy.refuse = True
-        with make_client(data_dir, f"https://{HOST}") as client:
-            uploader = uploader_of(client)
-            assert wait_until(lambda: uploader.status().get("failures", 0) >= 1, 15)
-            assert "403" in uploader.status()["last_result"]
-            assert client.store.counters()["upload_connect_error"] >= 1
-            assert client.store.stats().events == 11  # the 10 and the $identify, all still queued
-            uploader.set_online(False)
-        assert tls_server.requests == []
-        proxy.refuse = False
-        with make_client(data_dir, f"https://{HOST}") as client:
-            assert client.flush(20)
+    proxy.refuse = True
+    with make_client(data_dir, f"https://{HOST}") as client:
+        uploader = uploader_of(client)
+        assert wait_until(lambda: uploader.status().get("failures", 0) >= 1, 15)
+        assert "403" in uploader.status()["last_result"]
+        assert client.store.counters()["upload_connect_error"] >= 1
+        assert client.store.stats().events == 11  # the 10 and the $identify, all still queued
+        uploader.set_online(False)
+    assert tls_server.requests == []
+    proxy.refuse = False
+    with make_client(data_dir, f"https://{HOST}") as client:
+        assert client.flush(20)
     assert set(proxy.targets) == {f"refused CONNECT {HOST}:443", f"{HOST}:443"}
     assert_exactly_once(collector.database, ids)
 
 
 def test_no_proxy_keeps_a_listed_host_direct(
+    proxy: ConnectProxy,
     tls_server: FaultServer,
     collector: RunningCollector,
-    certificates: Certificates,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    _trust(monkeypatch, certificates)
     ids = prefill(data_dir, 5)
-    with ConnectProxy({}) as proxy:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        with make_client(data_dir, tls_server.url) as client:
-            assert client.flush(20)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with make_client(data_dir, tls_server.url) as client:
+        assert client.flush(20)
     assert proxy.connections == 0
     assert len(tls_server.requests) == 1
     assert_exactly_once(collector.database, ids)
