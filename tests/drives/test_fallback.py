@@ -121,7 +121,7 @@ def test_works_without_pyudev() -> None:
         mon = DriveMonitor(lambda e: None, rescan_interval=0.1)
         mon.start()
         has_source = mon.has_event_source
-        stopped = mon.stop()
+        stopped = mon.stop(timeout=15.0)
         print(json.dumps({{
             "backend": backend_name(),
             "udev_importable": udev,

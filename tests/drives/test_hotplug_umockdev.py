@@ -1,4 +1,4 @@
-"""Hot-plug through umockdev's Testbed uevents reaching a real DriveMonitor within 1 s.
+"""Hot-plug through umockdev's Testbed uevents reaching a real DriveMonitor.
 
 ``helpers/hotplug_driver.py`` runs under Debian's python3 (PyGObject + UMockdev typelib)
 inside ``umockdev-run``; it plugs in a USB 2 stick and a multi-LUN card reader, inserts and
@@ -76,6 +76,6 @@ def test_card_insert_and_eject_are_changes_of_the_slot(hotplug: dict[str, Any]) 
 
 def test_monitor_stops_cleanly(hotplug: dict[str, Any]) -> None:
     stopped = hotplug["stopped"]
-    assert stopped["stopped"] is True  # within DriveMonitor.stop()'s documented 2 s bound
+    assert stopped["stopped"] is True  # the thread ended within the worker's stop() bound
     print(f"monitor stopped in {stopped['seconds'] * 1000:.1f} ms")
     assert not [t for t in stopped["threads"] if t.startswith("telemetry-drives")]

@@ -69,7 +69,7 @@ class Recorder:
             self.threads.add(threading.current_thread().name)
             self.cond.notify_all()
 
-    def wait(self, pred: Callable[[list[DriveEvent]], bool], timeout: float = 3.0) -> bool:
+    def wait(self, pred: Callable[[list[DriveEvent]], bool], timeout: float = 15.0) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: pred(self.events), timeout)
 
@@ -104,7 +104,7 @@ def test_initial_drives_are_a_snapshot_not_events(
         time.sleep(0.3)
         assert rec.events == []
     finally:
-        assert mon.stop()
+        assert mon.stop(timeout=15.0)
 
 
 def test_attach_change_remove_with_debounce(parts: tuple[FakeSource, Lister, Recorder]) -> None:
@@ -136,11 +136,16 @@ def test_attach_change_remove_with_debounce(parts: tuple[FakeSource, Lister, Rec
         assert rec.events[3].drive == STICK
         assert rec.threads == {"telemetry-drives-monitor"}
     finally:
-        assert mon.stop()
+        assert mon.stop(timeout=15.0)
     assert source.closed
 
 
-def test_events_arrive_within_debounce_bounds(parts: tuple[FakeSource, Lister, Recorder]) -> None:
+def test_events_arrive_after_the_debounce_delay(
+    parts: tuple[FakeSource, Lister, Recorder],
+) -> None:
+    """The scan waits out the debounce, then comes on its own (the periodic re-scan is 30 s
+    away, beyond the wait). Only the lower bound is asserted: a loaded machine can only make
+    the event later; the latency itself is printed (timings belong to bench/)."""
     mon, source, lister, rec = _monitor(parts, debounce=0.2)
     mon.start()
     try:
@@ -149,27 +154,32 @@ def test_events_arrive_within_debounce_bounds(parts: tuple[FakeSource, Lister, R
         source.push(("add", "sdb", "disk"))
         assert rec.wait(lambda ev: len(ev) >= 1)
         elapsed = time.monotonic() - t0
-        assert 0.15 <= elapsed < 1.0
+        print(f"event {elapsed * 1000:.0f} ms after the uevent (debounce 200 ms)")
+        assert elapsed >= 0.15
     finally:
-        mon.stop()
+        mon.stop(timeout=15.0)
 
 
-def test_a_steady_stream_of_events_still_reports_within_a_second(
+def test_a_steady_stream_of_events_does_not_starve_the_scan(
     parts: tuple[FakeSource, Lister, Recorder],
 ) -> None:
-    mon, source, lister, rec = _monitor(parts, debounce=0.3)
+    """Uevents every 50 ms with a 5 s debounce: each one pushes the debounce deadline further,
+    so only the cap on the total delay lets the scan happen (a 20 ms pause here cannot end a
+    5 s debounce, however loaded the machine). The periodic re-scan is 30 s away, beyond the
+    stream's 20 s bound. The delay is printed, not asserted (timings belong to bench/)."""
+    mon, source, lister, rec = _monitor(parts, debounce=5.0)
     mon.start()
     try:
         lister.drives = [NVME, STICK]
         t0 = time.monotonic()
-        stop = time.monotonic() + 1.5
+        stop = time.monotonic() + 20
         while time.monotonic() < stop and not rec.events:
             source.push(("change", "sdb", "disk"))
             time.sleep(0.05)
         assert rec.events, "a never-ending burst must not starve the scan"
-        assert time.monotonic() - t0 < 1.0
+        print(f"scanned {(time.monotonic() - t0) * 1000:.0f} ms into the stream")
     finally:
-        mon.stop()
+        mon.stop(timeout=15.0)
 
 
 def test_periodic_rescan_is_the_safety_net(parts: tuple[FakeSource, Lister, Recorder]) -> None:
@@ -177,10 +187,10 @@ def test_periodic_rescan_is_the_safety_net(parts: tuple[FakeSource, Lister, Reco
     mon.start()
     try:
         lister.drives = [NVME, STICK]  # a lost uevent: nothing is pushed
-        assert rec.wait(lambda ev: len(ev) >= 1, timeout=2)
+        assert rec.wait(lambda ev: len(ev) >= 1)
         assert rec.events[0].action == "attached"
     finally:
-        mon.stop()
+        mon.stop(timeout=15.0)
 
 
 def test_failed_scans_and_callbacks_do_not_stop_the_monitor(
@@ -199,14 +209,19 @@ def test_failed_scans_and_callbacks_do_not_stop_the_monitor(
     mon.start()
     try:
         lister.fail = True
+        calls = lister.calls
         source.push(("add", "sdb", "disk"))
-        time.sleep(0.3)
-        assert seen == []  # failed scan: previous state kept, nothing reported
+        # Wait for the failed scan itself (it is logged after the lister raised).
+        deadline = time.monotonic() + 15
+        while "drive scan failed" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert "drive scan failed" in caplog.text
+        assert lister.calls > calls
+        assert seen == []  # failed scan: previous state kept, nothing reported
         lister.fail = False
         lister.drives = [NVME, STICK]
         source.push(("add", "sdb", "disk"))
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 15
         while not seen and time.monotonic() < deadline:
             time.sleep(0.02)
         assert seen
@@ -217,7 +232,7 @@ def test_failed_scans_and_callbacks_do_not_stop_the_monitor(
         assert rec.events[0].action == "removed"
         assert mon.running
     finally:
-        assert mon.stop()
+        assert mon.stop(timeout=15.0)
 
 
 def test_stop_is_prompt_even_with_a_long_rescan_interval(
@@ -228,8 +243,9 @@ def test_stop_is_prompt_even_with_a_long_rescan_interval(
     thread = next(t for t in threading.enumerate() if t.name == "telemetry-drives-monitor")
     assert thread.daemon
     t0 = time.monotonic()
-    assert mon.stop(timeout=2.0) is True
-    assert time.monotonic() - t0 < 0.5
+    # Woken, not timed out: the next re-scan is an hour away, far beyond this bound.
+    assert mon.stop(timeout=15.0) is True
+    print(f"stopped in {(time.monotonic() - t0) * 1000:.1f} ms")
     assert not thread.is_alive()
     assert mon.stop() is True  # idempotent
     assert not mon.running
@@ -254,9 +270,9 @@ def test_without_event_source_it_polls() -> None:
     try:
         assert not mon.has_event_source
         lister.drives = [NVME, STICK]
-        assert rec.wait(lambda ev: len(ev) >= 1, timeout=2)
+        assert rec.wait(lambda ev: len(ev) >= 1)
     finally:
-        assert mon.stop()
+        assert mon.stop(timeout=15.0)
 
 
 def test_rescan_request_wakes_the_thread(parts: tuple[FakeSource, Lister, Recorder]) -> None:
@@ -265,9 +281,9 @@ def test_rescan_request_wakes_the_thread(parts: tuple[FakeSource, Lister, Record
     try:
         lister.drives = [NVME, STICK]
         mon.rescan()
-        assert rec.wait(lambda ev: len(ev) >= 1, timeout=1)
+        assert rec.wait(lambda ev: len(ev) >= 1)  # the periodic re-scan is an hour away
     finally:
-        mon.stop()
+        mon.stop(timeout=15.0)
 
 
 def test_bad_arguments() -> None:
@@ -288,6 +304,6 @@ def test_real_udev_monitor_on_this_machine() -> None:
         assert {d.device for d in mon.drives}  # this machine has at least one disk
     finally:
         t0 = time.monotonic()
-        assert mon.stop()
-        assert time.monotonic() - t0 < 0.5
+        assert mon.stop(timeout=15.0)
+        print(f"stopped in {(time.monotonic() - t0) * 1000:.1f} ms")
     assert not [t for t in threading.enumerate() if t.name.startswith("telemetry-drives")]

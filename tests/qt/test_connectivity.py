@@ -136,11 +136,11 @@ def test_fallback_polls_and_reports_changes(
     qc.start()
     try:
         assert qc.using_fallback and qc.online is True
-        with qtbot.waitSignal(qc.onlineChanged, timeout=5000) as down:
+        with qtbot.waitSignal(qc.onlineChanged, timeout=15_000) as down:
             link.unlink()
         assert down.args == [False]
         assert _connectivity(remote_client) == "offline"
-        with qtbot.waitSignal(qc.onlineChanged, timeout=5000) as up:
+        with qtbot.waitSignal(qc.onlineChanged, timeout=15_000) as up:
             link.touch()
         assert up.args == [True]
         assert _connectivity(remote_client) == "online"

@@ -79,5 +79,5 @@ def test_in_process_watcher_lists_this_machine_and_stops(qtbot: QtBot) -> None:
         expected = sorted(d.device for d in list_drives())
         assert sorted(d.device for d in watcher.drives()) == expected
     finally:
-        assert watcher.stop(timeout=2.0)
+        assert watcher.stop(timeout=10.0)
     assert not [t for t in threading.enumerate() if t.name == "telemetry-drives-monitor"]

@@ -228,7 +228,7 @@ def test_live_refresh_shows_new_events_without_a_click(
     assert inspector.live
     before = len(inspector.shown_rows())
     client.track("Flash", {"driveCount": 7})
-    qtbot.waitUntil(lambda: len(inspector.shown_rows()) == before + 1, timeout=5000)
+    qtbot.waitUntil(lambda: len(inspector.shown_rows()) == before + 1, timeout=15_000)
     assert any('"driveCount":7' in r.json for r in inspector.shown_rows())
     # turning live refresh off stops the polling
     qtbot.mouseClick(inspector.live_check, Qt.MouseButton.LeftButton)
@@ -262,7 +262,7 @@ def test_every_control_has_an_accessible_name_and_tab_order_follows_the_layout(
     for widget in focusable_controls(inspector):
         assert widget.accessibleName(), widget
     inspector.activateWindow()
-    qtbot.waitUntil(inspector.isActiveWindow, timeout=5000)
+    qtbot.waitUntil(inspector.isActiveWindow, timeout=10_000)
     inspector.type_combo.setFocus()
     chain = [inspector.focusWidget()]
     for _ in range(4):
@@ -333,7 +333,7 @@ def test_live_refresh_with_a_full_page_only_updates_the_count(
     first_page = {r.key for r in inspector.shown_rows()}
     total = client.store.stats().events
     client.track("Flash", {"n": 99})
-    qtbot.waitUntil(lambda: f"{total + 1} queued" in inspector.summary_label.text(), timeout=5000)
+    qtbot.waitUntil(lambda: f"{total + 1} queued" in inspector.summary_label.text(), timeout=15_000)
     assert {r.key for r in inspector.shown_rows()} == first_page  # the oldest five, unchanged
     qtbot.mouseClick(inspector.more_button, Qt.MouseButton.LeftButton)
     assert len(inspector.shown_rows()) == 10

@@ -94,14 +94,14 @@ def test_keyboard_alone_dismisses_or_turns_off(
 ) -> None:
     notice = _notice(qtbot, client)
     notice.activateWindow()
-    qtbot.waitUntil(notice.isActiveWindow, timeout=2000)
+    qtbot.waitUntil(notice.isActiveWindow, timeout=10_000)
     with qtbot.waitSignal(notice.dismissed, timeout=2000):
         qtbot.keyClick(notice, Qt.Key.Key_Escape)
     assert client.consent_state == telemetry.ConsentState.UNKNOWN
 
     other = _notice(qtbot, client)
     other.activateWindow()
-    qtbot.waitUntil(other.isActiveWindow, timeout=2000)
+    qtbot.waitUntil(other.isActiveWindow, timeout=10_000)
     other.show_data_button.setFocus()
     qtbot.keyClick(other.show_data_button, Qt.Key.Key_Tab)
     assert other.focusWidget() is other.turn_off_button
@@ -124,7 +124,7 @@ def test_buttons_have_distinct_mnemonics(qtbot: QtBot, client: telemetry.Client)
 def test_tab_order_is_link_then_turn_off_then_ok(qtbot: QtBot, client: telemetry.Client) -> None:
     notice = _notice(qtbot, client)
     notice.activateWindow()
-    qtbot.waitUntil(notice.isActiveWindow, timeout=2000)
+    qtbot.waitUntil(notice.isActiveWindow, timeout=10_000)
     notice.show_data_button.setFocus()
     order = [notice.focusWidget()]
     for _ in range(2):

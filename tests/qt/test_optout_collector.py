@@ -50,6 +50,11 @@ def _device_ids(collector: CollectorProcess) -> list[str]:
     return [json.loads(row["event"]).get("device_id") for row in collector.rows()]
 
 
+def _lease_holders(data_dir: Path) -> int:
+    """Rows of the cross-process upload lease in the client's SQLite file (0 or 1)."""
+    return int(db_rows(data_dir, "SELECT count(*) FROM upload_lease")[0][0])
+
+
 def _summary(requests: list[Any]) -> list[tuple[str, str, int | None]]:
     return [(r.method, r.target, r.status) for r in requests]
 
@@ -70,6 +75,10 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
         assert client.flush(timeout=20)
         assert _device_ids(collector).count(old_device) >= 5
         assert all(r.accepted for r in proxy.requests)
+        # flush() returns once the queue is empty, but the uploader still holds its lease and
+        # would send new events at once (it stays prompt until a cycle finds nothing to send).
+        # It gives the lease up when it goes idle: after that, new events wait flush_interval.
+        qtbot.waitUntil(lambda: _lease_holders(data_dir) == 0, timeout=15_000)
 
         # More events, queued but not sent yet, then the user opens Settings.
         for i in range(3):
@@ -84,6 +93,11 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
         assert client.consent_state == telemetry.ConsentState.DENIED
 
         assert proxy.wait_for(lambda reqs: len(reqs) > before, timeout=15), "no deletion request"
+        # Answered and taken off the client's queue (counted after that): closing the client
+        # now cannot abandon it in flight and have the restarted client send it again.
+        qtbot.waitUntil(
+            lambda: client.store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
+        )
         # The app goes on calling track() and asking for a flush, as a busy app does.
         for i in range(20):
             assert client.track("Flash", {"driveCount": i}) is None

@@ -82,7 +82,7 @@ def test_space_bar_toggles_like_a_click(
     widget = _settings(qtbot, client)
     widget.activateWindow()
     widget.checkbox.setFocus()
-    qtbot.waitUntil(widget.checkbox.hasFocus, timeout=2000)
+    qtbot.waitUntil(widget.checkbox.hasFocus, timeout=10_000)
     with qtbot.waitSignal(widget.toggled, timeout=2000):
         qtbot.keyClick(widget.checkbox, Qt.Key.Key_Space)
     assert client.consent_state == telemetry.ConsentState.DENIED
@@ -96,7 +96,7 @@ def test_follows_a_turn_off_from_the_notice(qtbot: QtBot, client: telemetry.Clie
     notice.show()
     assert widget.checkbox.isChecked()
     qtbot.mouseClick(notice.turn_off_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not widget.checkbox.isChecked(), timeout=2000)
+    qtbot.waitUntil(lambda: not widget.checkbox.isChecked(), timeout=10_000)
     assert client.consent_state == telemetry.ConsentState.DENIED
 
 

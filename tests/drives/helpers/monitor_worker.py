@@ -50,7 +50,7 @@ emit(
 )
 done.wait(120)
 t0 = time.monotonic()
-stopped = monitor.stop(timeout=2.0)
+stopped = monitor.stop(timeout=10.0)  # returns once the thread ended
 emit(
     {
         "stopped": stopped,

@@ -65,7 +65,7 @@ def main() -> int:
 
     def check_stop() -> None:
         if stop_requested.is_set():
-            stopped = watcher.stop(timeout=2.0)
+            stopped = watcher.stop(timeout=10.0)  # returns as soon as the thread ended
             emit(
                 {
                     "stopped": stopped,

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "drives" / "helpers"))  # _umockdev_common.py
 from _umockdev_common import Worker, parents_first, strip_comments  # noqa: E402
 
-WAIT = 10.0
+WAIT = 30.0  # per signal; each comes well under a second, a loaded machine may take longer
 SLOT = "/sys/devices/pci0000:00/0000:00:1c.0/0000:02:00.0/rtsx_pci_sdmmc.0/mmc_host/mmc0"
 CARD = SLOT + "/mmc0:aaaa"
 DISK = CARD + "/block/mmcblk0"
@@ -64,7 +64,7 @@ def main() -> int:
     result["removed"], _ = worker.wait_for(lambda m: m.get("signal") == "driveRemoved")
     result["list_after_remove"], _ = worker.wait_for(lambda m: m.get("signal") == "drivesChanged")
 
-    result["stopped"] = worker.stop(timeout=10)
+    result["stopped"] = worker.stop(timeout=30)
     result["returncode"] = worker.proc.returncode
     print(json.dumps(result))
     return 0
