@@ -24,11 +24,13 @@ from tests.delivery.fault_server import RequestRecord
 PROJECT = "delivery-test"
 COMPONENT = "delivery-app"
 
-#: Timings for tests about logic, not about the issue's figures: short waits everywhere.
+#: Timings for tests about logic, not about the issue's figures: short waits everywhere,
+#: except the request timeouts: a loaded CI machine must never turn a slow but successful
+#: answer into a timeout and a resend (tests about timeouts set their own).
 FAST = UploadPolicy(
     flush_interval=0.2,
-    connect_timeout=2.0,
-    total_timeout=2.0,
+    connect_timeout=5.0,
+    total_timeout=10.0,
     backoff_initial=0.2,
     backoff_cap=0.8,
     max_requests_per_minute=600,
@@ -96,6 +98,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def settled(client: telemetry.Client) -> bool:
+    """The uploader went idle: it found the queue empty after its last request, so that
+    request's bookkeeping (``sent_events`` and the other counters, the sent log, the upload
+    status) is all written. An empty queue alone is not enough: ``ack`` deletes the batch
+    first, the counters and the status row follow on the uploader's thread."""
+    return uploader_of(client)._idle and client.store.stats().events == 0
 
 
 def stored_ids(database: Path) -> Counter[str]:

@@ -127,11 +127,14 @@ def test_offline_by_the_hook_sends_nothing_then_online_sends_within_10_s(
         before = len(server.requests)
         track_many(client, 600)  # a full batch: the uploader wakes, sees offline, sends nothing
         expected = queued_ids(client)
+        # It woke and decided (the status row is saved once it chose not to send)...
+        assert wait_until(
+            lambda: uploader.status().get("last_result", "").startswith("offline"), 10
+        )
+        assert uploader.status()["connectivity"] == "offline"
+        # ...and stays quiet (a slow machine only makes this easier to pass).
         time.sleep(1.5)
         assert len(server.requests) == before
-        status = uploader.status()
-        assert status["connectivity"] == "offline"
-        assert status["last_result"].startswith("offline")
         went_online = time.monotonic()
         uploader.set_online(True)
         assert server.wait_for(lambda rs: len(rs) > before, 10)
@@ -178,9 +181,13 @@ def test_interface_coming_up_starts_an_upload_within_10_s(server: FaultServer, d
     )
     uploader.start()
     try:
-        time.sleep(1.0)
+        # The uploader asked the detector and decided not to send (status saved after that).
+        assert wait_until(lambda: detector.calls >= 1, 10)
+        assert wait_until(
+            lambda: uploader.status().get("last_result", "").startswith("offline"), 10
+        )
+        time.sleep(0.5)  # nothing goes out meanwhile (slowness only helps this pass)
         assert server.requests == []
-        assert detector.calls >= 1
         up = time.monotonic()
         detector.value = True
         assert server.wait_for(lambda rs: len(rs) >= 1, 10)
@@ -199,16 +206,19 @@ def test_network_returning_during_backoff_resets_it(
     detector.value = True
     server.script(fs.reset())
     uploader.start()
-    assert server.wait_for(lambda rs: len(rs) >= 1, 5)
-    assert wait_until(lambda: uploader.status().get("failures") == 1, 5)
-    # Backing off for 30 s. The interface goes down and up again:
+    assert server.wait_for(lambda rs: len(rs) >= 1, 10)
+    assert wait_until(lambda: uploader.status().get("failures") == 1, 10)
+    # Backing off for 30 s. The interface goes down and up again; "down" must be seen by
+    # the uploader's network watch: two detector calls after the switch (the first one
+    # may have read the value just before it).
     detector.value = False
-    time.sleep(0.5)
+    calls = detector.calls
+    assert wait_until(lambda: detector.calls >= calls + 2, 10)
     back = time.monotonic()
     detector.value = True
-    assert server.wait_for(lambda rs: len(rs) >= 2, 5)
+    assert server.wait_for(lambda rs: len(rs) >= 2, 10)
     assert server.requests[1].started - back < 1.0
-    assert wait_until(lambda: uploader.store.stats().events == 0, 5)
+    assert wait_until(lambda: uploader.store.stats().events == 0, 10)
     assert set(server.accepted_counts()) == set(ids)
 
 
@@ -217,15 +227,16 @@ def test_app_reporting_online_after_a_failure_resets_the_backoff(
 ):
     ids = prefill(data_dir, 10)
     server.script(fs.reset())
-    with make_client(data_dir, server.url, UploadPolicy()) as client:
+    # A 30 s backoff: however slow the machine, the retry cannot come from the timer.
+    with make_client(data_dir, server.url, UploadPolicy(backoff_initial=30.0)) as client:
         uploader = uploader_of(client)
-        assert wait_until(lambda: uploader.status().get("failures") == 1, 5)
+        assert wait_until(lambda: uploader.status().get("failures") == 1, 10)
         assert uploader.status()["connectivity"] == "unreachable"
         time.sleep(0.3)
-        assert len(server.requests) == 1  # backing off 5 s
+        assert len(server.requests) == 1  # backing off 30 s
         told = time.monotonic()
         uploader.set_online(True)  # e.g. QNetworkInformation says Online
-        assert server.wait_for(lambda rs: len(rs) >= 2, 5)
+        assert server.wait_for(lambda rs: len(rs) >= 2, 10)
         assert server.requests[1].started - told < 1.0
-        assert wait_until(lambda: client.store.stats().events == 0, 5)
+        assert wait_until(lambda: client.store.stats().events == 0, 10)
     assert_exactly_once(collector.database, ids)

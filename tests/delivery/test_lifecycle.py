@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from telemetry import uploader as uploader_module
 from telemetry.uploader import UploadPolicy
 from tests.collector_process import CollectorProcess
 from tests.delivery import fault_server as fs
@@ -33,6 +35,7 @@ from tests.delivery._support import (
     queued_ids,
     read_line,
     run_child,
+    settled,
     stored_ids,
     track_many,
     uploader_of,
@@ -89,6 +92,8 @@ def test_10000_events_end_to_end_exactly_once(backend: Backend, data_dir: Path):
     with make_client(data_dir, backend.url, policy) as client:
         tracked = track_many(client, 10_000)
         assert client.flush(60)
+        # The last batch's sent_events is counted after flush() saw the queue empty.
+        assert wait_until(lambda: settled(client), 10)
         device_id = client.device_id
         counters = client.store.counters()
     rows = backend.collector.rows()
@@ -115,12 +120,15 @@ def test_offline_then_online_in_one_process(backend: Backend, data_dir: Path):
         assert wait_until(lambda: client.store.counters().get("upload_connect_error", 0) >= 1, 15)
         # The counter is bumped before the status row is saved: wait for the status too.
         uploader = uploader_of(client)
-        assert wait_until(lambda: uploader.status().get("connectivity") == "unreachable", 5)
+        assert wait_until(lambda: uploader.status().get("connectivity") == "unreachable", 10)
         assert uploader.status()["failures"] >= 1
         backend.up()
         started = time.monotonic()
         assert wait_until(lambda: len(stored_ids(backend.database)) == 1_001, 30, 0.1)
         elapsed = time.monotonic() - started
+        # The collector stores before it answers: wait for the client to have its answers
+        # too (the counting server records each answer before passing it on).
+        assert wait_until(lambda: client.store.stats().events == 0, 10)
     assert elapsed <= 30
     assert set(tracked) <= set(expected)
     assert_exactly_once(backend.database, expected)
@@ -211,7 +219,7 @@ def test_close_sends_what_is_queued(backend: Backend, data_dir: Path):
     policy = UploadPolicy(flush_interval=60.0)
     with make_client(data_dir, backend.url, policy) as client:
         # Once the $identify went out, the uploader is idle: the next event waits a minute.
-        assert wait_until(lambda: uploader_of(client)._idle, 10)
+        assert wait_until(lambda: settled(client), 10)
         tracked = track_many(client, 20)
         time.sleep(0.3)
         assert len(stored_ids(backend.database)) == 1
@@ -223,17 +231,18 @@ def test_close_sends_what_is_queued(backend: Backend, data_dir: Path):
 
 def test_a_partial_batch_waits_the_flush_interval(backend: Backend, data_dir: Path):
     prefill(data_dir, 0)
-    policy = fast_policy(flush_interval=1.0)
+    # 2 s: the second group (0.3 s after the first) joins the batch even on a slow machine.
+    policy = fast_policy(flush_interval=2.0)
     with make_client(data_dir, backend.url, policy) as client:
-        assert wait_until(lambda: uploader_of(client)._idle, 10)  # the $identify went out
+        assert wait_until(lambda: settled(client), 10)  # the $identify went out
         before = len(backend.server.requests)
         started = time.monotonic()
         track_many(client, 3)
         time.sleep(0.3)
         track_many(client, 3)
-        assert backend.server.wait_for(lambda rs: len(rs) > before and rs[-1].ended, 5)
+        assert backend.server.wait_for(lambda rs: len(rs) > before and rs[-1].ended, 10)
         waited = backend.server.requests[before].started - started
-        assert 0.95 <= waited <= 2.0
+        assert 1.95 <= waited <= 3.0
         assert len(backend.server.requests[before].events) == 6
 
 
@@ -241,8 +250,9 @@ def test_idle_uploader_sends_nothing_and_sleeps(backend: Backend, data_dir: Path
     with make_client(data_dir, backend.url, UploadPolicy()) as client:
         uploader = uploader_of(client)
         assert client.flush(10)
-        time.sleep(0.3)
         thread = next(t for t in threading.enumerate() if t.name == "telemetry-uploader")
+        # Idle and asleep on its timer (not still finishing the cycle that went idle).
+        assert wait_until(lambda: settled(client) and _asleep(thread), 10)
         requests, cycles = len(backend.server.requests), uploader._cycles
         cpu_before = _thread_cpu(thread.native_id)
         time.sleep(3.0)
@@ -259,6 +269,18 @@ def _lease_pid(data_dir: Path) -> int | None:
     finally:
         conn.close()
     return None if row is None else int(row[0])
+
+
+def _asleep(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked in the uploader loop's wait (its timer or a wake-up)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code.co_name != "wait":
+        return False
+    while frame is not None:
+        if frame.f_code.co_name == "_run" and frame.f_code.co_filename == uploader_module.__file__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _thread_cpu(native_id: int | None) -> float:
