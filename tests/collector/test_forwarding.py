@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,9 @@ def test_every_event_is_forwarded_once_in_bounded_requests_with_the_token(
             assert post(url, batch(big[start : start + 80]), gzipped=True).status_code == 200
         expected = [e["insert_id"] for e in small + big]
         wait_until(lambda: len(fake.delivered()) >= len(expected))
+        # The fake counts a request as delivered before the collector has read the answer;
+        # the collector counts the events once it has settled the rows.
+        wait_until(lambda: metric(url, "collector_forwarded_events_total") >= len(expected))
         time.sleep(0.2)  # a duplicate send would show up here
         assert sorted(fake.delivered()) == sorted(expected)
         requests = fake.snapshot()
@@ -174,21 +178,34 @@ def test_server_errors_are_retried_with_the_same_insert_ids(tmp_path: Path) -> N
 
 
 def test_deletion_removes_pending_forwards(tmp_path: Path) -> None:
+    deleted = threading.Event()
+
     def unavailable(received: Received) -> Decision:
+        # The second attempt is held until the deletion is done: the forwarder (one request at
+        # a time) has that request in flight while the rows are deleted, and sends nothing
+        # else meanwhile, so every request afterwards would be a retry of deleted rows.
+        with fake.lock:
+            attempt = len(fake.requests)
+        if attempt == 2:
+            deleted.wait(30)
         return 503, {}, {"code": 503}
 
     with forwarding_collector(tmp_path, unavailable) as (url, fake):
         assert post(url, batch([event(i) for i in range(6)])).status_code == 200
         wait_until(lambda: len(fake.snapshot()) >= 2)
-        answer = httpx.post(
-            url + "/deletion",
-            json={"project": PROJECT, "device_id": DEVICE_ID, "reason": "opt-out"},
-            timeout=10,
-        ).json()
+        try:
+            answer = httpx.post(
+                url + "/deletion",
+                json={"project": PROJECT, "device_id": DEVICE_ID, "reason": "opt-out"},
+                timeout=10,
+            ).json()
+        finally:
+            deleted.set()
         assert answer == {"code": 200, "deleted": 6, "forwards_deleted": 6}
-        seen = len(fake.snapshot())
-        time.sleep(0.5)
-        assert len(fake.snapshot()) == seen  # nothing left to retry
+        # The held request is answered and settled (a retry of rows that no longer exist).
+        wait_until(lambda: metric(url, 'collector_forward_requests_total{status="503"}') == 2)
+        time.sleep(0.5)  # a retry would show up here (its backoff would be at most 0.2 s)
+        assert len(fake.snapshot()) == 2  # nothing left to retry
 
 
 def test_events_unsent_for_7_days_are_dropped(tmp_path: Path) -> None:
@@ -268,6 +285,8 @@ def test_tokens_never_appear_in_responses_or_logs(tmp_path: Path) -> None:
                 ),
             ]
             wait_until(lambda: len(fake.delivered()) == 20)
+            # Logged once the collector has read the answer (after the fake counted it).
+            wait_until(lambda: "forwarded 20 events" in collector.stderr)
             assert {r.api_key for r in fake.snapshot()} == {PRODUCTION_TOKEN}
         logs = collector.stderr + collector.stdout
         assert "forwarded 20 events" in logs  # the logs were captured

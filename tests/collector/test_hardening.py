@@ -31,7 +31,9 @@ def collector_with(tmp_path: Path, config: dict[str, Any]) -> Iterator[str]:
 def test_a_flooding_device_gets_429_with_retry_after_and_others_are_not_affected(
     tmp_path: Path,
 ) -> None:
-    limits = {"rate_limit": {"device_events_per_second": 2, "device_burst_events": 20}}
+    # 0.01 events/s: the 10 tokens the second batch needs take 1,000 s to come back, so a slow
+    # machine between the two posts cannot refill the bucket.
+    limits = {"rate_limit": {"device_events_per_second": 0.01, "device_burst_events": 20}}
     with collector_with(tmp_path, limits) as url:
         assert post(url, batch([event(i) for i in range(20)])).status_code == 200
         throttled = post(url, batch([event(100 + i) for i in range(10)]))

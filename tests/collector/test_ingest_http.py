@@ -237,14 +237,17 @@ def test_content_length_over_limit_is_refused_before_reading(collector: RunningC
     assert reply.startswith(b"HTTP/1.1 413 ")
 
 
-def test_gzip_bomb_is_refused_quickly(collector: RunningCollector) -> None:
+def test_gzip_bomb_is_refused(collector: RunningCollector) -> None:
+    """413 for 50 MiB of zeros in a 50 KB body. That it is not inflated is proven by the
+    collector's memory in ``test_process.py``; the time taken is printed, not asserted."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     bomb = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(50)) + compressor.flush()
     assert len(bomb) < 100_000
     started = time.monotonic()
     response = post(collector.url, bomb, headers={"Content-Encoding": "gzip"})
     assert response.status_code == 413
-    assert time.monotonic() - started < 2.0
+    assert response.json() == {"code": 413, "error": "Payload too large"}
+    print(f"refused in {(time.monotonic() - started) * 1000:.0f} ms")
 
 
 def test_wrong_method_and_path(collector: RunningCollector) -> None:
