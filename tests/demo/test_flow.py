@@ -267,6 +267,11 @@ def test_telemetry_off_in_settings_then_flash_sends_only_the_deletion_request(
         assert (tmp_path / "t.img").read_bytes() == raw
 
         assert relay.wait_for(lambda rs: any("deletion" in r.target for r in rs), timeout=20)
+        # Answered and taken off the client's queue (counted after that): close() cannot
+        # abandon it in flight, and the relay has recorded the collector's answer.
+        qtbot.waitUntil(
+            lambda: client.store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
+        )
         client.flush(timeout=5)
         assert list(client.store.iter_events()) == []  # nothing was recorded while off
         client.close()  # nothing more can be sent after this

@@ -45,7 +45,7 @@ def test_featured_project_link_carries_the_device_link_and_is_tracked(
     QDesktopServices.setUrlHandler("https", browser, "open")
     try:
         qtbot.mouseClick(demo.window.featured_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: len(browser.opened) == 1, timeout=5_000)
+        qtbot.waitUntil(lambda: len(browser.opened) == 1, timeout=10_000)
         query = parse_qs(urlsplit(browser.opened[0]).query)
         assert query["d_id"] == [demo.client.device_id]
         assert query["s_id"] == [str(demo.client.session_id)]
@@ -59,7 +59,7 @@ def test_featured_project_link_carries_the_device_link_and_is_tracked(
         # With telemetry off: no device id in the link, an opt-out request instead.
         demo.client.set_consent(False)
         qtbot.mouseClick(demo.window.featured_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: len(browser.opened) == 2, timeout=5_000)
+        qtbot.waitUntil(lambda: len(browser.opened) == 2, timeout=10_000)
         query = parse_qs(urlsplit(browser.opened[1]).query)
         assert "d_id" not in query and query["optOutAnalytics"] == ["true"]
     finally:

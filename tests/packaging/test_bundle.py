@@ -55,7 +55,9 @@ def _run_watching_children(
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             for child in _children(proc.pid):
-                if child not in seen and (info := _exe_and_argv(child)) is not None:
+                # Read again at every poll: a child caught between fork and exec still shows
+                # the parent's argv; the last look (after its exec) is the one kept.
+                if (info := _exe_and_argv(child)) is not None:
                     seen[child] = info
             time.sleep(0.02)
         if proc.poll() is None:
