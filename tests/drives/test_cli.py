@@ -66,7 +66,7 @@ def test_watch_runs_until_stopped() -> None:
     )
     t.start()
     stop.set()
-    t.join(5)
+    t.join(30)  # two real drive listings and a monitor start, then the stop
     assert not t.is_alive()
     assert status == [0]
     assert out.getvalue().startswith("DEVICE")
