@@ -249,7 +249,9 @@ def test_response_that_never_comes(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 50)
-    policy = fast_policy(total_timeout=1.0)
+    # The timeout applies to the successful resend too: 3 s, several times what a loaded
+    # machine takes to store and answer (a spurious timeout would mean a resend).
+    policy = fast_policy(total_timeout=3.0)
     server.script(fs.hang())
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids, 15)
@@ -267,7 +269,7 @@ def test_server_that_trickles_bytes(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 50)
-    policy = fast_policy(total_timeout=1.0, connect_timeout=1.0)
+    policy = fast_policy(total_timeout=3.0, connect_timeout=3.0)
     # One byte every 0.1 s: no single read ever times out, the whole answer would take 110 s.
     server.script(fs.trickle(interval=0.1, total_bytes=1000))
     with make_client(data_dir, server.url, policy) as client:
@@ -287,7 +289,9 @@ def test_every_fault_in_a_row(server: FaultServer, collector: RunningCollector, 
     reset, stored-then-500: afterwards every event is stored exactly once, and the number of
     requests stays within what the policy allows."""
     ids = prefill(data_dir, 1500)
-    policy = fast_policy(total_timeout=1.0, backoff_initial=0.1, backoff_cap=0.4)
+    # total_timeout ends the hang and the trickle, and bounds every successful batch as well:
+    # 3 s leaves a loaded machine room to store 250 events and answer without a resend.
+    policy = fast_policy(total_timeout=3.0, backoff_initial=0.1, backoff_cap=0.4)
     script = [
         fs.status(500),
         fs.status(503),
