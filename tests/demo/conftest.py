@@ -31,8 +31,10 @@ from tests.delivery._support import fast_policy
 from tests.drives._umockdev import run_listing
 
 #: Short waits everywhere: these tests are about behaviour, not the production timings
-#: (the delivery tests' policy, with room for a slower collector child).
-FAST_POLICY = fast_policy(total_timeout=5.0)
+#: (the delivery tests' policy). The request timeouts are the production ones: a collector
+#: child slowed down by a loaded machine must not make a request time out and be sent again
+#: (the opt-out test counts the requests).
+FAST_POLICY = fast_policy(connect_timeout=10.0, total_timeout=30.0)
 
 
 FIXTURES = [
