@@ -669,11 +669,13 @@ class Client:
         within one housekeeping pass: an opt-out there stops recording here too."""
         if self._blocked_by is not None or self.store.in_memory:
             return
-        stored = load_state(self.store.get_state(CONSENT_KEY))
-        notice = bool(self.store.get_state(NOTICE_KEY, False))
-        if stored is self._state and notice == self._notice:
-            return
         with self._consent_lock:
+            # Read under the lock: a set_consent() in this process racing with this pass would
+            # otherwise be undone by acting on a read taken before it.
+            stored = load_state(self.store.get_state(CONSENT_KEY))
+            notice = bool(self.store.get_state(NOTICE_KEY, False))
+            if stored is self._state and notice == self._notice:
+                return
             self._notice = notice
             if stored is ConsentState.DENIED and self._state is not ConsentState.DENIED:
                 self._stop_recording()
