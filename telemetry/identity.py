@@ -134,8 +134,8 @@ class Identity:
     def save(self) -> None:
         """Persist the session (called from housekeeping and at close, not per event)."""
         with self._lock:
-            if self._last_event == self._saved_last and self._session_id >= 0:
-                return
+            if self._session_id < 0 or self._last_event == self._saved_last:
+                return  # no session (none yet, or forgotten at opt-out) or nothing new
             state = {"id": self._session_id, "last": self._last_event}
             self._saved_last = self._last_event
         self._store.set_state(_SESSION_KEY, state)
