@@ -50,6 +50,7 @@ class NetworkError(Exception):
 
 @dataclass(slots=True)
 class _Request:
+    url: str
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Response | NetworkError | None = None
     cancelled: bool = False
@@ -108,7 +109,7 @@ class Transport:
         limit = self._total_timeout
         if give_up_after is not None and give_up_after < limit:
             limit = max(0.0, give_up_after)
-        request = _Request()
+        request = _Request(url or self.url)
         with self._lock:
             if self._client is None:
                 self._client = self._new_client()
@@ -116,7 +117,7 @@ class Transport:
             self._inflight = request
         worker = threading.Thread(
             target=self._perform,
-            args=(client, body_gzip, request, url or self.url, gzipped),
+            args=(client, body_gzip, request, gzipped),
             name="telemetry-upload-request",
             daemon=True,
         )
@@ -136,9 +137,7 @@ class Transport:
             raise NetworkError("cancelled", "request aborted")
         raise NetworkError("timeout", f"no full answer within {self._total_timeout:g} s")
 
-    def _perform(
-        self, client: httpx.Client, body: bytes, request: _Request, url: str, gzipped: bool
-    ) -> None:
+    def _perform(self, client: httpx.Client, body: bytes, request: _Request, gzipped: bool) -> None:
         # When the batch left, by the client's clock: lets the collector correct clock skew.
         headers = {
             "Content-Type": "application/json",
@@ -147,7 +146,7 @@ class Transport:
         if gzipped:
             headers["Content-Encoding"] = "gzip"
         try:
-            with client.stream("POST", url, content=body, headers=headers) as response:
+            with client.stream("POST", request.url, content=body, headers=headers) as response:
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in response.iter_bytes():
@@ -176,11 +175,12 @@ class Transport:
         with contextlib.suppress(Exception):  # closing a broken pool must not raise
             client.close()
 
-    def cancel(self) -> None:
-        """Abort the request in flight, if any (from any thread)."""
+    def cancel(self, url: str | None = None) -> None:
+        """Abort the request in flight, if any (from any thread); with ``url``, only a request
+        to that URL."""
         with self._lock:
             request = self._inflight
-        if request is not None:
+        if request is not None and (url is None or request.url == url):
             request.cancelled = True
             request.done.set()
 

@@ -238,8 +238,9 @@ class Uploader:
         self._wake.set()
 
     def cancel(self) -> None:
-        """Abort the request in flight (its events stay queued)."""
-        self._transport.cancel()
+        """Abort the event batch in flight (its events stay queued). A deletion request in
+        flight goes on: cancelling it would only make it be sent again."""
+        self._transport.cancel(self._transport.url)
 
     def set_events_allowed(self, allowed: bool) -> None:
         """Whether queued events may be sent (consent); deletion requests are sent either way."""
@@ -255,7 +256,7 @@ class Uploader:
     def send_deletions_now(self) -> None:
         """Send queued deletion requests at once: cancels the request in flight and resets the
         backoff (an opt-out must not wait behind an event batch's retry timer)."""
-        self._transport.cancel()
+        self.cancel()
         self._on_online()
 
     def flush(self, timeout: float = 10.0) -> bool:
