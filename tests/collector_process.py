@@ -13,7 +13,7 @@ Public API (other test suites rely on it; keep it stable):
             collector.start()           # up again on the SAME port
             rows = collector.rows()     # list of dicts, one per stored event
 
-    * ``start(timeout=15.0) -> CollectorProcess``: starts the child and waits (bounded by
+    * ``start(timeout=60.0) -> CollectorProcess``: starts the child and waits (bounded by
       ``timeout``) until it accepts connections; the first start uses ``--port 0`` and remembers
       the port, later starts reuse it. Raises ``RuntimeError`` (with the child's stderr) if it
       does not become ready in time. ``__enter__`` calls it.
@@ -86,7 +86,7 @@ class CollectorProcess:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 15.0) -> CollectorProcess:
+    def start(self, timeout: float = 60.0) -> CollectorProcess:
         """Start the child and wait until it listens (bounded by ``timeout`` seconds)."""
         if self.running:
             raise RuntimeError("collector process already running")
@@ -274,7 +274,7 @@ def start_in_thread(
     """Run the collector in this process on a thread; return ``(url, stop)``.
 
     ``database`` is a ``str``/``Path`` or an open ``telemetry.collector.EventStore``. Waits at
-    most 15 s for the server to start.
+    most 60 s for the server to start.
     """
     from telemetry.collector import create_app
     from telemetry.collector._server import CollectorServer, bind_socket, socket_url, uvicorn_config
@@ -316,7 +316,7 @@ def start_in_thread(
             if thread.is_alive():
                 raise RuntimeError("in-thread collector did not stop within 15 s")
 
-    if not started.wait(15.0) or failure or not server.started:
+    if not started.wait(60.0) or failure or not server.started:
         stop()
         raise RuntimeError(f"in-thread collector did not start: {failure!r}")
     return url, stop
