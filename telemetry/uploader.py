@@ -155,6 +155,10 @@ class Uploader:
         self._scheduled = self._clock()  # replay what is on disk at start
         self._idle = False  # nothing queued: the next append schedules a flush_interval later
         self._appended = 0
+        # Bumped by each append and by each explicit ask (wake, flush, online, deletion): a
+        # cycle goes idle only if nothing it could have missed came meanwhile (no lost wake-up).
+        self._appends = 0
+        self._asks = 0
         self._failures = 0
         self._network_failing = False  # the last request got no answer
         self._backoff_until = 0.0  # skipped by flush() and by the last attempts of stop()
@@ -208,6 +212,7 @@ class Uploader:
         """Called by the client after each append (cheap: wakes the thread only on change)."""
         with self._lock:
             self._appended += 1
+            self._appends += 1
             wake = False
             if self._idle:
                 self._idle = False
@@ -223,6 +228,7 @@ class Uploader:
     def wake(self) -> None:
         """Attempt an upload now (backoff and pauses still apply)."""
         with self._lock:
+            self._asks += 1
             self._idle = False
             self._prompt = True
             self._scheduled = self._clock()
@@ -264,6 +270,7 @@ class Uploader:
         within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            self._asks += 1
             self._flush_requested = True
             self._prompt = True
             self._idle = False
@@ -356,20 +363,27 @@ class Uploader:
                 return "rate-limited"
             limit = self._batch_limit
             prompt = self._prompt or self._flush_requested or closing
+            seen = (self._appends, self._asks)
         deletions = self.store.get_state(DELETION_KEY) or []
         if deletions and self.deletion_url is not None:
             if not self.connectivity.is_online():
                 with self._lock:
                     self._scheduled = now + self.policy.offline_check_interval
                 return "offline"
-            return self._send_deletion(deletions[0])
-        if not self._events_allowed:
-            return self._go_idle(now)
+            refused = self._take_lease(now)
+            if refused is not None:
+                return refused
+            # Read again under the lease: another process of the app may have delivered it.
+            deletions = self.store.get_state(DELETION_KEY) or []
+            if deletions:
+                return self._send_deletion(deletions[0])
+        if not self._events_allowed:  # appends cannot be sent: only asks count
+            return self._go_idle(now, (self._appends, seen[1]))
         # Still ours (renewed at each send, expiring lease_ttl later; half of it as margin)?
         under_lease = self._lease_held and time.monotonic() < self._lease_fresh_until
         waiting = self.store.pending(limit, self._events_budget)
         if not waiting:
-            return self._go_idle(now)
+            return self._go_idle(now, seen)
         if not prompt and not self._is_full(waiting, limit):
             # Not a full batch: send once the oldest event has waited flush_interval.
             age = max(0.0, time.time() - waiting[0].time / 1000)
@@ -382,6 +396,18 @@ class Uploader:
                 self._scheduled = now + self.policy.offline_check_interval
             self._save_status("offline: waiting for the network", None, changed_only=True)
             return "offline"
+        refused = self._take_lease(now)
+        if refused is not None:
+            return refused
+        # Only a batch read under the lease is sent: what another uploader sent is gone.
+        batch = waiting if under_lease else self.store.pending(limit, self._events_budget)
+        if not batch:
+            return self._go_idle(now, seen)
+        return self._send(batch)
+
+    def _take_lease(self, now: float) -> str | None:
+        """Take (or renew) the upload lease: one uploader per data dir sends at a time.
+        Returns the outcome when another process holds it."""
         if not self.store.acquire_lease(self._owner, int(self.policy.lease_ttl * 1000)):
             with self._lock:
                 self._scheduled = now + self.policy.flush_interval
@@ -389,18 +415,17 @@ class Uploader:
             return "lease-held-elsewhere"
         self._lease_held = True
         self._lease_fresh_until = time.monotonic() + self.policy.lease_ttl / 2
-        # Only a batch read under the lease is sent: what another uploader sent is gone.
-        batch = waiting if under_lease else self.store.pending(limit, self._events_budget)
-        if not batch:
-            return self._go_idle(now)
-        return self._send(batch)
+        return None
 
     def _is_full(self, batch: Sequence[StoredEvent], limit: int) -> bool:
         size = sum(e.size for e in batch)
         return len(batch) >= limit or size + MAX_EVENT_BYTES > self._events_budget
 
-    def _go_idle(self, now: float) -> str:
+    def _go_idle(self, now: float, seen: tuple[int, int]) -> str:
         with self._lock:
+            if (self._appends, self._asks) != seen:  # asked again since the cycle began
+                self._scheduled = now
+                return "asked-again"
             self._idle = True
             self._scheduled = now + self.policy.idle_check_interval
             self._flush_requested = False
@@ -518,12 +543,13 @@ class Uploader:
         if 200 <= status < 300:
             self.store.increment("upload_2xx")
             sent_log = gzip.compress(f"[{events_json}]".encode(), compresslevel=1)
-            removed = self.store.ack(ids, status, sent_log)
-            self.store.increment(SENT_EVENTS, len(ids))
+            removed = self.store.ack(ids, status, sent_log, counter=SENT_EVENTS)
             with self._lock:
                 self._failures = 0
                 self._backoff_until = 0.0
                 self._scheduled = self._clock() + self.policy.after_success_delay
+            if removed == 0 and not self._events_allowed:
+                return "sent"  # opted out meanwhile: its erase keeps no trace of this batch
             self._save_status(f"{status}: {len(ids)} events delivered", status, success=True)
             log.debug("uploaded %d events (%d removed)", len(ids), removed)
             return "sent"
@@ -610,6 +636,7 @@ class Uploader:
 
     def _on_online(self) -> None:
         with self._lock:
+            self._asks += 1
             self._failures = 0
             self._backoff_until = 0.0
             self._idle = False

@@ -4,9 +4,14 @@ event twice."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
+from typing import Any
 
-from telemetry.store import EventStore
+import pytest
+
+from telemetry.consent import DELETION_KEY
+from telemetry.store import EventStore, StoredEvent
 from telemetry.uploader import Uploader
 from tests._fixtures import RunningCollector
 from tests.delivery._support import (
@@ -75,3 +80,48 @@ def test_a_held_lease_keeps_another_uploader_from_sending(server: FaultServer, d
         assert uploader.run_once() == "idle"  # and the lease is given up when idle
         assert theirs.acquire_lease("another-instance", 60_000)
         uploader.stop(1.0)
+
+
+def test_a_deletion_request_waits_for_the_lease_and_is_sent_once(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
+    """Two windows of one app both see the queued deletion request after an opt-out: only the
+    one holding the lease sends it, and the other finds it delivered when its turn comes."""
+    request = {"device_id": "d" * 36, "project": PROJECT, "reason": "opt_out", "created_at": 1}
+    url, deletion = f"{server.url}/amplitude/2/httpapi", f"{server.url}/deletion"
+    with EventStore(data_dir) as mine, EventStore(data_dir) as theirs:
+        mine.set_state(DELETION_KEY, [request])
+        first = Uploader(mine, url=url, api_key=PROJECT, policy=FAST, deletion_url=deletion)
+        second = Uploader(theirs, url=url, api_key=PROJECT, policy=FAST, deletion_url=deletion)
+        assert theirs.acquire_lease(second._owner, 60_000)  # the other window is uploading
+        assert first.run_once() == "lease-held-elsewhere"
+        assert server.requests == []
+        assert second.run_once() == "deleted"
+        assert second.run_once() == "idle"  # and the lease is given up
+        assert first.run_once() == "idle"  # nothing left to send
+    assert [r.target for r in server.requests] == ["/deletion"]
+    with sqlite3.connect(data_dir / "telemetry.db") as conn:
+        assert conn.execute("SELECT count(*) FROM upload_lease").fetchone()[0] == 0
+
+
+def test_an_ask_landing_as_the_uploader_goes_idle_is_not_lost(
+    server: FaultServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An event tracked between the cycle finding the queue empty and the uploader going idle
+    (forced here) makes it look again at once, not after the 60 s idle check."""
+    url = f"{server.url}/amplitude/2/httpapi"
+    with EventStore(data_dir) as store:
+        uploader = Uploader(store, url=url, api_key=PROJECT, policy=FAST)
+        real_pending = store.pending
+
+        def pending_then_a_track(*args: Any, **kwargs: Any) -> list[StoredEvent]:
+            found = real_pending(*args, **kwargs)
+            monkeypatch.setattr(store, "pending", real_pending)  # once
+            uploader.notify_appended()  # what Client.track() calls after its append
+            return found
+
+        monkeypatch.setattr(store, "pending", pending_then_a_track)
+        assert uploader.run_once() == "asked-again"
+        assert uploader._wait_time()[0] == 0.0
+        assert uploader.run_once() == "idle"  # nothing came in the meantime
+        assert uploader._wait_time()[0] > FAST.flush_interval
