@@ -764,8 +764,11 @@ class EventStore:
         """Give the upload lease up if ``owner`` holds it."""
         self._write(lambda c: c.execute("DELETE FROM upload_lease WHERE owner = ?", (owner,)), None)
 
-    def ack(self, ids: Sequence[int], status: int, body_gzip: bytes) -> int:
-        """Delete delivered events and log the batch in the sent ring buffer, atomically."""
+    def ack(
+        self, ids: Sequence[int], status: int, body_gzip: bytes, *, counter: str | None = None
+    ) -> int:
+        """Delete delivered events, log the batch in the sent ring buffer and add how many
+        were removed to ``counter``, atomically; returns how many were removed."""
 
         def work(conn: sqlite3.Connection) -> int:
             removed = 0
@@ -774,6 +777,8 @@ class EventStore:
                 removed += conn.execute(f"DELETE FROM events WHERE id IN ({marks})", part).rowcount
             if removed == 0:  # erased meanwhile (opt-out) or acked by another process
                 return 0
+            if counter is not None:
+                self._bump(conn, counter, removed)
             conn.execute(
                 "INSERT INTO sent_batches(sent_at, status, event_count, body) VALUES (?, ?, ?, ?)",
                 (_now_ms(), status, len(ids), body_gzip),
