@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,9 +123,7 @@ def tls_server(
     certificates = make_certificates(tmp_path, HOST, "127.0.0.1")
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificates.cert, certificates.key)
-    with FaultServer(collector.url, tls=context) as server:
+    with FaultServer(collector.url, tls=certificates.server_context()) as server:
         yield server
 
 

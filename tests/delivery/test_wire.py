@@ -3,18 +3,11 @@ verification with ``SSL_CERT_FILE`` and the proxy variables, all over real socke
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import ssl
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import telemetry
 from telemetry.store import EventStore
@@ -31,6 +24,7 @@ from tests.delivery._support import (
     uploader_of,
     wait_until,
 )
+from tests.delivery._tls import make_certificates
 from tests.delivery.fault_server import FaultServer
 
 
@@ -107,85 +101,11 @@ def test_timeouts_are_10_s_to_connect_and_30_s_in_all(tmp_path: Path):
 # ---------------------------------------------------------------------- TLS
 
 
-def _certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate for 127.0.0.1 signed by it."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Delivery Test Corporate CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = (
-        directory / "ca.pem",
-        directory / "cert.pem",
-        directory / "key.pem",
-    )
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca_path, cert_path, key_path
-
-
 def test_tls_is_verified_and_honours_ssl_cert_file(
     collector: RunningCollector, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    ca_path, cert_path, key_path = _certificates(tmp_path)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert_path, key_path)
+    certificates = make_certificates(tmp_path)  # for 127.0.0.1
+    server_tls = certificates.server_context()
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     ids = prefill(data_dir, 10)
@@ -204,7 +124,7 @@ def test_tls_is_verified_and_honours_ssl_cert_file(
         assert server.requests == []
         assert server.connections_accepted >= 1
         # The corporate root, given the usual way: verified, delivered.
-        monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
         with make_client(data_dir, server.url) as client:
             assert client.flush(10)
     assert_exactly_once(collector.database, ids)
