@@ -227,7 +227,9 @@ def test_close_sends_what_is_queued(backend: Backend, data_dir: Path):
         assert len(stored_ids(backend.database)) == 1
         started = time.monotonic()
         client.close()
-        assert time.monotonic() - started < 1.0
+        took = time.monotonic() - started
+        print(f"close() sending 20 events took {took:.3f} s")
+        assert took < 2.0  # within close()'s documented bound
     assert_exactly_once(backend.database, ids + tracked)
 
 
