@@ -423,13 +423,17 @@ class Uploader:
 
     def _go_idle(self, now: float, seen: tuple[int, int]) -> str:
         with self._lock:
-            if (self._appends, self._asks) != seen:  # asked again since the cycle began
+            asked = self._asks != seen[1]
+            if not asked:  # what was asked before this cycle is done: the queue was empty
+                self._flush_requested = False
+                self._prompt = False
+            if asked or self._appends != seen[0]:
+                # Something came since the cycle began: look again at once. New events then
+                # wait the flush interval as usual (not prompt), unless an ask came too.
                 self._scheduled = now
                 return "asked-again"
             self._idle = True
             self._scheduled = now + self.policy.idle_check_interval
-            self._flush_requested = False
-            self._prompt = False
             self._appended = 0
         self._release_lease()
         return "idle"

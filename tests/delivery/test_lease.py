@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from tests.delivery._support import (
     FAST,
     PROJECT,
     assert_exactly_once,
+    fast_policy,
     prefill,
     read_line,
     run_child,
@@ -104,24 +107,38 @@ def test_a_deletion_request_waits_for_the_lease_and_is_sent_once(
         assert conn.execute("SELECT count(*) FROM upload_lease").fetchone()[0] == 0
 
 
-def test_an_ask_landing_as_the_uploader_goes_idle_is_not_lost(
+def test_an_event_landing_as_the_uploader_goes_idle_is_not_lost(
     server: FaultServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """An event tracked between the cycle finding the queue empty and the uploader going idle
-    (forced here) makes it look again at once, not after the 60 s idle check."""
+    (forced here) makes it look again at once, not after the 60 s idle check; the event then
+    waits the flush interval like any other (it is not sent alone at once)."""
     url = f"{server.url}/amplitude/2/httpapi"
     with EventStore(data_dir) as store:
-        uploader = Uploader(store, url=url, api_key=PROJECT, policy=FAST)
+        uploader = Uploader(
+            store, url=url, api_key=PROJECT, policy=fast_policy(flush_interval=60.0)
+        )
         real_pending = store.pending
 
         def pending_then_a_track(*args: Any, **kwargs: Any) -> list[StoredEvent]:
             found = real_pending(*args, **kwargs)
             monkeypatch.setattr(store, "pending", real_pending)  # once
-            uploader.notify_appended()  # what Client.track() calls after its append
+            insert_id = str(uuid.uuid4())
+            now = int(time.time() * 1000)
+            event = {
+                "event_type": "Late",
+                "insert_id": insert_id,
+                "time": now,
+                "device_id": "late-device-0001",
+            }
+            assert store.append(insert_id, "Late", now, json.dumps(event))
+            uploader.notify_appended()  # as Client.track() does after its append
             return found
 
         monkeypatch.setattr(store, "pending", pending_then_a_track)
         assert uploader.run_once() == "asked-again"
         assert uploader._wait_time()[0] == 0.0
-        assert uploader.run_once() == "idle"  # nothing came in the meantime
-        assert uploader._wait_time()[0] > FAST.flush_interval
+        assert uploader.run_once() == "waiting"  # a partial batch: the flush interval applies
+        assert 30.0 < uploader._wait_time()[0] <= 60.0
+        assert uploader.run_once(closing=True) == "sent"  # as at close or flush: delivered
+    assert [len(r.events) for r in server.requests] == [1]
