@@ -53,6 +53,7 @@ from typing import Any, Final
 
 import httpx
 
+from telemetry._amplitude import rejected_indexes
 from telemetry._backoff import backoff_delay, parse_retry_after
 from telemetry._transport import NetworkError, Response, Transport
 from telemetry.connectivity import Connectivity
@@ -559,7 +560,10 @@ class Uploader:
             return "sent"
         if status == 400:
             self.store.increment("upload_400")
-            bad = _rejected_indexes(response.body, len(batch))
+            try:
+                bad = rejected_indexes(json.loads(response.body), len(batch))
+            except ValueError:
+                bad = set()
             if not bad:
                 self.store.drop(ids, DROPPED_REJECTED_400)
                 outcome = f"400: batch of {len(ids)} rejected as a whole, dropped"
@@ -678,28 +682,3 @@ class Uploader:
                 self._on_status()
             except Exception:
                 log.exception("upload status listener failed")
-
-
-def _rejected_indexes(body: bytes, size: int) -> set[int]:
-    """Indexes an Amplitude-style 400 body names as invalid, missing or silenced."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return set()
-    if not isinstance(data, dict):
-        return set()
-    found: set[int] = set()
-    for key in (
-        "events_with_invalid_fields",
-        "events_with_missing_fields",
-        "events_with_invalid_id_lengths",
-    ):
-        groups = data.get(key)
-        if isinstance(groups, dict):
-            for indexes in groups.values():
-                if isinstance(indexes, list):
-                    found.update(i for i in indexes if isinstance(i, int))
-    silenced = data.get("silenced_events")
-    if isinstance(silenced, list):
-        found.update(i for i in silenced if isinstance(i, int))
-    return {i for i in found if 0 <= i < size}

@@ -30,11 +30,12 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 from starlette.concurrency import run_in_threadpool
 
+from telemetry._amplitude import rejected_indexes
 from telemetry.collector._storage import ForwardRow
 
 if TYPE_CHECKING:
@@ -90,23 +91,6 @@ def _retry_after(response: httpx.Response) -> float:
         return min(MAX_BACKOFF_SECONDS, max(0.0, float(raw)))
     except ValueError:
         return DEFAULT_429_WAIT_SECONDS
-
-
-def _named_indexes(body: Any) -> set[int]:
-    """Event indexes an Amplitude 400 body names as bad."""
-    named: set[int] = set()
-    if not isinstance(body, dict):
-        return named
-    for key in ("events_with_invalid_fields", "events_with_missing_fields"):
-        fields = body.get(key)
-        if isinstance(fields, dict):
-            for indexes in fields.values():
-                if isinstance(indexes, list):
-                    named.update(i for i in indexes if isinstance(i, int))
-    silenced = body.get("silenced_events")
-    if isinstance(silenced, list):
-        named.update(i for i in silenced if isinstance(i, int))
-    return named
 
 
 class Forwarder:
@@ -192,10 +176,9 @@ class Forwarder:
             )
         elif status == 400:
             try:
-                named = _named_indexes(response.json())
+                named = rejected_indexes(response.json(), len(rows))
             except ValueError:
                 named = set()
-            named &= set(range(len(rows)))
             if not named:
                 logger.warning("destination refused %d events of %r (400)", len(rows), project)
                 await self._backoff(rows)

@@ -134,22 +134,25 @@ def test_413_splits_the_batch(tmp_path: Path) -> None:
         assert fake.delivered() == [e["insert_id"] for e in events]
 
 
-def test_400_drops_the_named_events_and_resends_the_rest(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "naming",
+    [
+        {"events_with_invalid_fields": {"time": [1, 3]}, "events_with_missing_fields": {}},
+        {"events_with_missing_fields": {"event_type": [1], "time": [3]}},
+        {"events_with_invalid_id_lengths": {"device_id": [1, 3]}},
+        {"silenced_events": [3, 1]},
+    ],
+    ids=["invalid", "missing", "id-lengths", "silenced"],
+)
+def test_400_drops_the_named_events_and_resends_the_rest(
+    tmp_path: Path, naming: dict[str, Any]
+) -> None:
     answered: list[int] = []
 
     def decide(received: Received) -> Decision:
         answered.append(1)
         if len(answered) == 1:
-            return (
-                400,
-                {},
-                {
-                    "code": 400,
-                    "error": "Invalid field values on some events",
-                    "events_with_invalid_fields": {"time": [1, 3]},
-                    "events_with_missing_fields": {},
-                },
-            )
+            return (400, {}, {"code": 400, "error": "Invalid events", **naming})
         return accept(received)
 
     events = [event(i) for i in range(5)]
