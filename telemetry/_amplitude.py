@@ -5,6 +5,7 @@ Shared by the client's uploader and the collector's forwarder, which both speak 
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 #: Body fields that map a field name to the indexes of the events it made invalid.
@@ -15,9 +16,13 @@ _INDEXED_FIELDS: Final = (
 )
 
 
-def rejected_indexes(body: object, size: int) -> set[int]:
-    """Indexes below ``size`` that a decoded 400 body names as invalid, missing or silenced
-    (empty when it names none: the batch was refused as a whole)."""
+def rejected_indexes(raw_body: bytes, size: int) -> set[int]:
+    """Indexes below ``size`` that a 400 body names as invalid, missing or silenced (empty
+    when it names none, or is not JSON: the batch was refused as a whole)."""
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return set()
     if not isinstance(body, dict):
         return set()
     found: set[int] = set()

@@ -155,11 +155,11 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._scheduled = self._clock()  # replay what is on disk at start
         self._idle = False  # nothing queued: the next append schedules a flush_interval later
-        self._appended = 0
         # Bumped by each append and by each explicit ask (wake, flush, online, deletion): a
         # cycle goes idle only if nothing it could have missed came meanwhile (no lost wake-up).
         self._appends = 0
         self._asks = 0
+        self._batch_mark = 0  # _appends when the current batch began filling (since idle)
         self._failures = 0
         self._network_failing = False  # the last request got no answer
         self._backoff_until = 0.0  # skipped by flush() and by the last attempts of stop()
@@ -212,16 +212,15 @@ class Uploader:
     def notify_appended(self) -> None:
         """Called by the client after each append (cheap: wakes the thread only on change)."""
         with self._lock:
-            self._appended += 1
             self._appends += 1
             wake = False
             if self._idle:
                 self._idle = False
                 self._scheduled = min(self._scheduled, self._clock() + self.policy.flush_interval)
                 wake = True
-            if self._appended >= self._batch_limit:
+            if self._appends - self._batch_mark >= self._batch_limit:
                 self._scheduled = self._clock()
-                self._appended = 0
+                self._batch_mark = self._appends
                 wake = True
         if wake:
             self._wake.set()
@@ -379,7 +378,7 @@ class Uploader:
             if deletions:
                 return self._send_deletion(deletions[0])
         if not self._events_allowed:  # appends cannot be sent: only asks count
-            return self._go_idle(now, (self._appends, seen[1]))
+            return self._go_idle(now, seen, appends_matter=False)
         # Still ours (renewed at each send, expiring lease_ttl later; half of it as margin)?
         under_lease = self._lease_held and time.monotonic() < self._lease_fresh_until
         waiting = self.store.pending(limit, self._events_budget)
@@ -422,20 +421,22 @@ class Uploader:
         size = sum(e.size for e in batch)
         return len(batch) >= limit or size + MAX_EVENT_BYTES > self._events_budget
 
-    def _go_idle(self, now: float, seen: tuple[int, int]) -> str:
+    def _go_idle(self, now: float, seen: tuple[int, int], *, appends_matter: bool = True) -> str:
+        """Sleep until the idle check, unless something came since the cycle read ``seen``
+        (appends, asks)."""
         with self._lock:
             asked = self._asks != seen[1]
             if not asked:  # what was asked before this cycle is done: the queue was empty
                 self._flush_requested = False
                 self._prompt = False
-            if asked or self._appends != seen[0]:
+            if asked or (appends_matter and self._appends != seen[0]):
                 # Something came since the cycle began: look again at once. New events then
                 # wait the flush interval as usual (not prompt), unless an ask came too.
                 self._scheduled = now
                 return "asked-again"
             self._idle = True
             self._scheduled = now + self.policy.idle_check_interval
-            self._appended = 0
+            self._batch_mark = self._appends
         self._release_lease()
         return "idle"
 
@@ -560,10 +561,7 @@ class Uploader:
             return "sent"
         if status == 400:
             self.store.increment("upload_400")
-            try:
-                bad = rejected_indexes(json.loads(response.body), len(batch))
-            except ValueError:
-                bad = set()
+            bad = rejected_indexes(response.body, len(batch))
             if not bad:
                 self.store.drop(ids, DROPPED_REJECTED_400)
                 outcome = f"400: batch of {len(ids)} rejected as a whole, dropped"

@@ -175,10 +175,7 @@ class Forwarder:
                 lambda: store.forward_retry(ids, self._now_ms() + int(wait * 1000))
             )
         elif status == 400:
-            try:
-                named = rejected_indexes(response.json(), len(rows))
-            except ValueError:
-                named = set()
+            named = rejected_indexes(response.content, len(rows))
             if not named:
                 logger.warning("destination refused %d events of %r (400)", len(rows), project)
                 await self._backoff(rows)

@@ -8,8 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
+from telemetry._amplitude import rejected_indexes
 from telemetry._backoff import backoff_delay, parse_retry_after
-from telemetry.uploader import _rejected_indexes
 
 
 def test_backoff_is_full_jitter_from_5_s_to_a_10_min_cap():
@@ -56,7 +56,7 @@ def test_400_bodies_name_events_by_index():
         b'"events_with_missing_fields":{"event_type":[0]},'
         b'"events_with_invalid_id_lengths":{"device_id":[9]},"silenced_events":[7, 99, -1]}'
     )
-    assert _rejected_indexes(body, 10) == {0, 3, 4, 7, 9}
-    assert _rejected_indexes(b'{"code":400,"error":"Invalid API key"}', 10) == set()
-    assert _rejected_indexes(b"<html>bad request</html>", 10) == set()
-    assert _rejected_indexes(b"[1,2]", 10) == set()
+    assert rejected_indexes(body, 10) == {0, 3, 4, 7, 9}
+    assert rejected_indexes(b'{"code":400,"error":"Invalid API key"}', 10) == set()
+    assert rejected_indexes(b"<html>bad request</html>", 10) == set()
+    assert rejected_indexes(b"[1,2]", 10) == set()
