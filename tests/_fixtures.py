@@ -28,6 +28,14 @@ def _direct_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
+@pytest.fixture(autouse=True)
+def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's DO_NOT_TRACK or TELEMETRY_DISABLED must not leak into the tests: a
+    test about the veto sets it itself."""
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
+
+
 @dataclass(frozen=True)
 class RunningCollector:
     """Where the :func:`collector` fixture listens and the SQLite file it stores into."""

@@ -13,6 +13,7 @@ import pytest
 from tests._fixtures import (  # noqa: F401  (fixtures: registered by the import)
     RunningCollector,
     _direct_loopback,
+    _no_environment_veto,
     collector,
 )
 from tests.delivery.fault_server import FaultServer

@@ -54,12 +54,6 @@ def table_count(data_dir: Path, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-@pytest.fixture(autouse=True)
-def _no_env_veto(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
-    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
-
-
 def test_opt_out_sends_one_deletion_request_then_nothing(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):

@@ -20,12 +20,6 @@ from tests.delivery.fault_server import FaultServer
 _SLOW_ANSWER_BYTES = 20
 
 
-@pytest.fixture(autouse=True)
-def _no_env_veto(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
-    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
-
-
 def _is_deletion(record: fs.RequestRecord) -> bool:
     return record.target.endswith("/deletion")
 

@@ -26,6 +26,7 @@ from pytestqt.qtbot import QtBot
 from demo_app.app import build_window, make_client
 from telemetry.drives import Drive, Mountpoint
 from telemetry.qt import QtDriveWatcher
+from tests._fixtures import _no_environment_veto  # noqa: F401  (autouse: registered by the import)
 from tests.collector_process import CollectorProcess
 from tests.delivery._support import fast_policy
 from tests.drives._umockdev import run_listing
@@ -62,13 +63,6 @@ def umockdev_drives(tmp_path_factory: pytest.TempPathFactory) -> list[Drive]:
     with mounted partitions and the NVMe system disk."""
     listed = run_listing(FIXTURES, tmp_path_factory.mktemp("umockdev"), procfs="desktop")
     return [_drive(item["drive"]) for item in listed]
-
-
-@pytest.fixture(autouse=True)
-def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's DO_NOT_TRACK must not leak into the tests."""
-    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
-    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
 
 
 @pytest.fixture(autouse=True)

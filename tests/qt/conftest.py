@@ -21,14 +21,10 @@ from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 import telemetry
-from tests._fixtures import _direct_loopback  # noqa: F401  (autouse: registered by the import)
-
-
-@pytest.fixture(autouse=True)
-def _no_environment_veto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests choose the environment themselves; the developer's DO_NOT_TRACK must not leak."""
-    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
-    monkeypatch.delenv("TELEMETRY_DISABLED", raising=False)
+from tests._fixtures import (  # noqa: F401  (autouse: registered by the import)
+    _direct_loopback,
+    _no_environment_veto,
+)
 
 
 def dark_palette() -> QPalette:
