@@ -36,7 +36,7 @@ from typing import Any, Final
 import psutil
 import sqlite_utils
 
-from telemetry import _journal, _schema
+from telemetry import _journal, _schema, _sqlite
 from telemetry.events import encode_json, utf8_size
 
 log = logging.getLogger("telemetry.store")
@@ -325,7 +325,7 @@ class EventStore:
     def _open_file(self, path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         conn = _connect(str(path), busy_ms=5_000)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _sqlite.enter_wal(conn, timeout=5.0)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from telemetry._sqlite import enter_wal
 from telemetry.collector._validation import Batch
 
 __all__ = [
@@ -339,8 +340,8 @@ class EventStore(Storage):
     def _configure(self, busy_timeout_ms: int) -> None:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = enter_wal(conn, timeout=busy_timeout_ms / 1000)
+        if mode != "wal":
             raise StorageUnavailable(f"cannot switch {self.path} to WAL (journal_mode={mode})")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")

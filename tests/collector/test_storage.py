@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,31 @@ def test_locked_database_raises_and_commits_nothing(tmp_path: Path) -> None:
     finally:
         blocker.close()
         store.close()
+
+
+def test_collectors_opening_a_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    # Two collector processes started together on one new SQLite file: SQLite refuses the loser
+    # of the WAL switch at once ("database is locked", no busy handler); both must still start.
+    errors: list[BaseException] = []
+    for round_ in range(20):
+        path = tmp_path / f"collector{round_}.db"
+        barrier = threading.Barrier(4)
+        stores: list[EventStore] = []
+
+        def open_store(
+            path: Path = path, barrier: threading.Barrier = barrier, stores: list = stores
+        ) -> None:
+            barrier.wait()
+            try:
+                stores.append(EventStore(path))
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for store in stores:
+            store.close()
+    assert errors == []

@@ -20,6 +20,7 @@ from telemetry.store import EventStore
 from tests.core.conftest import user_events
 
 CHILD = Path(__file__).with_name("track_child.py")
+OPEN_CHILD = Path(__file__).with_name("open_child.py")
 DAY_MS = 86_400_000
 
 
@@ -164,6 +165,29 @@ def test_newer_schema_is_not_destroyed(data_dir: Path) -> None:
     with EventStore(data_dir) as store:
         assert "memory" in (store.degraded or "")
     assert not list(data_dir.glob("*.corrupt-*"))
+
+
+def test_processes_opening_a_new_database_at_once_all_get_the_file(tmp_path: Path) -> None:
+    # Switching a new file to WAL needs an exclusive lock; SQLite refuses the loser of two
+    # simultaneous openers at once ("database is locked"), bypassing the busy timeout. Before the
+    # retry, about a quarter of such opens fell back to memory and lost their events.
+    for round_ in range(8):
+        data_dir, go = tmp_path / f"data{round_}", tmp_path / f"go{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(OPEN_CHILD), str(data_dir), str(go)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        go.touch()
+        outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+        assert all(proc.returncode == 0 for proc in procs)
+        assert outputs == ["file None"] * 4, f"round {round_}: {outputs}"
 
 
 def test_two_processes_sharing_a_data_dir_lose_and_duplicate_nothing(data_dir: Path) -> None:
