@@ -84,7 +84,13 @@ class Identity:
         if requested is not None and requested != self._device_id:
             self.set_device_id(requested)
         elif not self._device_id:
-            self.set_device_id(new_device_id())
+            # Another process on the same data dir may be creating one right now: keep theirs.
+            fresh = new_device_id()
+            stored = self._store.setdefault_state(_DEVICE_KEY, fresh)
+            try:
+                self._device_id = check_id(stored or None, "device_id")
+            except ConfigError:  # an unusable value where the id should be: replace it
+                self.set_device_id(fresh)
         return self._device_id
 
     @property

@@ -677,6 +677,19 @@ class EventStore:
             None,
         )
 
+    def setdefault_state(self, key: str, value: Any) -> Any:
+        """Store ``value`` under ``key`` unless a value is there already; returns the stored
+        value. Atomic across processes sharing the file, so two that start together agree
+        (e.g. on one device id). Returns ``value`` if the database cannot be written."""
+        text = json.dumps(value, separators=(",", ":"))
+
+        def work(conn: sqlite3.Connection) -> Any:
+            conn.execute("INSERT OR IGNORE INTO state(key, value) VALUES (?, ?)", (key, text))
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            return json.loads(row[0]) if row else value
+
+        return self._write(work, value)
+
     def state(self) -> dict[str, Any]:
         """Every state key and value."""
         return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM state")}

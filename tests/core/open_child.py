@@ -1,13 +1,13 @@
-"""Child process for the concurrent-open test: prints ``ready``, waits until the file GO exists
-(spinning, so all children start within microseconds of each other), opens the store and
-prints how it opened. Usage: python open_child.py DATA_DIR GO."""
+"""Child process for the concurrent-start test: prints ``ready``, waits until the file GO exists
+(spinning, so all children start within microseconds of each other), creates a client and
+prints how its store opened and its device id. Usage: python open_child.py DATA_DIR GO."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from telemetry.store import EventStore
+import telemetry
 
 
 def main() -> None:
@@ -15,8 +15,9 @@ def main() -> None:
     print("ready", flush=True)
     while not os.path.exists(go):
         pass
-    with EventStore(data_dir) as store:
-        print("memory" if store.in_memory else "file", store.degraded, flush=True)
+    with telemetry.create_client("crash-test", "crash-app", data_dir=data_dir, upload=False) as c:
+        opened = "memory" if c.store.in_memory else "file"
+        print(opened, c.store.degraded, c.device_id, flush=True)
 
 
 if __name__ == "__main__":

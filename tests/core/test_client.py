@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 import telemetry
+from telemetry.identity import Identity
+from telemetry.store import EventStore
 from tests.core.conftest import user_events
 
 
@@ -26,6 +28,21 @@ def test_device_id_is_random_uuid_persisted_across_restarts(data_dir: Path) -> N
         "proj1", "app", data_dir=data_dir / "other", upload=False
     ) as third:
         assert third.device_id != device
+
+
+def test_two_processes_creating_the_device_id_at_once_agree_on_one(data_dir: Path) -> None:
+    # Two apps sharing a data dir (two stores on one file, as two processes have) both find no
+    # device id, then both create one: the second must take the first's, not overwrite it.
+    with EventStore(data_dir) as one, EventStore(data_dir) as two:
+        first, second = Identity(one, create=False), Identity(two, create=False)
+        assert first.device_id == second.device_id == ""
+        made = first.ensure_device_id()
+        assert second.ensure_device_id() == made
+        assert two.get_state("device_id") == made
+        two.set_state("device_id", 42)  # garbage where the id belongs is replaced, not used
+        third = Identity(two, create=False)
+        assert third.ensure_device_id() not in ("", made)
+        assert two.get_state("device_id") == third.device_id
 
 
 def test_explicit_device_id_wins_and_placeholders_are_refused(data_dir: Path) -> None:

@@ -167,10 +167,13 @@ def test_newer_schema_is_not_destroyed(data_dir: Path) -> None:
     assert not list(data_dir.glob("*.corrupt-*"))
 
 
-def test_processes_opening_a_new_database_at_once_all_get_the_file(tmp_path: Path) -> None:
+def test_processes_starting_at_once_on_a_new_data_dir_share_the_file_and_device_id(
+    tmp_path: Path,
+) -> None:
     # Switching a new file to WAL needs an exclusive lock; SQLite refuses the loser of two
     # simultaneous openers at once ("database is locked"), bypassing the busy timeout. Before the
-    # retry, about a quarter of such opens fell back to memory and lost their events.
+    # retry, about a quarter of such opens fell back to memory and lost their events. And each
+    # process that found no device id made its own: the apps' events went out under several ids.
     for round_ in range(8):
         data_dir, go = tmp_path / f"data{round_}", tmp_path / f"go{round_}"
         procs = [
@@ -185,9 +188,12 @@ def test_processes_opening_a_new_database_at_once_all_get_the_file(tmp_path: Pat
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready"
         go.touch()
-        outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+        outputs = [proc.communicate(timeout=60)[0].split() for proc in procs]
         assert all(proc.returncode == 0 for proc in procs)
-        assert outputs == ["file None"] * 4, f"round {round_}: {outputs}"
+        assert [out[:2] for out in outputs] == [["file", "None"]] * 4, f"round {round_}"
+        with EventStore(data_dir) as store:
+            stored_id = store.get_state("device_id")
+        assert [out[2] for out in outputs] == [stored_id] * 4, f"round {round_}"
 
 
 def test_two_processes_sharing_a_data_dir_lose_and_duplicate_nothing(data_dir: Path) -> None:
