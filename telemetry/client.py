@@ -312,22 +312,27 @@ class Client:
         self._stop_recording()
         uploader = self._uploader
         exposed = [d for d in self.store.get_state(EXPOSED_KEY) or [] if isinstance(d, str)]
-        pending = list(self.store.get_state(DELETION_KEY) or [])
         now = time.time_ns() // 1_000_000
-        known = {r.get("device_id") for r in pending if isinstance(r, dict)}
-        for device in exposed:
-            if device not in known:
-                pending.append(
-                    {
-                        "device_id": device,
-                        "project": self.project_name,
-                        "reason": "opt_out",
-                        "created_at": now,
-                    }
-                )
+
+        def with_requests(queued: Any) -> list[Any] | None:
+            # One transaction: the uploader dropping a delivered request meanwhile loses nothing.
+            pending = list(queued or [])
+            known = {r.get("device_id") for r in pending if isinstance(r, dict)}
+            for device in exposed:
+                if device not in known:
+                    pending.append(
+                        {
+                            "device_id": device,
+                            "project": self.project_name,
+                            "reason": "opt_out",
+                            "created_at": now,
+                        }
+                    )
+            return pending or None
+
         unsent = self._forget_recorded((NOTICE_KEY, DELETION_KEY))
         self.store.set_state(CONSENT_KEY, str(ConsentState.DENIED))
-        self.store.set_state(DELETION_KEY, pending or None)
+        pending = self.store.update_state(DELETION_KEY, with_requests) or []
         log.info(
             "telemetry turned off: %d unsent events deleted, %d deletion request(s) queued",
             unsent,
@@ -360,10 +365,14 @@ class Client:
     def _mark_exposed(self, device_id: str) -> None:
         """Remember that events of ``device_id`` may leave the machine (so an opt-out sends a
         deletion request for it); nothing is marked while uploads are not allowed."""
-        exposed = list(self.store.get_state(EXPOSED_KEY) or [])
-        if device_id not in exposed:
-            exposed.append(device_id)
-            self.store.set_state(EXPOSED_KEY, exposed)
+        if device_id in (self.store.get_state(EXPOSED_KEY) or []):
+            return
+        self.store.update_state(
+            EXPOSED_KEY,
+            lambda exposed: (
+                exposed if device_id in (exposed or []) else [*(exposed or []), device_id]
+            ),
+        )
 
     def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` (from any thread) after consent, notice or upload status

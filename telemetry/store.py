@@ -28,7 +28,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -677,18 +677,34 @@ class EventStore:
             None,
         )
 
+    def update_state(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Replace the value under ``key`` (``None`` if absent) by ``change(value)`` in one
+        transaction, so no other thread or process sharing the file can slip a write in
+        between; a ``None`` result deletes the key. ``change`` must be quick and pure (it may
+        run under the store's lock). Returns the new value, or ``None`` when the database
+        could not be written (logged and counted)."""
+
+        def work(conn: sqlite3.Connection) -> Any:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            value = change(json.loads(row[0]) if row else None)
+            if value is None:
+                conn.execute("DELETE FROM state WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT INTO state(key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, json.dumps(value, separators=(",", ":"))),
+                )
+            return value
+
+        return self._write(work, None)
+
     def setdefault_state(self, key: str, value: Any) -> Any:
         """Store ``value`` under ``key`` unless a value is there already; returns the stored
         value. Atomic across processes sharing the file, so two that start together agree
         (e.g. on one device id). Returns ``value`` if the database cannot be written."""
-        text = json.dumps(value, separators=(",", ":"))
-
-        def work(conn: sqlite3.Connection) -> Any:
-            conn.execute("INSERT OR IGNORE INTO state(key, value) VALUES (?, ?)", (key, text))
-            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-            return json.loads(row[0]) if row else value
-
-        return self._write(work, value)
+        stored = self.update_state(key, lambda current: value if current is None else current)
+        return value if stored is None else stored
 
     def state(self) -> dict[str, Any]:
         """Every state key and value."""

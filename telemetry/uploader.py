@@ -536,12 +536,16 @@ class Uploader:
         return self._retry_later(f"{status}: deletion request failed", status)
 
     def _forget_deletion(self, request: dict[str, Any]) -> None:
-        remaining = [
-            r
-            for r in self.store.get_state(DELETION_KEY) or []
-            if r.get("device_id") != request.get("device_id")
-        ]
-        self.store.set_state(DELETION_KEY, remaining or None)
+        device = request.get("device_id")
+
+        def without_it(pending: Any) -> list[Any] | None:
+            # One transaction: an opt-out queueing another request meanwhile is kept.
+            kept = [
+                r for r in pending or [] if isinstance(r, dict) and r.get("device_id") != device
+            ]
+            return kept or None
+
+        self.store.update_state(DELETION_KEY, without_it)
 
     def _handle(self, batch: Sequence[StoredEvent], response: Response, events_json: str) -> str:
         status = response.status

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -194,6 +195,27 @@ def test_processes_starting_at_once_on_a_new_data_dir_share_the_file_and_device_
         with EventStore(data_dir) as store:
             stored_id = store.get_state("device_id")
         assert [out[2] for out in outputs] == [stored_id] * 4, f"round {round_}"
+
+
+def test_update_state_loses_no_update_between_stores_on_one_file(data_dir: Path) -> None:
+    # What the deletion-request list and the exposed-id list rely on: an opt-out appending
+    # while the uploader removes a delivered request must keep both changes.
+    with EventStore(data_dir) as one, EventStore(data_dir) as two:
+
+        def bump(store: EventStore) -> None:
+            for _ in range(150):
+                store.update_state("n", lambda value: (value or 0) + 1)
+
+        threads = [threading.Thread(target=bump, args=(s,)) for s in (one, two, one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert one.get_state("n") == two.get_state("n") == 600
+        assert one.update_state("n", lambda value: None) is None
+        assert "n" not in two.state()
+        assert two.setdefault_state("k", "first") == "first"
+        assert one.setdefault_state("k", "second") == "first"
 
 
 def test_two_processes_sharing_a_data_dir_lose_and_duplicate_nothing(data_dir: Path) -> None:
