@@ -664,18 +664,7 @@ class EventStore:
 
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON value (``None`` deletes the key)."""
-        if value is None:
-            self._write(lambda c: c.execute("DELETE FROM state WHERE key = ?", (key,)), None)
-            return
-        text = json.dumps(value, separators=(",", ":"))
-        self._write(
-            lambda c: c.execute(
-                "INSERT INTO state(key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, text),
-            ),
-            None,
-        )
+        self._write(lambda conn: _put_state(conn, key, value), None)
 
     def update_state(self, key: str, change: Callable[[Any], Any]) -> Any:
         """Replace the value under ``key`` (``None`` if absent) by ``change(value)`` in one
@@ -687,14 +676,7 @@ class EventStore:
         def work(conn: sqlite3.Connection) -> Any:
             row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
             value = change(json.loads(row[0]) if row else None)
-            if value is None:
-                conn.execute("DELETE FROM state WHERE key = ?", (key,))
-            else:
-                conn.execute(
-                    "INSERT INTO state(key, value) VALUES (?, ?)"
-                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (key, json.dumps(value, separators=(",", ":"))),
-                )
+            _put_state(conn, key, value)
             return value
 
         return self._write(work, None)
@@ -944,6 +926,18 @@ def _connect(target: str, *, busy_ms: int, uri: bool = False) -> sqlite3.Connect
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _put_state(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    """Write one ``state`` row (``None`` deletes it); inside the caller's transaction."""
+    if value is None:
+        conn.execute("DELETE FROM state WHERE key = ?", (key,))
+        return
+    conn.execute(
+        "INSERT INTO state(key, value) VALUES (?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, json.dumps(value, separators=(",", ":"))),
+    )
 
 
 def _pid_alive(pid: int) -> bool:
