@@ -237,6 +237,7 @@ def test_two_processes_sharing_a_data_dir_lose_and_duplicate_nothing(data_dir: P
     assert len(stored) == 2 * n
     assert sorted(e["insert_id"] for e in stored) == sorted(printed)
     assert len({e["event_id"] for e in stored}) == 2 * n  # event ids unique across processes
+    assert len({e["device_id"] for e in stored}) == 1  # and one device id for both
     for tag in ("a", "b"):
         assert sorted(
             e["event_properties"]["i"] for e in stored if e["event_properties"]["tag"] == tag
