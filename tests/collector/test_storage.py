@@ -116,25 +116,24 @@ def test_collectors_opening_a_new_file_at_once_all_open_it(tmp_path: Path) -> No
     # Two collector processes started together on one new SQLite file: SQLite refuses the loser
     # of the WAL switch at once ("database is locked", no busy handler); both must still start.
     errors: list[BaseException] = []
+    stores: list[EventStore] = []
+
+    def open_store(path: Path, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            stores.append(EventStore(path))
+        except BaseException as exc:  # collected, asserted below
+            errors.append(exc)
+
     for round_ in range(20):
-        path = tmp_path / f"collector{round_}.db"
         barrier = threading.Barrier(4)
-        stores: list[EventStore] = []
-
-        def open_store(
-            path: Path = path, barrier: threading.Barrier = barrier, stores: list = stores
-        ) -> None:
-            barrier.wait()
-            try:
-                stores.append(EventStore(path))
-            except BaseException as exc:  # collected, asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        path = tmp_path / f"collector{round_}.db"
+        threads = [threading.Thread(target=open_store, args=(path, barrier)) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(60)
-        for store in stores:
-            store.close()
+    for store in stores:
+        store.close()
     assert errors == []
+    assert len(stores) == 80
