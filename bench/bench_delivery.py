@@ -101,8 +101,8 @@ def run(label: str, policy: telemetry.UploadPolicy, events: int, workdir: Path) 
     with telemetry.create_client("bench", "bench-app", "1.0", data_dir=data_dir, upload=False) as c:
         for i in range(events):
             c.track("Flash", {**PROPS, "i": i})
-        c.store.enforce_limits()
-        queued = c.store.stats().events
+        c._store.enforce_limits()
+        queued = c._store.stats().events
     collector = CollectorProcess(data_dir.parent / "collector.db").start()
     try:
         with recording() as seen:
@@ -114,7 +114,7 @@ def run(label: str, policy: telemetry.UploadPolicy, events: int, workdir: Path) 
                 raise RuntimeError(f"{label}: backlog not drained within 15 minutes")
             cpu = time.process_time() - cpu0
             drain = seen["last_ok"] - t0
-            delivered = client.store.counters().get("sent_events", 0)
+            delivered = client._store.counters().get("sent_events", 0)
             client.close()
         stored = len(collector.rows())
     finally:

@@ -3,29 +3,29 @@
 >>> import telemetry
 >>> with telemetry.create_client("my-project", "my-app", "1.0.0") as client:  # doctest: +SKIP
 ...     client.track("Application start", {"packageType": "deb"})
+
+The public surface is what ``__all__`` lists (pinned by ``tests/core/test_public_api.py``);
+every module whose name starts with ``_`` is private.
 """
 
 from telemetry import url_params
-from telemetry._platform import library_version
-from telemetry.catalogue import EventCatalogue
-from telemetry.client import (
+from telemetry._noop import NoopClient, create_noop_client
+from telemetry._options import (
     AMPLITUDE_URL,
     PRODUCTION_ENDPOINT,
     STAGING_ENDPOINT,
-    Client,
-    NoopClient,
-    create_client,
-    create_noop_client,
     default_data_dir,
     endpoint_url,
 )
-from telemetry.connectivity import Connectivity
+from telemetry._platform import library_version
+from telemetry._protocol import TelemetryClient
+from telemetry.catalogue import EventCatalogue
+from telemetry.client import Client, create_client, open_client
 from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
 from telemetry.experiments import LocalExperiment
-from telemetry.store import EventStore
+from telemetry.store import QueueStats, StoredEvent
 from telemetry.tracker import Tracker
-from telemetry.uploader import Uploader, UploadPolicy
 from telemetry.url_params import AnalyticsUrlParams
 
 __version__ = library_version()
@@ -37,23 +37,34 @@ __all__ = [
     "AnalyticsUrlParams",
     "Client",
     "ConfigError",
-    "Connectivity",
     "ConsentPolicy",
     "ConsentState",
     "EventCatalogue",
-    "EventStore",
     "InvalidEventError",
     "LocalExperiment",
     "NoopClient",
+    "QueueStats",
     "StoreError",
+    "StoredEvent",
+    "TelemetryClient",
     "TelemetryError",
     "Tracker",
     "UploadPolicy",
-    "Uploader",
     "__version__",
     "create_client",
     "create_noop_client",
     "default_data_dir",
     "endpoint_url",
+    "open_client",
     "url_params",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # UploadPolicy lives with the uploader, which imports the HTTP stack: loaded on first use
+    # so that `import telemetry` stays cheap for an app's start-up.
+    if name == "UploadPolicy":
+        from telemetry.uploader import UploadPolicy
+
+        return UploadPolicy
+    raise AttributeError(f"module 'telemetry' has no attribute {name!r}")

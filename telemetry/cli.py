@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from telemetry._status import status_dict
-from telemetry.client import default_data_dir
+from telemetry._options import default_data_dir
 from telemetry.store import DB_FILENAME, EventStore
 from telemetry.uploader import Uploader
 

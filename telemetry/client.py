@@ -1,378 +1,275 @@
-"""The client facade: ``create_client()``, :class:`Client` and :class:`NoopClient`.
+"""The client: the one door to an app's local telemetry.
 
-Modelled on balena's analytics-client. ``track()`` validates the event, builds an Amplitude
-HTTP V2 event object and commits it to the local store before returning; delivery happens on
-the uploader's background thread. Programming errors (a malformed event) raise
-:class:`~telemetry.errors.InvalidEventError`; runtime faults are logged and counted, never
-raised into the host app.
+``create_client()`` gives the object an app records with; ``open_client()`` gives the same
+object to a tool that inspects an existing data dir (the ``telemetry`` command), with the same
+consent decision. Everything that reads or changes local telemetry (the CLI, the Qt widgets,
+URL linking, experiments, the demo) goes through the public methods below, so a consent rule
+or a store guarantee lives in exactly one place. The facade only delegates: the consent flow
+decides, the recorder builds events, the store keeps them, the uploader sends them.
+
+Programming errors (a malformed event) raise :class:`~telemetry.errors.InvalidEventError`;
+runtime faults are logged and counted, never raised into the host app.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import platformdirs
-
-from telemetry import events as _events
+from telemetry._consent_flow import ConsentFlow
 from telemetry._housekeeping import Housekeeper
-from telemetry._platform import library_version, platform_info
+from telemetry._options import (
+    ClientOptions,
+    check_name,
+    default_data_dir,
+    endpoint_from_url,
+    load_catalogue,
+    parse_policy,
+)
+from telemetry._platform import library_version
+from telemetry._recorder import INTERNAL_ERRORS, Recorder
 from telemetry._status import status_dict
 from telemetry.consent import (
-    DELETION_KEY,
-    EXPOSED_KEY,
+    ANSWERED_KEY,
     NOTICE_KEY,
+    STATE_KEY,
     ConsentPolicy,
     ConsentState,
-    Decision,
-    decide,
     environment_block,
     load_state,
-    parse_policy,
-    peek_state,
 )
-from telemetry.consent import STATE_KEY as CONSENT_KEY
-from telemetry.errors import ConfigError, InvalidEventError
+from telemetry.errors import ConfigError
 from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, Identity, check_id
 from telemetry.store import (
+    DB_FILENAME,
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_EVENTS,
-    EVENT_ID_BLOCK,
     EventStore,
+    QueueStats,
+    StoredEvent,
+    peek_state,
 )
-from telemetry.uploader import Uploader, UploadPolicy
 
 if TYPE_CHECKING:
     from telemetry.catalogue import EventCatalogue
+    from telemetry.uploader import Uploader, UploadPolicy
 
 log = logging.getLogger("telemetry")
 
-PRODUCTION_ENDPOINT: Final = "data.balena-cloud.com"
-STAGING_ENDPOINT: Final = "data.balena-staging.com"
-AMPLITUDE_URL: Final = "https://api2.amplitude.com/2/httpapi"
 USER_PROP_COMPONENT_NAME: Final = "ComponentName"
 USER_PROP_ANALYTICS_CLIENT_VERSION: Final = "AnalyticsClientVersion"
-
-# Counter names.
-THROTTLED: Final = "dropped_throttled"
-PROPERTIES_FILTERED: Final = "properties_filtered"
-INTERNAL_ERRORS: Final = "internal_errors"
-
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
-
-
-def endpoint_url(endpoint: str | None) -> str:
-    """The upload URL for ``endpoint`` (a host, or a base URL with a scheme).
-
-    ``None`` gives Amplitude's own HTTP V2 URL, as the analytics-client does.
-    """
-    if endpoint is None:
-        return AMPLITUDE_URL
-    base = endpoint if "://" in endpoint else f"https://{endpoint}"
-    return f"{base.rstrip('/')}/amplitude/2/httpapi"
-
-
-def deletion_url(endpoint: str | None) -> str | None:
-    """Where deletion requests go: the collector's ``/amplitude/deletion`` (``None`` when
-    events go straight to Amplitude, whose deletion API needs a secret key)."""
-    if endpoint is None:
-        return None
-    url = endpoint_url(endpoint)
-    return url[: -len("/2/httpapi")] + "/deletion"
-
-
-def default_data_dir(component_name: str) -> Path:
-    """Where an app keeps its telemetry database: ``<user data dir>/<component>/telemetry``."""
-    return platformdirs.user_data_path(component_name, appauthor=False) / "telemetry"
-
-
-def _check_name(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ConfigError(
-            f"{what} must be 1-100 letters, digits, '.', '_', '-' or spaces, starting with a "
-            f"letter or digit; got {value!r}"
-        )
-    return value
 
 
 class Client:
     """Records events durably and delivers them in the background.
 
-    Create it with :func:`create_client`. Use it as a context manager, or call
-    :meth:`close` when the app exits (it waits at most ``close_timeout`` seconds).
+    Create it with :func:`create_client` (an app) or :func:`open_client` (a tool). Use it as
+    a context manager, or call :meth:`close` when the app exits (it waits at most
+    ``close_timeout`` seconds).
     """
 
-    def __init__(
-        self,
-        *,
-        project_name: str,
-        component_name: str,
-        component_version: str | None,
-        endpoint: str | None,
-        device_id: str | None,
-        data_dir: Path,
-        store: EventStore,
-        session_timeout_ms: int,
-        property_allowlist: Iterable[str] | None,
-        throttle: Mapping[str, float] | float | None,
-        upload: bool,
-        upload_policy: UploadPolicy,
-        close_timeout: float,
-        consent_policy: ConsentPolicy = ConsentPolicy.OPT_OUT,
-        blocked_by: str | None = None,
-        catalogue: EventCatalogue | None = None,
-    ) -> None:
-        self.project_name = project_name
-        self.component_name = component_name
-        self.component_version = component_version
-        self.endpoint = endpoint
-        self.endpoint_url = endpoint_url(endpoint)
-        self.data_dir = data_dir
-        self.store = store
-        self._close_timeout = close_timeout
-        self._allowlist = tuple(property_allowlist) if property_allowlist is not None else None
-        self._throttle = throttle
-        self._last_by_name: dict[str, float] = {}
-        self._throttle_lock = threading.Lock()
+    def __init__(self, options: ClientOptions, *, blocked_by: str | None = None) -> None:
+        self._options = options
         self._closed = False
-        self._catalogue = catalogue
-        #: ``TELEMETRY_LOG_EVENTS=1``: log each event's JSON as stored and sent (consent.md P-8).
-        self._log_payloads = os.environ.get("TELEMETRY_LOG_EVENTS", "") in ("1", "true", "yes")
         self._listeners: list[Callable[[], None]] = []
-        self._consent_lock = threading.RLock()
-        self._record_lock = threading.Lock()
-        self._policy = consent_policy
-        self._blocked_by = blocked_by
-        if blocked_by is not None and store.path is None and data_dir is not None:
+        directory = None if blocked_by is not None else options.data_dir
+        self._store = EventStore(
+            directory,
+            max_events=options.max_events,
+            max_bytes=options.max_bytes,
+            max_age_days=options.max_age_days,
+        )
+        if blocked_by is not None:
             # The store runs in memory: read the stored choice without touching the file.
-            self._state, self._notice = peek_state(data_dir / "telemetry.db")
+            found = peek_state(options.data_dir, (STATE_KEY, NOTICE_KEY, ANSWERED_KEY))
+            answered = bool(found.get(ANSWERED_KEY))
+            stored = (
+                load_state(found.get(STATE_KEY)),
+                bool(found.get(NOTICE_KEY)) or answered,
+                answered,
+            )
         else:
-            self._state = load_state(store.get_state(CONSENT_KEY))
-            self._notice = bool(store.get_state(NOTICE_KEY, False))
-        self._decision = decide(
-            consent_policy, self._state, notice_shown=self._notice, blocked_by=blocked_by
+            stored = ConsentFlow.read_stored(self._store)
+        self._flow = flow = ConsentFlow(
+            self._store,
+            policy=options.consent_policy,
+            project_name=options.project_name,
+            blocked_by=blocked_by,
+            stored=stored,
         )
         self._identity = Identity(
-            store,
-            device_id=device_id,
-            session_timeout_ms=session_timeout_ms,
-            create=self._decision.record,
+            self._store,
+            device_id=options.device_id,
+            session_timeout_ms=options.session_timeout_ms,
+            create=flow.decision.record and not options.inspector,
         )
-        info = platform_info()
-        self._context: dict[str, Any] = {
-            "platform": info.platform,
-            "os_name": info.os_name,
-            "os_version": info.os_version,
-            "language": info.language,
-            "library": info.library,
-        }
-        if component_version:
-            self._context = {"app_version": component_version, **self._context}
-        self._context_json = "," + _events.encode_json(self._context)[1:-1]
-        self._id_lock = threading.Lock()
-        self._event_id = self._event_id_end = 0
-        self._client_info = {
-            "project_name": project_name,
-            "component_name": component_name,
-            "component_version": component_version,
-            "endpoint_url": self.endpoint_url,
-            "consent_policy": str(consent_policy),
-        }
-        if self._decision.record:
-            self._save_client_info()
-        # Copies the journal into SQLite about once a second (or after 200 events), and
-        # keeps caps and checkpoints off the caller's thread.
+        flow.identity = self._identity
+        self._recorder = Recorder(
+            self._store,
+            self._identity,
+            options,
+            may_record=lambda: flow.decision.record,
+            record_lock=flow.record_lock,
+            on_appended=self._appended,
+        )
+        flow.on_forget = self._recorder.forget
+        flow.on_granted = self._on_granted
         self._housekeeper = Housekeeper(self._housekeeping, interval=1.0, burst=200)
         self._housekeeper.start()
-        self._uploader: Uploader | None = None
-        if upload and blocked_by is None:
-            self._uploader = Uploader(
-                store,
-                url=self.endpoint_url,
-                api_key=project_name,
-                policy=upload_policy,
-                deletion_url=deletion_url(endpoint),
-                on_status=self._notify,
-            )
-            self._uploader.set_events_allowed(False)
-        if self._decision.record:
+        self._uploader = self._make_uploader() if options.upload and blocked_by is None else None
+        flow.uploader = self._uploader
+        if flow.decision.record and not options.inspector:
+            self._save_client_info()
             self._identify_component()
-        self._apply_upload_decision()
+        flow.apply_upload_decision()
         if self._uploader is not None:
             self._uploader.start()
 
+    def _make_uploader(self) -> Uploader:
+        from telemetry.uploader import Uploader, UploadPolicy
+
+        options = self._options
+        uploader = Uploader(
+            self._store,
+            url=options.endpoint_url,
+            api_key=options.project_name,
+            policy=options.upload_policy or UploadPolicy(),
+            deletion_url=options.deletion_url,
+            on_status=self._notify,
+        )
+        uploader.set_events_allowed(False)
+        return uploader
+
     def _save_client_info(self) -> None:
-        info = dict(self._client_info)
-        declared = None if self._catalogue is None else self._catalogue.to_dict()
-        if self.store.get_state("catalogue") != declared:
-            self.store.set_state("catalogue", declared)
-        if self.store.get_state("client") != info:
-            self.store.set_state("client", info)
+        options = self._options
+        info = {
+            "project_name": options.project_name,
+            "component_name": options.component_name,
+            "component_version": options.component_version,
+            "endpoint": options.endpoint,
+            "endpoint_url": options.endpoint_url,
+            "consent_policy": str(options.consent_policy),
+        }
+        declared = None if options.catalogue is None else options.catalogue.to_dict()
+        if self._store.get_state("catalogue") != declared:
+            self._store.set_state("catalogue", declared)
+        if self._store.get_state("client") != info:
+            self._store.set_state("client", info)
+
+    def _on_granted(self) -> None:
+        if not self._options.inspector:
+            self._save_client_info()
+            self._identify_component()
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def project_name(self) -> str:
+        """The backend's project (sent as ``api_key``)."""
+        return self._options.project_name
+
+    @property
+    def component_name(self) -> str:
+        """The app's short name."""
+        return self._options.component_name
+
+    @property
+    def component_version(self) -> str | None:
+        """Sent as ``app_version`` on every event."""
+        return self._options.component_version
+
+    @property
+    def endpoint(self) -> str | None:
+        """The collector host or base URL (``None``: Amplitude's own API)."""
+        return self._options.endpoint
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where batches are posted."""
+        return self._options.endpoint_url
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory holding ``telemetry.db``."""
+        return self._options.data_dir
+
+    @property
+    def catalogue(self) -> EventCatalogue | None:
+        """The app's declared events and properties (``None``: not declared)."""
+        return self._options.catalogue
 
     # ------------------------------------------------------------------ consent
 
     @property
     def consent_state(self) -> ConsentState:
         """The user's stored choice (``unknown`` until they chose)."""
-        return self._state
+        return self._flow.state
 
     @property
     def consent_policy(self) -> ConsentPolicy:
         """What the app does before the user chose (``opt_out`` or ``opt_in``)."""
-        return self._policy
+        return self._flow.policy
 
     @property
     def disabled_by_environment(self) -> str | None:
         """``"DO_NOT_TRACK"`` or ``"TELEMETRY_DISABLED"`` when the environment turned
         telemetry off (the stored choice is kept for later runs), else ``None``."""
-        return self._blocked_by
+        return self._flow.blocked_by
 
     @property
     def enabled(self) -> bool:
         """Whether events are being recorded now."""
-        return self._decision.record and not self._closed
+        return self._flow.decision.record and not self._closed
 
     @property
     def uploading(self) -> bool:
         """Whether queued events may be uploaded now."""
-        return self._decision.upload_events and self._uploader is not None
+        return self._flow.decision.upload_events and self._uploader is not None
 
     @property
     def notice_shown(self) -> bool:
         """Whether the first-run notice was shown (persisted)."""
-        return self._notice
+        return self._flow.notice_shown
+
+    @property
+    def notice_answered(self) -> bool:
+        """Whether the user answered the first-run notice (persisted)."""
+        return self._flow.notice_answered
 
     def mark_notice_shown(self) -> None:
-        """The app showed the first-run notice: under ``opt_out``, uploads may start."""
-        with self._consent_lock:
-            if self._notice or self._blocked_by is not None:
-                return
-            self._notice = True
-            self.store.set_state(NOTICE_KEY, True)
-            self._redecide()
-        self._notify()
+        """The app showed the first-run notice. This alone allows nothing: uploads wait for
+        :meth:`mark_notice_answered` (or a choice made with :meth:`set_consent`)."""
+        if self._flow.mark_notice_shown():
+            self._notify()
+
+    def mark_notice_answered(self) -> None:
+        """The user answered the first-run notice (OK, or dismissed it): under the
+        ``opt_out`` policy, uploads may start now. Apps without the Qt notice call this when
+        their own notice is acknowledged."""
+        if self._flow.mark_notice_answered():
+            self._notify()
 
     def set_consent(self, granted: bool) -> None:
-        """Apply the user's choice at once (never raises).
+        """Apply the user's choice at once (never raises); it also answers the notice.
 
         Off: recording stops, an upload in flight is cancelled, queued events, counters, the
-        sent log and the device id are deleted, and one deletion request for the device id
-        whose events may have left the machine is queued (retried until delivered, kept
-        across restarts). On: a new random device id when there was none (after an opt-out,
-        the old one is never used again).
+        sent log, linked ids, experiment assignments and the device id are deleted, and one
+        deletion request for each device id whose events may have left the machine is queued
+        (retried until delivered, kept across restarts); nothing is written while off. On: a
+        new random device id when there was none (after an opt-out, the old one is never
+        used again).
         """
         try:
-            with self._consent_lock:
-                if self._blocked_by is not None:
-                    log.warning(
-                        "telemetry is disabled by %s; the choice is not changed", self._blocked_by
-                    )
-                    return
-                wanted = ConsentState.GRANTED if granted else ConsentState.DENIED
-                if wanted is self._state:
-                    return
-                if granted:
-                    self._grant()
-                else:
-                    self._deny()
+            self._flow.set_consent(granted)
         except Exception:
             log.exception("telemetry could not apply the consent choice")
-            self.store.increment(INTERNAL_ERRORS)
+            self._store.increment(INTERNAL_ERRORS)
         self._notify()
-
-    def _stop_recording(self) -> None:
-        """Denied: no append is in progress once this returns and none starts; the upload in
-        flight is cancelled."""
-        with self._record_lock:
-            self._state = ConsentState.DENIED
-            self._decision = Decision(record=False, upload_events=False)
-        if self._uploader is not None:
-            self._uploader.set_events_allowed(False)
-            self._uploader.cancel()
-
-    def _forget_recorded(self, keep_state: tuple[str, ...]) -> int:
-        """Erase what was recorded (store and journals) and the identity, in the store and in
-        memory; returns how many events went unsent."""
-        unsent = self.store.erase(keep_state=keep_state)
-        self._identity.forget()
-        with self._id_lock:
-            self._event_id = self._event_id_end = 0
-        with self._throttle_lock:
-            self._last_by_name.clear()
-        return unsent
-
-    def _deny(self) -> None:
-        self._stop_recording()
-        uploader = self._uploader
-        exposed = [d for d in self.store.get_state(EXPOSED_KEY) or [] if isinstance(d, str)]
-        now = time.time_ns() // 1_000_000
-
-        def with_requests(queued: Any) -> list[Any] | None:
-            # One transaction: the uploader dropping a delivered request meanwhile loses nothing.
-            pending = list(queued or [])
-            known = {r.get("device_id") for r in pending if isinstance(r, dict)}
-            for device in exposed:
-                if device not in known:
-                    pending.append(
-                        {
-                            "device_id": device,
-                            "project": self.project_name,
-                            "reason": "opt_out",
-                            "created_at": now,
-                        }
-                    )
-            return pending or None
-
-        unsent = self._forget_recorded((NOTICE_KEY, DELETION_KEY))
-        self.store.set_state(CONSENT_KEY, str(ConsentState.DENIED))
-        pending = self.store.update_state(DELETION_KEY, with_requests) or []
-        log.info(
-            "telemetry turned off: %d unsent events deleted, %d deletion request(s) queued",
-            unsent,
-            len(pending),
-        )
-        if uploader is not None and pending:
-            uploader.send_deletions_now()
-
-    def _grant(self) -> None:
-        self._state = ConsentState.GRANTED
-        self.store.set_state(CONSENT_KEY, str(ConsentState.GRANTED))
-        self._identity.ensure_device_id()
-        self._save_client_info()
-        self._redecide()
-        self._identify_component()
-
-    def _redecide(self) -> None:
-        self._decision = decide(
-            self._policy, self._state, notice_shown=self._notice, blocked_by=self._blocked_by
-        )
-        self._apply_upload_decision()
-
-    def _apply_upload_decision(self) -> None:
-        allowed = self._decision.upload_events and self._uploader is not None
-        if allowed and self.device_id:
-            self._mark_exposed(self.device_id)
-        if self._uploader is not None:
-            self._uploader.set_events_allowed(allowed)
-
-    def _mark_exposed(self, device_id: str) -> None:
-        """Remember that events of ``device_id`` may leave the machine (so an opt-out sends a
-        deletion request for it); nothing is marked while uploads are not allowed."""
-        if device_id in (self.store.get_state(EXPOSED_KEY) or []):
-            return
-        self.store.update_state(
-            EXPOSED_KEY,
-            lambda exposed: (
-                exposed if device_id in (exposed or []) else [*(exposed or []), device_id]
-            ),
-        )
 
     def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` (from any thread) after consent, notice or upload status
@@ -399,18 +296,20 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         """What ``telemetry status --json`` shows, plus the live consent and upload state."""
-        info = status_dict(self.store)
+        info = status_dict(self._store)
         upload = info.get("upload") or {}
         connectivity = upload.get("connectivity")
         if self._uploader is not None:
             connectivity = self._uploader.connectivity.state
+        flow = self._flow
         info.update(
-            consent=str(self._state),
-            consent_policy=str(self._policy),
-            notice_shown=self._notice,
+            consent=str(flow.state),
+            consent_policy=str(flow.policy),
+            notice_shown=flow.notice_shown,
+            notice_answered=flow.notice_answered,
             enabled=self.enabled,
             uploading=self.uploading,
-            disabled_by_environment=self._blocked_by,
+            disabled_by_environment=flow.blocked_by,
             device_id=self.device_id or None,
             queued=info["queue"]["events"],
             queued_bytes=info["queue"]["bytes"],
@@ -425,7 +324,7 @@ class Client:
 
     @property
     def device_id(self) -> str:
-        """The random device id sent with every event."""
+        """The random device id sent with every event (``''`` while telemetry is off)."""
         return self._identity.device_id
 
     @property
@@ -436,33 +335,39 @@ class Client:
     @property
     def session_id(self) -> int:
         """The current session's start time in ms (a new session after 30 minutes idle)."""
-        return self._identity.session_id
+        return self._identity.session_id if self._flow.decision.record else -1
 
     def set_device_id(self, device_id: str) -> None:
         """Use another device id from now on (for example one passed in a link).
 
         Ignored while telemetry is off (no device id may exist then)."""
-        if not self._decision.record:
+        if not self._flow.decision.record:
             return
         self._identity.set_device_id(device_id)
-        self._apply_upload_decision()
+        self._flow.apply_upload_decision()
 
     def regenerate_device_id(self) -> str:
         """Switch to a new random device id, keeping the user id; returns the new id
         (``''`` while telemetry is off)."""
-        if not self._decision.record:
+        if not self._flow.decision.record:
             return ""
         new = self._identity.regenerate_device_id()
-        self._apply_upload_decision()
+        self._flow.apply_upload_decision()
         return new
 
     def set_user_id(self, user_id: str | None) -> None:
-        """Identify the signed-in user (``None`` signs out). Persisted across restarts."""
-        self._identity.set_user_id(user_id)
+        """Identify the signed-in user (``None`` signs out). Persisted across restarts;
+        checked, then ignored while telemetry is off (nothing is written)."""
+        if user_id is not None:
+            check_id(user_id, "user_id")
+        if self._flow.decision.record:
+            self._identity.set_user_id(user_id)
 
     def set_session_id(self, session_id: int) -> None:
-        """Continue session ``session_id`` (ms), e.g. one passed by a link's ``s_id``."""
-        self._identity.set_session_id(session_id)
+        """Continue session ``session_id`` (ms), e.g. one passed by a link's ``s_id``;
+        ignored while telemetry is off."""
+        if self._flow.decision.record:
+            self._identity.set_session_id(session_id)
 
     # ------------------------------------------------------------------ recording
 
@@ -470,40 +375,16 @@ class Client:
         """Record an event; it is on disk when this returns.
 
         Returns the event's ``insert_id``, or ``None`` when the event was not recorded
-        (throttled, or the client is closed).
+        (telemetry off, throttled, or the client is closed).
 
         Raises:
             InvalidEventError: the name or properties are malformed (nothing is stored).
         """
-        _events.validate_event_type(event_type)
-        props = _events.normalize_properties(properties)
-        if self._catalogue is not None:
-            self._catalogue.check(event_type, props)
-        if not self._decision.record:
-            return None
-        if self._allowlist is not None:
-            props, removed = _events.filter_properties(props, self._allowlist)
-            if removed:
-                self.store.increment(PROPERTIES_FILTERED, removed)
-        if self._throttled(event_type):
-            return None
-        return self._record(event_type, props, None)
+        return self._recorder.track(event_type, properties)
 
     def identify(self, operations: Mapping[str, Mapping[str, Any]]) -> str | None:
         """Send a raw ``$identify`` with user-property operations (``$set``, ``$setOnce``...)."""
-        ops: dict[str, Any] = {}
-        for op, values in operations.items():
-            if not isinstance(op, str) or not op.startswith("$"):
-                raise InvalidEventError(
-                    f"identify operations are names like '$set' or '$setOnce'; got {op!r}",
-                    key=str(op),
-                )
-            if not isinstance(values, Mapping):
-                raise InvalidEventError(f"identify operation {op!r} needs a mapping", key=op)
-            ops[op] = _events.copy_json_mapping(values, op)
-        if not ops or not self._decision.record:
-            return None
-        return self._record(_events.IDENTIFY_EVENT, None, ops)
+        return self._recorder.identify(operations)
 
     def set_user_properties(
         self,
@@ -523,10 +404,11 @@ class Client:
 
         An identify is recorded under the current device and under each given id; afterwards
         the device id is the first usable one (never equal to the user id), or a new one.
+        Ignored while telemetry is off.
         """
         check_id(user_id, "user_id")
         ids = [check_id(d, "device_id") for d in device_ids]
-        if not self._decision.record:
+        if not self._flow.decision.record:
             return
         current = self.device_id
         final: str | None = current if current != user_id else None
@@ -537,92 +419,11 @@ class Client:
                 final = device_id
             self._identity.set_device_id(device_id)
             self.identify({"$set": {USER_PROP_ANALYTICS_CLIENT_VERSION: library_version()}})
-            self._apply_upload_decision()
+            self._flow.apply_upload_decision()
         if final is None:
             self.regenerate_device_id()
         else:
             self._identity.set_device_id(final)
-
-    def _record(
-        self, event_type: str, props: dict[str, Any] | None, user_props: dict[str, Any] | None
-    ) -> str | None:
-        with self._record_lock:  # an opt-out waits for an append in progress, then none starts
-            if not self._decision.record:
-                return None
-            return self._record_locked(event_type, props, user_props)
-
-    def _record_locked(
-        self, event_type: str, props: dict[str, Any] | None, user_props: dict[str, Any] | None
-    ) -> str | None:
-        if self._closed:
-            log.warning("telemetry client is closed; event %r not recorded", event_type)
-            return None
-        try:
-            now = time.time_ns() // 1_000_000
-            insert_id = _events.new_insert_id()
-            identity = self._identity
-            user_id = identity.user_id
-            # Assembled from pre-encoded parts: the same JSON json.dumps gives, much faster.
-            type_json = _events.encode_json(event_type)
-            parts = [
-                '{"event_type":',
-                type_json,
-                ',"device_id":',
-                _events.encode_json(identity.device_id),
-                "" if user_id is None else f',"user_id":{_events.encode_json(user_id)}',
-                f',"session_id":{identity.session_at(now)},"time":{now}',
-                f',"insert_id":"{insert_id}","event_id":{self._next_event_id()}',
-                self._context_json,
-            ]
-            if props is not None:
-                parts += ',"event_properties":', _events.encode_json(props)
-            if user_props is not None:
-                parts += ',"user_properties":', _events.encode_json(user_props)
-            parts.append("}")
-            payload = "".join(parts)
-            _events.check_size(event_type, payload)
-        except InvalidEventError:
-            raise
-        except Exception:
-            log.exception("telemetry could not build event %r", event_type)
-            self.store.increment(INTERNAL_ERRORS)
-            return None
-        self.store.append(insert_id, event_type, now, payload, type_json)
-        if self._log_payloads:
-            log.info("telemetry event recorded: %s", payload)
-        self._housekeeper.notify()
-        if self._uploader is not None:
-            self._uploader.notify_appended()
-        return insert_id
-
-    def _next_event_id(self) -> int:
-        with self._id_lock:
-            if self._event_id >= self._event_id_end:
-                self._event_id = self.store.reserve_event_ids(EVENT_ID_BLOCK)
-                self._event_id_end = self._event_id + EVENT_ID_BLOCK
-            self._event_id += 1
-            return self._event_id - 1
-
-    def _throttled(self, event_type: str) -> bool:
-        if self._throttle is None:
-            return False
-        if isinstance(self._throttle, Mapping):
-            interval = self._throttle.get(event_type)
-            if interval is None:
-                return False
-        else:
-            interval = float(self._throttle)
-        now = time.monotonic()
-        with self._throttle_lock:
-            last = self._last_by_name.get(event_type)
-            if last is not None and now - last < interval:
-                throttled = True
-            else:
-                self._last_by_name[event_type] = now
-                throttled = False
-        if throttled:
-            self.store.increment(THROTTLED)
-        return throttled
 
     def _identify_component(self, *, force: bool = False) -> None:
         values = {
@@ -630,23 +431,91 @@ class Client:
             USER_PROP_ANALYTICS_CLIENT_VERSION: library_version(),
         }
         marker = {"device_id": self.device_id, **values}
-        if force or self.store.get_state("identified") != marker:
+        if force or self._store.get_state("identified") != marker:
             self.identify({"$set": values})
-            self.store.set_state("identified", marker)
+            self._store.set_state("identified", marker)
+
+    def _appended(self) -> None:
+        self._housekeeper.notify()
+        if self._uploader is not None:
+            self._uploader.notify_appended()
+
+    # ------------------------------------------------------------------ linking, experiments
+
+    def linked_device_ids(self) -> list[str]:
+        """Device ids linked through URLs, newest first (``[]`` while telemetry is off)."""
+        if not self._flow.decision.record:
+            return []
+        return self._store.linked_device_ids()
+
+    def save_linked_device_ids(self, device_ids: Sequence[str]) -> None:
+        """Persist the linked device ids (newest first; empty ids are left out); nothing is
+        written while telemetry is off."""
+        if not self._flow.decision.record:
+            return
+        self._store.replace_linked_device_ids([d for d in device_ids if d])
+
+    def experiment_variation(
+        self, experiment: str, device_id: str, choose: Callable[[], str]
+    ) -> str | None:
+        """The variation of ``experiment`` kept for ``device_id``; the first time, the one
+        ``choose()`` returns is stored (a second process racing keeps the first stored).
+        ``None`` while telemetry is off (nothing is read or written)."""
+        if not self._flow.decision.record:
+            return None
+        stored = self._store.experiment_assignment(experiment, device_id)
+        if stored is not None:
+            return stored
+        return self._store.assign_experiment(experiment, device_id, choose())
+
+    # ------------------------------------------------------------------ inspecting
+
+    def queued_events(self, after_id: int = 0) -> Iterator[StoredEvent]:
+        """The events waiting to be sent (queue id above ``after_id``), oldest first, each
+        with its JSON exactly as it will be sent."""
+        return self._store.iter_events(after_id)
+
+    def queue_stats(self) -> QueueStats:
+        """How many events wait, their bytes and the oldest one's time."""
+        return self._store.stats()
+
+    def sent_batches(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The last sent batches, newest first: ``id``, ``sent_at``, ``status``, ``events``."""
+        return self._store.sent_batches(limit)
+
+    def dropped_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recently dropped events, newest first, with the reason."""
+        return self._store.dropped(limit)
+
+    def purge(self) -> int:
+        """Delete every queued event (counted as ``dropped_purged``); consent, the device id
+        and the sent log are kept. Returns how many events were deleted."""
+        return self._store.purge()
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows of one read-only SQL statement over the local database.
+
+        Raises:
+            StoreError: the statement is invalid or would change something.
+        """
+        return self._store.read_query(sql, params)
 
     # ------------------------------------------------------------------ delivery and lifecycle
 
-    @property
-    def uploader(self) -> Uploader | None:
-        """The background uploader (``None`` when uploads are off)."""
-        return self._uploader
-
     def flush(self, timeout: float = 10.0) -> bool:
-        """Send what is queued now; True when the queue was empty within ``timeout`` s."""
-        self.store.flush_overflow()
+        """Send what is queued now, if the user's choice allows it; True when the queue was
+        empty within ``timeout`` s. Sends nothing (and returns False if events wait) while
+        uploads are not allowed."""
+        self._store.flush_overflow()
         if self._uploader is None or not self.uploading:
-            return self.store.stats().events == 0
+            return self._store.stats().events == 0
         return self._uploader.flush(timeout)
+
+    def upload_status(self) -> dict[str, Any]:
+        """The uploader's last result, next attempt and connectivity (``{}`` without one)."""
+        return {} if self._uploader is None else self._uploader.status()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop background work, waiting at most ``timeout`` s (default 2); unsent events stay
@@ -654,7 +523,8 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        budget = self._close_timeout if timeout is None else timeout
+        self._recorder.closed = True
+        budget = self._options.close_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         # What follows the uploader (housekeeping's last pass, saving, closing the store) keeps
         # a quarter of the budget (at most 0.5 s), so that a loaded machine stays within it.
@@ -662,8 +532,8 @@ class Client:
         if self._uploader is not None:
             self._uploader.stop(max(0.0, deadline - rest - time.monotonic()))
         self._housekeeper.stop(max(0.0, deadline - time.monotonic()))
-        self._identity.save()
-        self.store.close()
+        self._save_session()
+        self._store.close()
 
     def __enter__(self) -> Client:
         return self
@@ -672,132 +542,14 @@ class Client:
         self.close()
 
     def _housekeeping(self) -> None:
-        self._follow_stored_choice()
-        self.store.maintain()
-        self._identity.save()
+        if self._flow.follow_stored_choice():
+            self._notify()
+        self._store.maintain()
+        self._save_session()
 
-    def _follow_stored_choice(self) -> None:
-        """Apply a choice made in another process of the app (a second window, the CLI)
-        within one housekeeping pass: an opt-out there stops recording here too."""
-        if self._blocked_by is not None or self.store.in_memory:
-            return
-        with self._consent_lock:
-            # Read under the lock: a set_consent() in this process racing with this pass would
-            # otherwise be undone by acting on a read taken before it.
-            stored = load_state(self.store.get_state(CONSENT_KEY))
-            notice = bool(self.store.get_state(NOTICE_KEY, False))
-            if stored is self._state and notice == self._notice:
-                return
-            self._notice = notice
-            if stored is ConsentState.DENIED and self._state is not ConsentState.DENIED:
-                self._stop_recording()
-                # What this process recorded since the other one erased goes too.
-                self._forget_recorded((NOTICE_KEY, DELETION_KEY, CONSENT_KEY))
-                if self._uploader is not None:
-                    self._uploader.wake()
-            elif stored is ConsentState.GRANTED and self._state is not ConsentState.GRANTED:
-                self._state = ConsentState.GRANTED
-                persisted = self.store.get_state("device_id")
-                if isinstance(persisted, str) and persisted:
-                    self._identity.set_device_id(persisted)
-                else:
-                    self._identity.ensure_device_id()
-                self._redecide()
-            else:
-                self._state = stored
-                self._redecide()
-        log.info("telemetry follows a choice made in another process: %s", stored)
-        self._notify()
-
-
-class NoopClient:
-    """The same surface as :class:`Client`, recording and sending nothing.
-
-    ``device_id`` is ``''`` and ``session_id`` is ``-1``, as in the analytics-client. With
-    ``log_events=True``, each ``track`` is logged at INFO level.
-    """
-
-    project_name = ""
-    component_name = ""
-    endpoint_url = ""
-    device_id = ""
-    user_id: str | None = None
-    session_id = -1
-    uploader = None
-
-    consent_state = ConsentState.DENIED
-    consent_policy = ConsentPolicy.OPT_IN
-    disabled_by_environment: str | None = None
-    enabled = False
-    uploading = False
-    notice_shown = True
-
-    def __init__(self, log_events: bool = False) -> None:
-        self._log_events = log_events
-
-    def mark_notice_shown(self) -> None:
-        """Do nothing."""
-
-    def set_consent(self, granted: bool) -> None:
-        """Do nothing (there is nothing to turn on)."""
-
-    def add_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Never calls ``callback``; returns a no-op remover."""
-        return lambda: None
-
-    def set_online(self, online: bool | None) -> None:
-        """Do nothing."""
-
-    def status(self) -> dict[str, Any]:
-        """A minimal status: nothing recorded, nothing queued."""
-        return {"consent": str(self.consent_state), "enabled": False, "queued": 0}
-
-    def set_device_id(self, device_id: str) -> None:
-        """Do nothing."""
-
-    def regenerate_device_id(self) -> str:
-        """Do nothing; returns ``''``."""
-        return ""
-
-    def set_user_id(self, user_id: str | None) -> None:
-        """Do nothing."""
-
-    def set_session_id(self, session_id: int) -> None:
-        """Do nothing."""
-
-    def track(self, event_type: str, properties: Mapping[str, Any] | None = None) -> str | None:
-        """Log the event when asked to; record nothing."""
-        if self._log_events:
-            log.info("Analytics client: track [%s] %s", event_type, properties)
-        return None
-
-    def identify(self, operations: Mapping[str, Mapping[str, Any]]) -> str | None:
-        """Do nothing."""
-        return None
-
-    def set_user_properties(
-        self,
-        set: Mapping[str, Any] | None = None,
-        set_once: Mapping[str, Any] | None = None,
-    ) -> str | None:
-        """Do nothing."""
-        return None
-
-    def link_devices(self, user_id: str, device_ids: Iterable[str]) -> None:
-        """Do nothing."""
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Nothing to send; returns True."""
-        return True
-
-    def close(self, timeout: float | None = None) -> None:
-        """Do nothing."""
-
-    def __enter__(self) -> NoopClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _save_session(self) -> None:
+        if self._flow.decision.record:  # nothing is written while telemetry is off
+            self._identity.save()
 
 
 def create_client(
@@ -838,8 +590,8 @@ def create_client(
         upload: start the background uploader (False: record only).
         upload_policy: batch sizes, timeouts and backoff of the uploader.
         close_timeout: how long :meth:`Client.close` waits for an upload in flight.
-        consent_policy: ``"opt_out"`` (record from the first launch, upload once the
-            first-run notice was shown) or ``"opt_in"`` (nothing until the user agrees).
+        consent_policy: ``"opt_out"`` (record from the first launch, upload once the user
+            answered the first-run notice) or ``"opt_in"`` (nothing until the user agrees).
             ``DO_NOT_TRACK`` (not empty or ``0``) or ``TELEMETRY_DISABLED=1`` in the
             environment turn everything off: no file written, no device id, no network.
         catalogue: the app's declared events (an :class:`~telemetry.catalogue.EventCatalogue`
@@ -848,60 +600,76 @@ def create_client(
     Raises:
         ConfigError: a name, id, policy or catalogue is unusable.
     """
-    _check_name(project_name, "project_name")
-    _check_name(component_name, "component_name")
+    check_name(component_name, "component_name")
     if device_id is not None:
         check_id(device_id, "device_id")
         if len(device_id) < MIN_ID_LENGTH:
             log.info("device_id shorter than %d characters; min_id_length is sent", MIN_ID_LENGTH)
-    if max_events < 1 or max_bytes < 1 or max_age_days <= 0:
-        raise ConfigError("max_events, max_bytes and max_age_days must be positive")
-    if isinstance(throttle, (int, float)) and throttle <= 0:
-        raise ConfigError("throttle interval must be positive")
-    policy = parse_policy(consent_policy)
-    declared = _load_catalogue(catalogue)
-    directory = Path(data_dir) if data_dir is not None else default_data_dir(component_name)
-    blocked_by = environment_block()
-    if blocked_by is not None:
-        log.info("telemetry disabled by %s: nothing is recorded or sent", blocked_by)
-    store = EventStore(
-        None if blocked_by is not None else directory,
-        max_events=max_events,
-        max_bytes=max_bytes,
-        max_age_days=max_age_days,
-    )
-    return Client(
+    options = ClientOptions(
         project_name=project_name,
         component_name=component_name,
         component_version=component_version,
         endpoint=endpoint,
-        device_id=device_id,
-        data_dir=directory,
-        store=store,
+        data_dir=Path(data_dir) if data_dir is not None else default_data_dir(component_name),
+        max_events=max_events,
+        max_bytes=max_bytes,
+        max_age_days=max_age_days,
         session_timeout_ms=int(session_timeout * 1000),
-        property_allowlist=property_allowlist,
+        device_id=device_id,
+        property_allowlist=tuple(property_allowlist) if property_allowlist is not None else None,
         throttle=throttle,
         upload=upload,
-        upload_policy=upload_policy or UploadPolicy(),
+        upload_policy=upload_policy,
         close_timeout=close_timeout,
-        consent_policy=policy,
-        blocked_by=blocked_by,
-        catalogue=declared,
-    )
+        consent_policy=parse_policy(consent_policy),
+        catalogue=load_catalogue(catalogue),
+    ).check()
+    return _start(options)
 
 
-def _load_catalogue(
-    catalogue: EventCatalogue | str | os.PathLike[str] | None,
-) -> EventCatalogue | None:
-    if catalogue is None:
-        return None
-    from telemetry.catalogue import EventCatalogue
+def open_client(
+    data_dir: str | os.PathLike[str], *, upload: bool = False, close_timeout: float = 2.0
+) -> Client:
+    """The client of the app whose telemetry lives in ``data_dir``, for tools that work on
+    it while the app may or may not run (the ``telemetry`` command).
 
-    if isinstance(catalogue, EventCatalogue):
-        return catalogue
-    return EventCatalogue.from_file(Path(catalogue))
+    It applies the same consent decision as the app (the stored choice, whether the notice
+    was answered, the app's policy, ``DO_NOT_TRACK``), records nothing of its own, and
+    starts an uploader only with ``upload=True`` (which sends only what the decision allows).
+
+    Raises:
+        ConfigError: there is no telemetry database in ``data_dir``, or it records no
+            project (the app never ran with telemetry on).
+    """
+    directory = Path(data_dir)
+    if not (directory / DB_FILENAME).exists():
+        raise ConfigError(f"no telemetry database in {directory}")
+    info = peek_state(directory, ("client",)).get("client")
+    if not isinstance(info, dict):
+        info = {}
+    try:
+        options = ClientOptions(
+            project_name=str(info.get("project_name") or "unknown-project"),
+            component_name=str(info.get("component_name") or "unknown-app"),
+            component_version=info.get("component_version"),
+            endpoint=info.get("endpoint") or endpoint_from_url(info.get("endpoint_url")),
+            data_dir=directory,
+            max_events=DEFAULT_MAX_EVENTS,
+            max_bytes=DEFAULT_MAX_BYTES,
+            max_age_days=DEFAULT_MAX_AGE_DAYS,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            upload=upload and bool(info.get("project_name")),
+            close_timeout=close_timeout,
+            consent_policy=parse_policy(info.get("consent_policy") or ConsentPolicy.OPT_OUT),
+            inspector=True,
+        ).check()
+    except ConfigError as exc:
+        raise ConfigError(f"the telemetry database in {directory} is unusable: {exc}") from None
+    return _start(options)
 
 
-def create_noop_client(log_events: bool = False) -> NoopClient:
-    """A client that records nothing (for builds without a project, or tests)."""
-    return NoopClient(log_events)
+def _start(options: ClientOptions) -> Client:
+    blocked_by = environment_block()
+    if blocked_by is not None:
+        log.info("telemetry disabled by %s: nothing is recorded or sent", blocked_by)
+    return Client(options, blocked_by=blocked_by)

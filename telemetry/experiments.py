@@ -11,8 +11,6 @@ import random
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from telemetry.store import EventStore
-
 V = TypeVar("V", bound=str)
 
 
@@ -20,8 +18,9 @@ class _ExperimentClient(Protocol):
     @property
     def device_id(self) -> str: ...
 
-    @property
-    def store(self) -> EventStore: ...
+    def experiment_variation(
+        self, experiment: str, device_id: str, choose: Callable[[], str]
+    ) -> str | None: ...
 
     def identify(self, operations: dict[str, dict[str, str]]) -> str | None: ...
 
@@ -91,17 +90,21 @@ class LocalExperiment(Generic[V]):
             if self.client is None:
                 raise ValueError("engage() needs a device_id when no client is attached")
             device_id = self.client.device_id
-        store = self.client.store if self.client is not None else None
-        if store is None:
-            return self._variations[0][0]  # no storage: the first variation, consistently
-        stored = store.experiment_assignment(self.name, device_id)
         known: dict[str, V] = {v: v for v, _ in self._variations}
-        if stored is not None and stored in known:
-            variation = known[stored]
-        else:
-            variation = known[store.assign_experiment(self.name, device_id, self._roll())]
-        if self.client is not None:
-            self.client.identify({"$preInsert": {"Experiments": f"{self.name}_{variation}"}})
+        client = self.client
+        stored = (
+            None
+            if client is None
+            else client.experiment_variation(self.name, device_id, self._roll)
+        )
+        if stored not in known:
+            if stored is not None:  # a variation no longer defined: roll again, not stored
+                return self._roll()
+            # No client, or telemetry is off: nothing is kept, the first variation every time.
+            return self._variations[0][0]
+        variation = known[stored]
+        if client is not None:
+            client.identify({"$preInsert": {"Experiments": f"{self.name}_{variation}"}})
         return variation
 
     def _roll(self) -> V:

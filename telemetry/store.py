@@ -28,7 +28,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +37,7 @@ import psutil
 import sqlite_utils
 
 from telemetry import _journal, _schema, _sqlite
+from telemetry.errors import StoreError
 from telemetry.events import encode_json, utf8_size
 
 log = logging.getLogger("telemetry.store")
@@ -860,6 +861,33 @@ class EventStore:
         self._write(work, None)
         return self.experiment_assignment(name, device_id) or variation
 
+    # ------------------------------------------------------------------ read-only queries
+
+    def read_query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows of one read-only SQL statement, as dicts (``telemetry query``).
+
+        An authorizer allows reading only: a write, ``ATTACH``, ``PRAGMA`` or a schema change
+        is refused by SQLite before it runs.
+
+        Raises:
+            StoreError: the statement is invalid or tries to change something.
+        """
+        import sqlite_utils  # only the tools that inspect a database pay for its import
+
+        self.sync_journal()
+        with self._lock:
+            self._conn.set_authorizer(_read_only_authorizer)
+            try:
+                db = sqlite_utils.Database(self._conn, recursive_triggers=False)
+                rows = db.query(sql, dict(params) if isinstance(params, Mapping) else params)
+                return [dict(row) for row in rows]
+            except sqlite3.Error as exc:
+                raise StoreError(f"query refused or failed: {exc}") from None
+            finally:
+                self._conn.set_authorizer(None)
+
     # ------------------------------------------------------------------ plumbing
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -938,6 +966,40 @@ def _put_state(conn: sqlite3.Connection, key: str, value: Any) -> None:
         " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (key, json.dumps(value, separators=(",", ":"))),
     )
+
+
+_READ_ACTIONS: Final = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+
+
+def _read_only_authorizer(action: int, *_args: object) -> int:
+    return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+
+
+def peek_state(data_dir: Path, keys: Sequence[str]) -> dict[str, Any]:
+    """The stored values of ``keys`` in ``data_dir``'s database, read without writing anything
+    (not even a lock file): used when the environment vetoes telemetry and the files must
+    stay untouched. Missing or unreadable values are absent."""
+    db_path = data_dir / DB_FILENAME
+    if not db_path.exists() or not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = conn.execute(
+                f"SELECT key, value FROM state WHERE key IN ({marks})", tuple(keys)
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    found: dict[str, Any] = {}
+    for key, value in rows:
+        with contextlib.suppress(ValueError):
+            found[key] = json.loads(value)
+    return found
 
 
 def _pid_alive(pid: int) -> bool:

@@ -15,10 +15,9 @@ and decorates the external links it opens (:meth:`AnalyticsUrlParams.decorate`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-
-from telemetry.store import EventStore
 
 URL_PARAM_DEVICE_ID: Final = "d_id"
 URL_PARAM_SESSION_ID: Final = "s_id"
@@ -37,32 +36,52 @@ class _UrlClient(Protocol):
     def session_id(self) -> int: ...
 
     @property
-    def store(self) -> EventStore: ...
+    def enabled(self) -> bool: ...
 
     def set_device_id(self, device_id: str) -> None: ...
 
     def set_session_id(self, session_id: int) -> None: ...
 
+    def linked_device_ids(self) -> list[str]: ...
+
+    def save_linked_device_ids(self, device_ids: Sequence[str]) -> None: ...
+
 
 class AnalyticsUrlParams:
     """Reads and writes ``d_id``/``s_id``/``optOutAnalytics`` and keeps linked device ids.
 
+    The linked ids are kept by the client (persisted in its database). While telemetry is
+    off nothing is kept or written: consumed ids are forgotten, and links get no ``d_id``.
+    Before a client is attached, consumed ids are held in memory and handed to it on
+    :meth:`set_client`.
+
     Args:
         client: the client whose device id and session are linked (may be set later with
-            :meth:`set_client`); its store persists the ids.
-        store: where to persist the ids when there is no client yet.
+            :meth:`set_client`).
     """
 
-    def __init__(self, client: _UrlClient | None = None, *, store: EventStore | None = None):
+    def __init__(self, client: _UrlClient | None = None) -> None:
         self._client: _UrlClient | None = None
-        self._store = store if store is not None else (client.store if client else None)
-        self._ids: list[str] = self._store.linked_device_ids() if self._store else []
-        self._passed_device_id: str | None = self._ids[0] if self._ids else None
+        self._pending: list[str] = []  # consumed before a client was attached
+        self._passed_device_id: str | None = None
         self._session_id: int | None = None
         self._opt_out_requested = False
-        self._save()
         if client is not None:
             self.set_client(client)
+
+    def _ids(self) -> list[str]:
+        client = self._client
+        if client is None:
+            return list(self._pending)
+        return client.linked_device_ids() if client.enabled else []
+
+    def _save(self, ids: list[str]) -> None:
+        ids = list(dict.fromkeys(i for i in ids if i))
+        client = self._client
+        if client is None:
+            self._pending = ids
+        elif client.enabled:
+            client.save_linked_device_ids(ids)
 
     # ------------------------------------------------------------------ consuming
 
@@ -87,7 +106,7 @@ class AnalyticsUrlParams:
             consumed = True
             try:
                 self._session_id = int(float(values[URL_PARAM_SESSION_ID]))
-            except ValueError:
+            except (ValueError, OverflowError):
                 self._session_id = None
             if self._session_id is not None and self._client is not None:
                 self._client.set_session_id(self._session_id)
@@ -105,11 +124,15 @@ class AnalyticsUrlParams:
         if self._client is not None:
             raise RuntimeError("Client is already set")
         self._client = client
-        if self._store is None:
-            self._store = client.store
-            self._ids = self._store.linked_device_ids() + [
-                i for i in self._ids if i not in self._store.linked_device_ids()
-            ]
+        pending, self._pending = self._pending, []
+        if not client.enabled:
+            self._passed_device_id = None
+            self._session_id = None
+            return
+        if not pending:
+            stored = client.linked_device_ids()
+            self._passed_device_id = stored[0] if stored else None
+        self._save(pending + [i for i in client.linked_device_ids() if i not in pending])
         if self._passed_device_id and self._passed_device_id != client.device_id:
             self._merge(client.device_id, with_client=False, append=True)
             client.set_device_id(self._passed_device_id)
@@ -118,19 +141,16 @@ class AnalyticsUrlParams:
         self._session_id = client.session_id
 
     def _merge(self, id_list: str, *, with_client: bool, append: bool = False) -> str | None:
+        if self._client is not None and not self._client.enabled:
+            return None  # telemetry is off: nothing is kept
         new = [i for i in _SPLIT_RE.split(id_list.strip()) if i]
         if new and not append:
             self._passed_device_id = new[0]
-        if with_client and self._client is not None:
+        if with_client and self._client is not None and self._client.device_id:
             new.append(self._client.device_id)
-        merged = self._ids + new if append else new + self._ids
-        self._ids = list(dict.fromkeys(merged))
-        self._save()
+        ids = self._ids()
+        self._save(ids + new if append else new + ids)
         return new[0] if new else None
-
-    def _save(self) -> None:
-        if self._store is not None:
-            self._store.replace_linked_device_ids(self._ids)
 
     # ------------------------------------------------------------------ reading
 
@@ -148,7 +168,7 @@ class AnalyticsUrlParams:
 
     def all_device_ids(self) -> list[str]:
         """Linked ids (newest first) plus the client's current id."""
-        ids = list(self._ids)
+        ids = self._ids()
         if self._client is not None and self._client.device_id:
             ids.append(self._client.device_id)
         return list(dict.fromkeys(ids))
@@ -193,9 +213,8 @@ class AnalyticsUrlParams:
 
     def clear(self) -> None:
         """Forget every linked device id (the seed's ``clearCookies``)."""
-        self._ids = []
         self._passed_device_id = None
-        self._save()
+        self._save([])
 
 
 def _main_domain(host: str | None) -> str | None:

@@ -8,4 +8,4 @@ import telemetry
 
 def user_events(client: telemetry.Client) -> list[dict]:
     """Queued events other than the client's own $identify."""
-    return [e.as_dict() for e in client.store.iter_events() if e.event_type != "$identify"]
+    return [e.as_dict() for e in client._store.iter_events() if e.event_type != "$identify"]

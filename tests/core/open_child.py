@@ -16,8 +16,8 @@ def main() -> None:
     while not os.path.exists(go):
         pass
     with telemetry.create_client("crash-test", "crash-app", data_dir=data_dir, upload=False) as c:
-        opened = "memory" if c.store.in_memory else "file"
-        print(opened, c.store.degraded, c.device_id, flush=True)
+        opened = "memory" if c._store.in_memory else "file"
+        print(opened, c._store.degraded, c.device_id, flush=True)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import telemetry
 from telemetry.catalogue import TYPES, EventCatalogue, EventSpec, PropertySpec
 from telemetry.cli import main
 from telemetry.errors import ConfigError, InvalidEventError
 from telemetry.events import normalize_properties
+from telemetry.store import EventStore
 
 FLASH = "[Etcher] Flash"
 
@@ -362,7 +362,7 @@ def test_to_text_lists_every_event_property_type_and_classification(cat: EventCa
 def test_cli_prints_the_catalogue_the_app_declared(
     cat: EventCatalogue, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with telemetry.EventStore(data_dir) as store:
+    with EventStore(data_dir) as store:
         store.set_state("catalogue", cat.to_dict())
     assert main(["--data-dir", str(data_dir), "catalogue"]) == 0
     assert capsys.readouterr().out == cat.to_text()
@@ -373,7 +373,7 @@ def test_cli_prints_the_catalogue_the_app_declared(
 def test_cli_says_when_the_app_declared_none(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with telemetry.EventStore(data_dir) as store:
+    with EventStore(data_dir) as store:
         store.set_state("consent", "granted")
     assert main(["--data-dir", str(data_dir), "catalogue"]) == 0
     assert "declared no event catalogue" in capsys.readouterr().out

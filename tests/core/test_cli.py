@@ -13,6 +13,7 @@ import pytest
 
 import telemetry
 from telemetry.cli import main
+from telemetry.store import EventStore
 from tests.collector_process import start_in_thread
 
 
@@ -54,7 +55,7 @@ def test_status_text_and_env_var(filled, capsys, monkeypatch) -> None:
 def test_events_json_prints_exactly_what_is_sent(filled, capsys) -> None:
     code, out = run(capsys, "--data-dir", str(filled), "events", "--json")
     lines = out.splitlines()
-    with telemetry.EventStore(filled) as store:
+    with EventStore(filled) as store:
         payloads = [e.json for e in store.pending(500)]
     assert code == 0 and lines == payloads
     assert json.loads(lines[1])["event_properties"] == {"n": 1, "nested.a": "b"}

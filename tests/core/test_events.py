@@ -119,12 +119,12 @@ def _cyclic_list() -> dict:
 def test_bad_input_raises_naming_the_key_and_stores_nothing(
     client: telemetry.Client, name: object, props: object, message: str, key: str | None
 ) -> None:
-    before = client.store.stats().events
+    before = client._store.stats().events
     with pytest.raises(telemetry.InvalidEventError, match=re.escape(message)) as info:
         client.track(name, props)  # type: ignore[arg-type]
     assert info.value.key == key
     assert isinstance(info.value, ValueError)
-    assert client.store.stats().events == before
+    assert client._store.stats().events == before
 
 
 def test_allowlist_keeps_only_listed_properties(data_dir) -> None:
@@ -134,7 +134,7 @@ def test_allowlist_keeps_only_listed_properties(data_dir) -> None:
         client.track("E", {"appId": 1, "secret": "x", "drive": {"size": 5}, "drivex": 1})
         (event,) = user_events(client)
         assert event["event_properties"] == {"appId": 1, "drive.size": 5}
-        assert client.store.counters()["properties_filtered"] == 2
+        assert client._store.counters()["properties_filtered"] == 2
 
 
 def test_throttle_keeps_one_event_per_name_and_interval(data_dir) -> None:
@@ -147,4 +147,4 @@ def test_throttle_keeps_one_event_per_name_and_interval(data_dir) -> None:
         assert results[0] is not None and results[1:] == [None] * 4
         names = [e["event_type"] for e in user_events(client)]
         assert names == ["Noisy", "Other", "Other"]
-        assert client.store.counters()["dropped_throttled"] == 4
+        assert client._store.counters()["dropped_throttled"] == 4

@@ -42,7 +42,7 @@ def test_assignment_is_sticky_across_restarts(data_dir: Path) -> None:
         assert other == "sidebar-right"
         identifies = [
             e.as_dict()["user_properties"]
-            for e in client.store.iter_events()
+            for e in client._store.iter_events()
             if e.event_type == "$identify"
         ][1:]
         assert identifies[0] == {"$preInsert": {"Experiments": "WelcomeUI_modal"}}

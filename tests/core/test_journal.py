@@ -42,7 +42,7 @@ def test_track_appends_to_a_journal_and_reads_see_it_at_once(data_dir: Path) -> 
         ids = [client.track("Seen", {"i": i}) for i in range(5)]
         (journal,) = journals(data_dir)
         assert journal.stat().st_size > 0  # on disk before any copy into SQLite
-        assert [e.insert_id for e in client.store.iter_events()][-5:] == ids
+        assert [e.insert_id for e in client._store.iter_events()][-5:] == ids
     assert journals(data_dir) == []  # copied and removed at close
 
 

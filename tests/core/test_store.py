@@ -42,13 +42,13 @@ def test_count_cap_drops_oldest_and_counts(data_dir: Path) -> None:
     ) as client:
         for i in range(250):
             client.track("E", {"i": i})
-        client.store.maintain()
+        client._store.maintain()
         kept = [e["event_properties"]["i"] for e in user_events(client)]
-        assert len(list(client.store.iter_events())) == 100
+        assert len(list(client._store.iter_events())) == 100
         assert kept == list(range(150, 250))
-        dropped = client.store.counters()["dropped_cap_count"]
+        dropped = client._store.counters()["dropped_cap_count"]
         assert dropped == 151  # 150 tracked events plus the start-up $identify
-        assert client.store.dropped(1)[0]["reason"] == "dropped_cap_count"
+        assert client._store.dropped(1)[0]["reason"] == "dropped_cap_count"
 
 
 def test_byte_cap_drops_oldest_and_counts(data_dir: Path) -> None:
@@ -57,11 +57,11 @@ def test_byte_cap_drops_oldest_and_counts(data_dir: Path) -> None:
     ) as client:
         for i in range(200):
             client.track("E", {"i": i, "pad": "x" * 300})
-        client.store.maintain()
-        stats = client.store.stats()
+        client._store.maintain()
+        stats = client._store.stats()
         assert stats.bytes <= 20_000
         assert stats.bytes > 20_000 - 1_000  # only what was needed went
-        assert client.store.counters()["dropped_cap_bytes"] == 201 - stats.events
+        assert client._store.counters()["dropped_cap_bytes"] == 201 - stats.events
         assert user_events(client)[-1]["event_properties"]["i"] == 199
 
 
@@ -83,8 +83,8 @@ def test_corrupt_file_is_moved_aside_and_app_keeps_running(data_dir: Path) -> No
     (data_dir / "telemetry.db").write_bytes(b"this is not a database" * 200)
     with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
         assert client.track("After corruption") is not None
-        assert "corrupt" in (client.store.degraded or "")
-        assert client.store.counters()["store_recovered_corrupt"] == 1
+        assert "corrupt" in (client._store.degraded or "")
+        assert client._store.counters()["store_recovered_corrupt"] == 1
         assert [e["event_type"] for e in user_events(client)] == ["After corruption"]
     aside = list(data_dir.glob("telemetry.db.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
@@ -101,7 +101,7 @@ def test_damaged_pages_are_detected(data_dir: Path) -> None:
     db.write_bytes(bytes(raw))
     with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
         assert client.track("Still works") is not None
-        assert client.store.counters().get("store_recovered_corrupt") == 1
+        assert client._store.counters().get("store_recovered_corrupt") == 1
 
 
 def test_read_only_data_dir_falls_back_to_memory(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_read_only_data_dir_falls_back_to_memory(tmp_path: Path) -> None:
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         with telemetry.create_client("proj1", "app", data_dir=mount, upload=False) as client:
             assert client.track("While read-only") is not None  # no exception reaches the app
-            assert "memory" in (client.store.degraded or "")
+            assert "memory" in (client._store.degraded or "")
             assert [e["event_type"] for e in user_events(client)] == ["While read-only"]
         with telemetry.create_client("proj1", "app", data_dir=mount / "new", upload=False) as c:
             assert c.track("No dir possible") is not None
@@ -130,11 +130,11 @@ def test_full_disk_keeps_events_in_memory_then_writes_them(tmp_path: Path) -> No
                     pass  # the disk is now full
             ids = [client.track("While full", {"i": i, "pad": "z" * 2000}) for i in range(40)]
             assert all(ids)  # track() never raised
-            assert client.store.overflow_size > 0
-            assert client.store.counters()["store_write_errors"] > 0
+            assert client._store.overflow_size > 0
+            assert client._store.counters()["store_write_errors"] > 0
             filler.unlink()
-            client.store.maintain()
-            assert client.store.overflow_size == 0
+            client._store.maintain()
+            assert client._store.overflow_size == 0
             stored = [e["insert_id"] for e in user_events(client)]
             assert sorted(stored) == sorted(ids)  # each exactly once
         finally:

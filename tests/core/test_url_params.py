@@ -38,7 +38,7 @@ def test_linked_ids_persist_newest_first(data_dir: Path) -> None:
         params.consume_url_parameters("d_id=new-one2")
         assert params.all_device_ids()[:2] == ["new-one2", "old-one1"]
     with telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False) as client:
-        assert client.store.linked_device_ids()[:2] == ["new-one2", "old-one1"]
+        assert client._store.linked_device_ids()[:2] == ["new-one2", "old-one1"]
 
 
 def test_set_client_only_once(client: telemetry.Client) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import telemetry
 from telemetry._backoff import parse_retry_after
-from telemetry.uploader import UploadPolicy
+from telemetry.uploader import Uploader, UploadPolicy
 from tests.collector_process import stored_rows
 from tests.delivery.fault_server import RequestRecord
 
@@ -54,11 +54,11 @@ def make_client(
     endpoint: str | None,
     policy: UploadPolicy | None = None,
     *,
-    notice_shown: bool = True,
+    notice_answered: bool = True,
     **kwargs: Any,
 ) -> telemetry.Client:
     """A client on ``data_dir`` sending to ``endpoint`` (a base URL), by default in an app
-    that has shown its first-run notice (under the opt-out policy, uploads wait for it)."""
+    whose user answered its first-run notice (under the opt-out policy, uploads wait for it)."""
     client = telemetry.create_client(
         PROJECT,
         COMPONENT,
@@ -68,8 +68,8 @@ def make_client(
         upload_policy=policy or FAST,
         **kwargs,
     )
-    if notice_shown:
-        client.mark_notice_shown()
+    if notice_answered:
+        client.mark_notice_answered()
     return client
 
 
@@ -83,10 +83,10 @@ def prefill(data_dir: Path, count: int) -> list[str]:
         return queued_ids(client)
 
 
-def uploader_of(client: telemetry.Client) -> telemetry.Uploader:
+def uploader_of(client: telemetry.Client) -> Uploader:
     """The client's uploader (it has one: ``upload=True``)."""
-    assert client.uploader is not None
-    return client.uploader
+    assert client._uploader is not None
+    return client._uploader
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -105,7 +105,7 @@ def settled(client: telemetry.Client) -> bool:
     request's bookkeeping (``sent_events`` and the other counters, the sent log, the upload
     status) is all written. An empty queue alone is not enough: ``ack`` deletes the batch
     first, the counters and the status row follow on the uploader's thread."""
-    return uploader_of(client)._idle and client.store.stats().events == 0
+    return uploader_of(client)._idle and client._store.stats().events == 0
 
 
 def stored_ids(database: Path) -> Counter[str]:
@@ -125,7 +125,7 @@ def track_many(client: telemetry.Client, count: int, name: str = "Delivery test"
 
 def queued_ids(client: telemetry.Client) -> list[str]:
     """insert_ids of every event queued in the client's store (its own $identify included)."""
-    return [e.insert_id for e in client.store.iter_events()]
+    return [e.insert_id for e in client._store.iter_events()]
 
 
 def assert_exactly_once(database: Path, expected: Sequence[str]) -> None:

@@ -32,7 +32,7 @@ def _client(data_dir: str, endpoint: str) -> telemetry.Client:
         data_dir=data_dir,
         upload_policy=telemetry.UploadPolicy(**fields),
     )
-    client.mark_notice_shown()  # the app showed its first-run notice: uploads may start
+    client.mark_notice_answered()  # the user answered the first-run notice: uploads may start
     return client
 
 
@@ -47,8 +47,8 @@ def _summary(client: telemetry.Client, drained: bool) -> str:
     return json.dumps(
         {
             "drained": drained,
-            "queued": client.store.stats().events,
-            "counters": client.store.counters(),
+            "queued": client._store.stats().events,
+            "counters": client._store.counters(),
             "device_id": client.device_id,
         }
     )
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         _write_ids(ids_file, [i for i in ids if i is not None])
         # Crash while the uploader is failing (the collector is down), not before it tried.
         deadline = time.monotonic() + 20
-        while "upload_connect_error" not in client.store.counters():
+        while "upload_connect_error" not in client._store.counters():
             if time.monotonic() > deadline:
                 return 2
             time.sleep(0.02)

@@ -139,7 +139,7 @@ def test_offline_by_the_hook_sends_nothing_then_online_sends_within_10_s(
         uploader.set_online(True)
         assert server.wait_for(lambda rs: len(rs) > before, 10)
         assert server.requests[before].started - went_online <= 10
-        assert wait_until(lambda: client.store.stats().events == 0, 10)
+        assert wait_until(lambda: client._store.stats().events == 0, 10)
     assert server.requests[before].started - went_online < 1.0  # at once, in fact
     assert_exactly_once(collector.database, [*server.accepted_counts()])
     assert set(expected) <= set(server.accepted_counts())
@@ -242,5 +242,5 @@ def test_app_reporting_online_after_a_failure_resets_the_backoff(
         waited = server.requests[1].started - told
         print(f"retry {waited:.2f} s after the app reported online")
         assert waited < 15  # not the 30 s backoff
-        assert wait_until(lambda: client.store.stats().events == 0, 10)
+        assert wait_until(lambda: client._store.stats().events == 0, 10)
     assert_exactly_once(collector.database, ids)

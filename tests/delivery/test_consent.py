@@ -74,10 +74,10 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
         assert client.consent_state is telemetry.ConsentState.DENIED
         assert not client.enabled and client.device_id == ""
         assert client.track("After opt-out", {"n": 1}) is None
-        assert client.store.stats().events == 0
-        assert client.store.sent_batches() == []
+        assert client._store.stats().events == 0
+        assert client._store.sent_batches() == []
         # Only the deletion request's own counters may exist from now on.
-        assert set(client.store.counters()) <= {
+        assert set(client._store.counters()) <= {
             "deletion_request_attempts",
             "deletion_requests_sent",
         }
@@ -100,7 +100,7 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
         print(f"set_consent(False) returned in {took * 1000:.1f} ms")
 
     # A restart keeps the choice: still nothing recorded or sent.
-    with make_client(data_dir, server.url, notice_shown=False) as again:
+    with make_client(data_dir, server.url, notice_answered=False) as again:
         assert again.consent_state is telemetry.ConsentState.DENIED
         assert again.track("After restart") is None and again.device_id == ""
         time.sleep(QUIET)
@@ -109,15 +109,15 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
 
 
 def test_turning_off_from_the_notice_purges_the_queue_unsent(server: FaultServer, data_dir: Path):
-    client = make_client(data_dir, server.url, notice_shown=False)
+    client = make_client(data_dir, server.url, notice_answered=False)
     with client:
         track_many(client, 10)  # opt-out policy: recorded from the first launch...
         time.sleep(QUIET)
         assert server.requests == []  # ...but nothing leaves before the notice was shown
-        assert client.store.stats().events == 11
+        assert client._store.stats().events == 11
         client.set_consent(False)  # "Turn off" on the notice
         time.sleep(QUIET)
-        assert client.store.stats().events == 0
+        assert client._store.stats().events == 0
     assert server.requests == []  # no events and no deletion request: nothing ever left
 
 
@@ -144,7 +144,7 @@ def test_deletion_request_is_retried_and_survives_a_restart(
         ).fetchone()
     assert [r["device_id"] for r in json.loads(queued)] == [old_id]
 
-    with make_client(data_dir, server.url, notice_shown=False) as again:
+    with make_client(data_dir, server.url, notice_answered=False) as again:
         assert wait_until(lambda: collector_rows(collector, old_id) == 0, 20)
         assert wait_until(lambda: again.status()["deletion_requests"] == 0, 10)
     deletions = [r for r in server.requests[before:] if is_deletion(r)]
@@ -183,7 +183,7 @@ def test_environment_veto_writes_nothing_and_sends_nothing(
     server: FaultServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ):
     monkeypatch.setenv(name, value)
-    with make_client(data_dir, server.url, notice_shown=False) as client:
+    with make_client(data_dir, server.url, notice_answered=False) as client:
         assert client.disabled_by_environment == name
         assert client.track("Application start") is None
         client.set_consent(True)  # the stored choice is not touched either
@@ -205,21 +205,23 @@ def test_environment_veto_leaves_the_stored_choice_untouched(
     db = data_dir / "telemetry.db"
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     monkeypatch.setenv("DO_NOT_TRACK", "1")
-    with make_client(data_dir, server.url, notice_shown=False) as vetoed:
+    with make_client(data_dir, server.url, notice_answered=False) as vetoed:
         assert vetoed.consent_state is telemetry.ConsentState.GRANTED  # shown, not changed
         assert vetoed.track("Application start") is None
         time.sleep(QUIET)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
     assert len(server.requests) == sent
     monkeypatch.setenv("DO_NOT_TRACK", "0")  # "0" is not a veto
-    with make_client(data_dir, server.url, notice_shown=False) as client:
+    with make_client(data_dir, server.url, notice_answered=False) as client:
         assert client.disabled_by_environment is None and client.enabled
 
 
 def test_opt_in_policy_stores_nothing_until_the_user_agrees(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
-    with make_client(data_dir, server.url, notice_shown=False, consent_policy="opt_in") as client:
+    with make_client(
+        data_dir, server.url, notice_answered=False, consent_policy="opt_in"
+    ) as client:
         assert client.consent_state is telemetry.ConsentState.UNKNOWN
         assert client.device_id == ""
         for i in range(20):
@@ -240,9 +242,13 @@ def test_opt_in_policy_stores_nothing_until_the_user_agrees(
 
 
 def test_opt_in_policy_refusal_is_remembered(server: FaultServer, data_dir: Path):
-    with make_client(data_dir, server.url, notice_shown=False, consent_policy="opt_in") as client:
+    with make_client(
+        data_dir, server.url, notice_answered=False, consent_policy="opt_in"
+    ) as client:
         client.set_consent(False)
-    with make_client(data_dir, server.url, notice_shown=False, consent_policy="opt_in") as client:
+    with make_client(
+        data_dir, server.url, notice_answered=False, consent_policy="opt_in"
+    ) as client:
         assert client.consent_state is telemetry.ConsentState.DENIED
         assert client.track("Application start") is None
     assert server.requests == []  # nothing was ever exposed: no deletion request either
@@ -286,7 +292,7 @@ def test_an_opt_out_in_another_process_stops_this_one(
         for i in range(50):
             assert second.track("Other window", {"i": i}) is None
         # Recording stops before the erase and the identity reset that follow it.
-        assert wait_until(lambda: second.device_id == "" and second.store.stats().events == 0, 10)
+        assert wait_until(lambda: second.device_id == "" and second._store.stats().events == 0, 10)
         time.sleep(QUIET)
     later = server.requests[mark:]
     assert [is_deletion(r) for r in later] == [True]

@@ -33,18 +33,18 @@ def test_a_housekeeping_pass_during_an_opt_out_does_not_undo_it(
     with make_client(data_dir, None, upload=False) as client:
         track_many(client, 5)
         erasing, go_on = threading.Event(), threading.Event()
-        real_erase = client.store.erase
+        real_erase = client._store.erase
 
         def held_erase(*args: object, **kwargs: object) -> int:
             erasing.set()
             assert go_on.wait(10)
             return real_erase(*args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(client.store, "erase", held_erase)
+        monkeypatch.setattr(client._store, "erase", held_erase)
         opt_out = threading.Thread(target=client.set_consent, args=(False,))
         opt_out.start()
         assert erasing.wait(10)
-        housekeeping = threading.Thread(target=client._follow_stored_choice)
+        housekeeping = threading.Thread(target=client._flow.follow_stored_choice)
         housekeeping.start()
         housekeeping.join(0.3)  # it reads the stored choice now, or waits for the opt-out
         go_on.set()
@@ -54,8 +54,8 @@ def test_a_housekeeping_pass_during_an_opt_out_does_not_undo_it(
         assert client.consent_state is telemetry.ConsentState.DENIED
         assert not client.enabled
         assert client.track("After opt-out") is None
-        assert client.store.stats().events == 0
-        client._follow_stored_choice()  # and a later pass changes nothing either
+        assert client._store.stats().events == 0
+        client._flow.follow_stored_choice()  # and a later pass changes nothing either
         assert client.consent_state is telemetry.ConsentState.DENIED
 
 
@@ -85,7 +85,7 @@ def test_cancelling_uploads_leaves_the_deletion_request_in_flight_alone(
         uploader_of(client).cancel()
         uploader_of(client).send_deletions_now()
         assert wait_until(lambda: client.status()["deletion_requests"] == 0, 20)
-        counters = client.store.counters()
+        counters = client._store.counters()
     assert [_is_deletion(r) for r in server.requests[mark:]] == [True]
     assert counters.get("deletion_request_attempts") == 1
     assert counters.get("deletion_requests_sent") == 1

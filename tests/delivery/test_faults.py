@@ -51,7 +51,7 @@ def drain(
         stored = stored_ids(collector.database)
         return expected_set <= set(stored) and settled(client)
 
-    assert wait_until(done, timeout), (client.store.counters(), uploader_of(client).status())
+    assert wait_until(done, timeout), (client._store.counters(), uploader_of(client).status())
 
 
 def assert_accepted_once(server: FaultServer, expected: list[str]) -> None:
@@ -69,7 +69,7 @@ def test_server_errors_then_recovery(
     server.script(fs.status(500), fs.status(503), fs.store_then(500))
     with make_client(data_dir, server.url) as client:
         drain(client, collector, ids, 20)
-        counters = client.store.counters()
+        counters = client._store.counters()
     records = server.requests
     assert [r.status for r in records[:3]] == [500, 503, 500]
     assert_exactly_once(collector.database, ids)
@@ -109,7 +109,7 @@ def test_429_waits_retry_after(
         assert client.flush(0.3) is False
         drain(client, collector, ids, 10)
         status = uploader_of(client).status()
-        counters = client.store.counters()
+        counters = client._store.counters()
     first, second = server.requests[:2]
     gap = second.started - first.started
     assert expected_wait - 0.02 <= gap <= expected_wait + 1.0
@@ -125,7 +125,7 @@ def test_413_halves_the_batch(server: FaultServer, collector: RunningCollector, 
     server.script(fs.status(413))
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids, 10)
-        counters = client.store.counters()
+        counters = client._store.counters()
     records = server.requests
     assert len(records[0].events) == 40
     assert records[1].insert_ids == records[0].insert_ids[:20]
@@ -145,8 +145,8 @@ def test_single_event_413_is_dropped_and_counted(
     server.script(fs.status(413), fs.status(413), fs.status(413))
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids[1:], 10)
-        counters = client.store.counters()
-        dropped = client.store.dropped()
+        counters = client._store.counters()
+        dropped = client._store.dropped()
     sizes = [len(r.events) for r in server.requests]
     # 4 -> 2 -> 1 (dropped), then the configured size again for the rest.
     assert sizes[:3] == [4, 2, 1]
@@ -166,7 +166,7 @@ def test_400_drops_named_events_and_resends_the_rest(
     with make_client(data_dir, server.url) as client:
         good = [i for n, i in enumerate(ids) if n not in (1, 3)]
         drain(client, collector, good, 10)
-        counters = client.store.counters()
+        counters = client._store.counters()
     first, second = server.requests[:2]
     assert first.status == 400
     assert second.insert_ids == good
@@ -182,7 +182,7 @@ def test_400_for_the_whole_batch_drops_it(
     server.script(fs.reject([]))
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids[10:], 10)
-        counters = client.store.counters()
+        counters = client._store.counters()
         status = uploader_of(client).status()
     assert counters["dropped_rejected_400"] == 10
     assert counters["upload_400"] == 1
@@ -201,10 +201,10 @@ def test_auth_errors_keep_the_events_and_pause(
         uploader = uploader_of(client)
         # Handled (status saved after any drop), not only received: then check nothing went.
         assert wait_until(lambda: uploader.status().get("last_status") == code, 10)
-        assert client.store.stats().events == 16  # nothing dropped
+        assert client._store.stats().events == 16  # nothing dropped
         assert client.flush(0.2) is False  # the pause is not skipped
         drain(client, collector, ids, 10)
-        counters = client.store.counters()
+        counters = client._store.counters()
     first, second = server.requests[:2]
     assert second.started - first.started >= policy.config_error_pause - 0.02
     assert counters[f"upload_{code}"] == 1
@@ -218,10 +218,10 @@ def test_other_4xx_is_dropped_and_counted(
     ids = prefill(data_dir, 5)
     server.script(fs.status(422))
     with make_client(data_dir, server.url) as client:
-        assert wait_until(lambda: client.store.stats().events == 0, 10)
+        assert wait_until(lambda: client._store.stats().events == 0, 10)
         track_many(client, 3)
         assert client.flush(10)
-        counters = client.store.counters()
+        counters = client._store.counters()
     assert counters["dropped_rejected_4xx"] == 6
     assert not set(ids) & set(server.accepted_counts())
 
@@ -233,7 +233,7 @@ def test_connection_reset_mid_request(
     server.script(fs.reset(after_bytes=200), fs.store_then_reset())
     with make_client(data_dir, server.url) as client:
         drain(client, collector, ids, 15)
-        counters = client.store.counters()
+        counters = client._store.counters()
     records = server.requests
     assert records[0].error == "reset by server"
     assert len(records[0].body) == 200  # the client was cut off mid-body
@@ -255,7 +255,7 @@ def test_response_that_never_comes(
     server.script(fs.hang())
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids, 15)
-        counters = client.store.counters()
+        counters = client._store.counters()
     first, second = server.requests[:2]
     # Given up after total_timeout, then backed off at least backoff_initial.
     gap = second.started - first.started
@@ -274,7 +274,7 @@ def test_server_that_trickles_bytes(
     server.script(fs.trickle(interval=0.1, total_bytes=1000))
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids, 15)
-        counters = client.store.counters()
+        counters = client._store.counters()
     first, second = server.requests[:2]
     gap = second.started - first.started
     assert policy.total_timeout <= gap <= policy.total_timeout + 2
@@ -308,7 +308,7 @@ def test_every_fault_in_a_row(server: FaultServer, collector: RunningCollector, 
     with make_client(data_dir, server.url, policy) as client:
         drain(client, collector, ids, 40)
         elapsed = time.monotonic() - started
-        counters = client.store.counters()
+        counters = client._store.counters()
         status = uploader_of(client).status()
     records = server.requests
     assert server.script_left == 0
@@ -341,7 +341,7 @@ def test_first_retry_after_a_server_error_waits_5_s_by_default(
     server.script(fs.status(503))
     with make_client(data_dir, server.url, UploadPolicy()) as client:
         assert server.wait_for(lambda rs: len(rs) >= 2, 20)
-        assert wait_until(lambda: client.store.stats().events == 0, 10)
+        assert wait_until(lambda: client._store.stats().events == 0, 10)
     first, second = server.requests[:2]
     assert 5.0 - 0.02 <= second.started - first.started <= 6.0
     assert_exactly_once(collector.database, ids)
@@ -377,7 +377,7 @@ def test_at_most_15_requests_a_minute(
     with make_client(data_dir, server.url, policy) as client:
         assert server.wait_for(lambda rs: len(rs) >= 15, 20)
         # The 15th answer handled (acked), not only its request seen.
-        assert wait_until(lambda: client.store.stats().events == 41 - 15, 10)
+        assert wait_until(lambda: client._store.stats().events == 41 - 15, 10)
         uploader = uploader_of(client)
         cycles = uploader._cycles
         time.sleep(1.5)
@@ -385,7 +385,7 @@ def test_at_most_15_requests_a_minute(
         # sleeps (a handful of wake-ups, no busy loop).
         assert len(server.requests) == 15
         assert uploader._cycles - cycles <= 2
-        assert client.store.stats().events == 41 - 15
+        assert client._store.stats().events == 41 - 15
     check_policy(server.requests, policy)
     assert set(server.accepted_counts()) == set(ids[:15])
 

@@ -143,7 +143,7 @@ def test_https_goes_through_a_connect_tunnel_verified_end_to_end(
     ids = prefill(data_dir, 20)
     with make_client(data_dir, f"https://{HOST}") as client:
         assert client.flush(20)
-        assert client.store.counters().get("upload_connect_error", 0) == 0
+        assert client._store.counters().get("upload_connect_error", 0) == 0
     assert proxy.targets and set(proxy.targets) == {f"{HOST}:443"}
     # Through the tunnel the proxy saw a TLS handshake record (0x16, TLS 1.x), not HTTP.
     assert all(b[:1] == b"\x16" and b[1:2] == b"\x03" for b in proxy.first_bytes)
@@ -161,8 +161,8 @@ def test_a_proxy_refusing_the_tunnel_loses_nothing(
         uploader = uploader_of(client)
         assert wait_until(lambda: uploader.status().get("failures", 0) >= 1, 15)
         assert "403" in uploader.status()["last_result"]
-        assert client.store.counters()["upload_connect_error"] >= 1
-        assert client.store.stats().events == 11  # the 10 and the $identify, all still queued
+        assert client._store.counters()["upload_connect_error"] >= 1
+        assert client._store.stats().events == 11  # the 10 and the $identify, all still queued
         uploader.set_online(False)
     assert tls_server.requests == []
     proxy.refuse = False

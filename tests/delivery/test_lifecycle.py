@@ -95,7 +95,7 @@ def test_10000_events_end_to_end_exactly_once(backend: Backend, data_dir: Path):
         # The last batch's sent_events is counted after flush() saw the queue empty.
         assert wait_until(lambda: settled(client), 10)
         device_id = client.device_id
-        counters = client.store.counters()
+        counters = client._store.counters()
     rows = backend.collector.rows()
     assert len(rows) == 10_001  # and the client's own $identify
     assert len({r["insert_id"] for r in rows}) == 10_001
@@ -117,7 +117,7 @@ def test_offline_then_online_in_one_process(backend: Backend, data_dir: Path):
         expected = queued_ids(client)
         assert len(expected) == 1_001
         # The full batch (500) made the uploader try at once: refused, now backing off.
-        assert wait_until(lambda: client.store.counters().get("upload_connect_error", 0) >= 1, 15)
+        assert wait_until(lambda: client._store.counters().get("upload_connect_error", 0) >= 1, 15)
         # The counter is bumped before the status row is saved: wait for the status too.
         uploader = uploader_of(client)
         assert wait_until(lambda: uploader.status().get("connectivity") == "unreachable", 10)
@@ -128,7 +128,7 @@ def test_offline_then_online_in_one_process(backend: Backend, data_dir: Path):
         elapsed = time.monotonic() - started
         # The collector stores before it answers: wait for the client to have its answers
         # too (the counting server records each answer before passing it on).
-        assert wait_until(lambda: client.store.stats().events == 0, 10)
+        assert wait_until(lambda: client._store.stats().events == 0, 10)
     assert elapsed <= 30
     assert set(tracked) <= set(expected)
     assert_exactly_once(backend.database, expected)
@@ -171,14 +171,14 @@ def test_quit_while_offline_then_next_launch_delivers(backend: Backend, data_dir
     with make_client(data_dir, backend.url, UploadPolicy()) as client:
         track_many(client, 600)  # a full batch: one refused attempt
         expected = queued_ids(client)
-        assert wait_until(lambda: client.store.counters().get("upload_connect_error", 0) >= 1, 15)
+        assert wait_until(lambda: client._store.counters().get("upload_connect_error", 0) >= 1, 15)
         started = time.monotonic()
         client.close()
         assert time.monotonic() - started < 2.0
     backend.up()
     with make_client(data_dir, backend.url, UploadPolicy()) as again:
         # Replayed at start-up, without waiting for the backoff or the flush interval.
-        assert wait_until(lambda: again.store.stats().events == 0, 10)
+        assert wait_until(lambda: again._store.stats().events == 0, 10)
     assert_exactly_once(backend.database, expected)
     assert_accepted_once(backend.server, expected)
 
@@ -196,7 +196,7 @@ def test_quit_while_a_request_hangs(tmp_path: Path, data_dir: Path):
                 assert time.monotonic() - started < 2.0
             server.default = fs.forward()
             with make_client(data_dir, server.url, UploadPolicy()) as again:
-                assert wait_until(lambda: again.store.stats().events == 0, 10)
+                assert wait_until(lambda: again._store.stats().events == 0, 10)
         assert_exactly_once(collector.database, expected)
     finally:
         collector.stop()

@@ -118,8 +118,8 @@ def test_tls_is_verified_and_honours_ssl_cert_file(
                 lambda: "CERTIFICATE_VERIFY_FAILED" in uploader.status().get("last_result", ""),
                 10,
             )
-            assert client.store.counters()["upload_connect_error"] >= 1
-            assert client.store.stats().events == 11
+            assert client._store.counters()["upload_connect_error"] >= 1
+            assert client._store.stats().events == 11
             uploader.set_online(False)
         assert server.requests == []
         assert server.connections_accepted >= 1

@@ -164,10 +164,10 @@ class Demo:
     def events(self) -> list[dict[str, Any]]:
         """Every event in the local database: sent (from the sent-batch log) and queued."""
         out: list[dict[str, Any]] = []
-        for batch in reversed(self.client.store.sent_batches(limit=100)):
+        for batch in reversed(self.client._store.sent_batches(limit=100)):
             sent = batch["events"]
             out.extend(sent["events"] if isinstance(sent, dict) else sent)
-        out.extend(e.as_dict() for e in self.client.store.iter_events())
+        out.extend(e.as_dict() for e in self.client._store.iter_events())
         return out
 
     def names(self) -> list[str]:

@@ -270,10 +270,10 @@ def test_telemetry_off_in_settings_then_flash_sends_only_the_deletion_request(
         # Answered and taken off the client's queue (counted after that): close() cannot
         # abandon it in flight, and the relay has recorded the collector's answer.
         qtbot.waitUntil(
-            lambda: client.store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
+            lambda: client._store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
         )
         client.flush(timeout=5)
-        assert list(client.store.iter_events()) == []  # nothing was recorded while off
+        assert list(client._store.iter_events()) == []  # nothing was recorded while off
         client.close()  # nothing more can be sent after this
         after = relay.requests[before:]
         assert [(r.method, r.target.split("?")[0]) for r in after] == [

@@ -96,7 +96,7 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
         # Answered and taken off the client's queue (counted after that): closing the client
         # now cannot abandon it in flight and have the restarted client send it again.
         qtbot.waitUntil(
-            lambda: client.store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
+            lambda: client._store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
         )
         # The app goes on calling track() and asking for a flush, as a busy app does.
         for i in range(20):

@@ -28,7 +28,7 @@ def test_unchecking_turns_everything_off_at_once(
     qtbot: QtBot, unreachable_client: telemetry.Client, data_dir: Path
 ) -> None:
     client = unreachable_client
-    client.mark_notice_shown()  # the user saw the notice: events could have left the machine
+    client.mark_notice_answered()  # the user answered the notice: events could have left
     client.track("Flash", {"driveCount": 1})
     old_device = client.device_id
     assert old_device and db_state(data_dir, "device_id") == old_device
@@ -59,7 +59,7 @@ def test_unchecking_turns_everything_off_at_once(
 def test_checking_again_starts_over_with_a_new_device_id(
     qtbot: QtBot, client: telemetry.Client, data_dir: Path
 ) -> None:
-    client.mark_notice_shown()
+    client.mark_notice_answered()
     old_device = client.device_id
     widget = _settings(qtbot, client)
     qtbot.mouseClick(widget.checkbox, Qt.MouseButton.LeftButton)  # off
@@ -71,7 +71,7 @@ def test_checking_again_starts_over_with_a_new_device_id(
     assert new_device and new_device != old_device
     assert db_state(data_dir, "device_id") == new_device
     client.track("Flash", {"driveCount": 3})
-    payloads = [e.as_dict() for e in client.store.iter_events()]
+    payloads = [e.as_dict() for e in client._store.iter_events()]
     assert payloads and all(p["device_id"] == new_device for p in payloads)
     assert old_device not in json.dumps(payloads)
 
