@@ -968,8 +968,15 @@ def _put_state(conn: sqlite3.Connection, key: str, value: Any) -> None:
     )
 
 
+#: What a read-only query may do; sqlite-utils wraps each query in a savepoint.
 _READ_ACTIONS: Final = frozenset(
-    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+    {
+        sqlite3.SQLITE_SELECT,
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_FUNCTION,
+        sqlite3.SQLITE_RECURSIVE,
+        sqlite3.SQLITE_SAVEPOINT,
+    }
 )
 
 
