@@ -1,10 +1,11 @@
 """The event catalogue: the event types and properties an app declares it may send.
 
 An app that declares a catalogue (in a TOML or JSON file, or in code) gets every ``track()``
-checked against it before anything is stored (consent.md P-10): an undeclared event type, an
-undeclared property or a value of the wrong type raises
-:class:`~telemetry.errors.InvalidEventError`. ``telemetry catalogue`` prints the catalogue so
-that a privacy review can read exactly what the app may send (P-8).
+checked against it before anything is stored, so a forgotten debug property or a file path
+slipped into an event can never leave the machine: an undeclared event type, an undeclared
+property or a value of the wrong type raises :class:`~telemetry.errors.InvalidEventError`.
+``telemetry catalogue`` prints the catalogue so that a privacy review (or a user) can read
+exactly what the app may send, and the first-run notice lists it.
 
 This module owns the catalogue's file format, its strict validation (a bad file raises
 :class:`~telemetry.errors.ConfigError` naming the bad entry) and the check of one event::

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from telemetry import errors
+
 __all__ = [
     "DEFAULT_FORWARD_URL",
     "ENVIRONMENTS",
@@ -43,8 +45,9 @@ DEFAULT_FORWARD_URL: Final = "https://api2.amplitude.com/2/httpapi"
 Environment = Literal["staging", "production"]
 
 
-class ConfigError(Exception):
-    """The configuration file is missing, not TOML, or has a wrong key or value."""
+class ConfigError(errors.ConfigError):
+    """The configuration file is missing, not TOML, or has a wrong key or value (a
+    :class:`telemetry.ConfigError`, so one ``except telemetry.TelemetryError`` catches it)."""
 
 
 class Secret:
