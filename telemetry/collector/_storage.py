@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from telemetry._sqlite import enter_wal
+from telemetry.collector._sqlite import enter_wal
 from telemetry.collector._validation import Batch
 
 __all__ = [
