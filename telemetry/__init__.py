@@ -19,12 +19,12 @@ from telemetry._options import (
 )
 from telemetry._platform import library_version
 from telemetry._protocol import TelemetryClient
+from telemetry._store import QueueStats, StoredEvent
 from telemetry.catalogue import EventCatalogue
 from telemetry.client import Client, create_client, open_client
 from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
 from telemetry.experiments import LocalExperiment
-from telemetry.store import QueueStats, StoredEvent
 from telemetry.tracker import Tracker
 from telemetry.url_params import AnalyticsUrlParams
 

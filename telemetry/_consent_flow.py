@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from telemetry._store import EventStore
 from telemetry.consent import (
     ANSWERED_KEY,
     DELETION_KEY,
@@ -28,7 +29,6 @@ from telemetry.consent import (
     load_state,
 )
 from telemetry.identity import Identity
-from telemetry.store import EventStore
 
 if TYPE_CHECKING:
     from telemetry.uploader import Uploader

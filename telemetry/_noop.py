@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from telemetry._store import QueueStats, StoredEvent
 from telemetry.consent import ConsentPolicy, ConsentState
-from telemetry.store import QueueStats, StoredEvent
 
 log = logging.getLogger("telemetry")
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from telemetry.consent import ConsentPolicy, ConsentState
 
 if TYPE_CHECKING:
+    from telemetry._store import QueueStats, StoredEvent
     from telemetry.catalogue import EventCatalogue
-    from telemetry.store import QueueStats, StoredEvent
 
 
 @runtime_checkable

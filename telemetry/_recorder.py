@@ -19,9 +19,9 @@ from typing import Any, Final
 from telemetry import events as _events
 from telemetry._options import ClientOptions
 from telemetry._platform import platform_info
+from telemetry._store import EVENT_ID_BLOCK, EventStore
 from telemetry.errors import InvalidEventError
 from telemetry.identity import Identity
-from telemetry.store import EVENT_ID_BLOCK, EventStore
 
 log = logging.getLogger("telemetry")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from telemetry.store import EventStore
+from telemetry._store import EventStore
 from telemetry.uploader import STATE_KEY
 
 

@@ -33,6 +33,16 @@ from telemetry._options import (
 from telemetry._platform import library_version
 from telemetry._recorder import INTERNAL_ERRORS, Recorder
 from telemetry._status import status_dict
+from telemetry._store import (
+    DB_FILENAME,
+    DEFAULT_MAX_AGE_DAYS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_EVENTS,
+    EventStore,
+    QueueStats,
+    StoredEvent,
+    peek_state,
+)
 from telemetry.consent import (
     ANSWERED_KEY,
     NOTICE_KEY,
@@ -44,16 +54,6 @@ from telemetry.consent import (
 )
 from telemetry.errors import ConfigError
 from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, Identity, check_id
-from telemetry.store import (
-    DB_FILENAME,
-    DEFAULT_MAX_AGE_DAYS,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_EVENTS,
-    EventStore,
-    QueueStats,
-    StoredEvent,
-    peek_state,
-)
 
 if TYPE_CHECKING:
     from telemetry.catalogue import EventCatalogue

@@ -12,8 +12,8 @@ import time
 import uuid
 from typing import Final
 
+from telemetry._store import EventStore
 from telemetry.errors import ConfigError
-from telemetry.store import EventStore
 
 SESSION_TIMEOUT_MS: Final = 30 * 60 * 1000
 MIN_ID_LENGTH: Final = 5

@@ -55,11 +55,11 @@ import httpx
 
 from telemetry._amplitude import rejected_indexes
 from telemetry._backoff import backoff_delay, parse_retry_after
+from telemetry._store import EventStore, StoredEvent
 from telemetry._transport import NetworkError, Response, Transport
 from telemetry.connectivity import Connectivity
 from telemetry.consent import DELETION_KEY
 from telemetry.events import MAX_EVENT_BYTES
-from telemetry.store import EventStore, StoredEvent
 
 log = logging.getLogger("telemetry.uploader")
 

@@ -55,10 +55,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from telemetry._store import EventStore
 from telemetry.events import encode_json, utf8_size
 from telemetry.qt._bridge import ClientWatcher
 from telemetry.qt._common import name_widget
-from telemetry.store import EventStore
 
 __all__ = ["EventInspector"]
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telemetry._store import EventStore
 from telemetry.catalogue import TYPES, EventCatalogue, EventSpec, PropertySpec
 from telemetry.cli import main
 from telemetry.errors import ConfigError, InvalidEventError
 from telemetry.events import normalize_properties
-from telemetry.store import EventStore
 
 FLASH = "[Etcher] Flash"
 

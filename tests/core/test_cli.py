@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import telemetry
+from telemetry._store import EventStore
 from telemetry.cli import main
-from telemetry.store import EventStore
 from tests.collector_process import start_in_thread
 
 

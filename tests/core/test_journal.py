@@ -12,8 +12,7 @@ import textwrap
 from pathlib import Path
 
 import telemetry
-from telemetry import _journal
-from telemetry.store import JOURNAL_DIR, JOURNAL_ORPHANS, JOURNAL_TORN_LINES, EventStore
+from telemetry._store import JOURNAL_DIR, JOURNAL_ORPHANS, JOURNAL_TORN_LINES, EventStore, _journal
 
 
 def journals(data_dir: Path) -> list[Path]:

@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import telemetry
-from telemetry import _schema
-from telemetry.store import EventStore
+from telemetry._store import EventStore, _schema
 from tests.core.conftest import user_events
 
 CHILD = Path(__file__).with_name("track_child.py")
@@ -153,8 +152,13 @@ def test_schema_migrates_from_version_1(data_dir: Path) -> None:
     conn.commit()
     conn.close()
     with EventStore(data_dir) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == _schema.SCHEMA_VERSION
-        assert "upload_lease" in store.db.table_names()
+        check = sqlite3.connect(data_dir / "telemetry.db")
+        try:
+            assert check.execute("PRAGMA user_version").fetchone()[0] == _schema.SCHEMA_VERSION
+            tables = {r[0] for r in check.execute("SELECT name FROM sqlite_master")}
+            assert "upload_lease" in tables
+        finally:
+            check.close()
         assert [e.insert_id for e in store.iter_events()] == ["old-1"]
 
 

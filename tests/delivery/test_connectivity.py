@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from telemetry._store import EventStore
 from telemetry.connectivity import Connectivity, interfaces_up, is_loopback_url
-from telemetry.store import EventStore
 from telemetry.uploader import Uploader, UploadPolicy
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs

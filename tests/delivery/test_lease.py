@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from telemetry._store import EventStore, StoredEvent
 from telemetry.consent import DELETION_KEY
-from telemetry.store import EventStore, StoredEvent
 from telemetry.uploader import Uploader
 from tests._fixtures import RunningCollector
 from tests.delivery._support import (

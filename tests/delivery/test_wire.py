@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import telemetry
-from telemetry.store import EventStore
+from telemetry._store import EventStore
 from telemetry.uploader import Uploader
 from tests._fixtures import RunningCollector
 from tests.delivery._support import (

@@ -63,7 +63,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         body BLOB NOT NULL                     -- gzip of the JSON array of events, as sent
     );
     """,
-    # 3: events arrive through per-process journals (telemetry/_journal.py): insert_id is
+    # 3: events arrive through per-process journals (``_journal.py``): insert_id is
     #    unique so a line ingested twice is stored once, and each journal's ingested offset
     #    commits with its rows.
     """

@@ -1,0 +1,95 @@
+"""Events written straight to SQLite, and the in-memory overflow for those nothing took.
+
+Without a usable journal (no ``fcntl``, or the journal cannot be created) an append commits
+on the ``writer`` connection. When that write fails too, or the journal write failed (disk
+full, I/O error), the event waits in a bounded in-memory queue that housekeeping retries;
+once full, the oldest waiting event is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from typing import Final
+
+from telemetry._store._db import STORE_WRITE_ERRORS, Database, log
+from telemetry.events import utf8_size
+
+OVERFLOW_SIZE: Final = 1_000
+
+# Counter name (also shown by `telemetry status`).
+DROPPED_OVERFLOW: Final = "dropped_overflow"
+
+_INSERT_EVENT: Final = (
+    "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+#: An event waiting in memory: insert_id, event type, time (ms), event JSON.
+Row = tuple[str, str, int, str]
+
+
+class Overflow:
+    """Direct writes to SQLite and the events kept in memory when a write failed."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._rows: collections.deque[Row] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def insert(self, row: Row) -> bool:
+        """Commit one event on the writer connection; True when it is on disk, False when it
+        was kept in memory instead."""
+        insert_id, event_type, time_ms, payload = row
+        try:
+            with self._db.write_lock:
+                self._db.writer.execute(
+                    _INSERT_EVENT, (insert_id, event_type, time_ms, utf8_size(payload), payload)
+                )
+            return True
+        except sqlite3.Error as exc:
+            self.keep(row, exc)
+            return False
+
+    def keep(self, row: Row, exc: Exception) -> None:
+        """Hold an event the journal or the database refused (``exc``: why)."""
+        db = self._db
+        with db.lock:
+            db.pending_counts[STORE_WRITE_ERRORS] += 1
+            if len(self._rows) >= OVERFLOW_SIZE:
+                self._rows.popleft()
+                db.pending_counts[DROPPED_OVERFLOW] += 1
+            self._rows.append(row)
+        log.warning("telemetry event kept in memory, database write failed: %s", exc)
+
+    def flush(self) -> int:
+        """Move events kept in memory after a failed write into the database."""
+        db = self._db
+        moved = 0
+        while self._rows:
+            with db.lock:
+                if not self._rows:
+                    break
+                row = self._rows[0]
+            insert_id, event_type, time_ms, payload = row
+            try:
+                with db.write_lock:
+                    db.writer.execute(
+                        _INSERT_EVENT, (insert_id, event_type, time_ms, utf8_size(payload), payload)
+                    )
+            except sqlite3.Error:
+                break
+            with db.lock:
+                if self._rows and self._rows[0] is row:
+                    self._rows.popleft()
+            moved += 1
+        return moved
+
+    def clear(self) -> int:
+        """Forget every event kept in memory; returns how many there were."""
+        with self._db.lock:
+            count = len(self._rows)
+            self._rows.clear()
+        return count
