@@ -1,4 +1,4 @@
-"""The connection pair to ``telemetry.db``: the only code that opens SQLite.
+"""The connection pair to ``telemetry.db``: the only code of the store that opens SQLite.
 
 :class:`Database` opens the file (WAL, ``synchronous=NORMAL``, schema migrated), detects a
 corrupt file and moves it aside, falls back to an in-memory database when the data dir is
