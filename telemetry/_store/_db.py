@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 from telemetry._store import _schema
 from telemetry.errors import StoreError
 
-# One logger name for the whole store, as before it was split into modules.
+# One logger for every module of the store, so an app filters or silences it by one name.
 log = logging.getLogger("telemetry.store")
 
 _T = TypeVar("_T")
