@@ -6,6 +6,7 @@
 """
 
 from telemetry import url_params
+from telemetry._delivery import UploadPolicy
 from telemetry._platform import library_version
 from telemetry.catalogue import EventCatalogue
 from telemetry.client import (
@@ -19,13 +20,11 @@ from telemetry.client import (
     default_data_dir,
     endpoint_url,
 )
-from telemetry.connectivity import Connectivity
 from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
 from telemetry.experiments import LocalExperiment
 from telemetry.store import EventStore
 from telemetry.tracker import Tracker
-from telemetry.uploader import Uploader, UploadPolicy
 from telemetry.url_params import AnalyticsUrlParams
 
 __version__ = library_version()
@@ -37,7 +36,6 @@ __all__ = [
     "AnalyticsUrlParams",
     "Client",
     "ConfigError",
-    "Connectivity",
     "ConsentPolicy",
     "ConsentState",
     "EventCatalogue",
@@ -49,7 +47,6 @@ __all__ = [
     "TelemetryError",
     "Tracker",
     "UploadPolicy",
-    "Uploader",
     "__version__",
     "create_client",
     "create_noop_client",

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 import platformdirs
 
 from telemetry import events as _events
+from telemetry._delivery import Uploader, UploadPolicy, status_dict
 from telemetry._housekeeping import Housekeeper
 from telemetry._platform import library_version, platform_info
-from telemetry._status import status_dict
 from telemetry.consent import (
     DELETION_KEY,
     EXPOSED_KEY,
@@ -47,7 +47,6 @@ from telemetry.store import (
     EVENT_ID_BLOCK,
     EventStore,
 )
-from telemetry.uploader import Uploader, UploadPolicy
 
 if TYPE_CHECKING:
     from telemetry.catalogue import EventCatalogue

@@ -190,10 +190,10 @@ def test_endpoint_url_follows_the_seed() -> None:
 def test_public_api_is_pinned() -> None:
     assert set(telemetry.__all__) == {
         "AMPLITUDE_URL", "PRODUCTION_ENDPOINT", "STAGING_ENDPOINT", "AnalyticsUrlParams",
-        "Client", "ConfigError", "ConsentPolicy", "ConsentState", "Connectivity",
+        "Client", "ConfigError", "ConsentPolicy", "ConsentState",
         "EventCatalogue", "EventStore", "InvalidEventError",
         "LocalExperiment", "NoopClient", "StoreError", "TelemetryError", "Tracker",
-        "UploadPolicy", "Uploader", "__version__", "create_client", "create_noop_client",
+        "UploadPolicy", "__version__", "create_client", "create_noop_client",
         "default_data_dir", "endpoint_url", "url_params",
     }  # fmt: skip
     for name in telemetry.__all__:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import telemetry
-from telemetry._backoff import parse_retry_after
-from telemetry.uploader import UploadPolicy
+from telemetry._delivery import Uploader, UploadPolicy
+from telemetry._delivery._backoff import parse_retry_after
 from tests.collector_process import stored_rows
 from tests.delivery.fault_server import RequestRecord
 
@@ -83,7 +83,7 @@ def prefill(data_dir: Path, count: int) -> list[str]:
         return queued_ids(client)
 
 
-def uploader_of(client: telemetry.Client) -> telemetry.Uploader:
+def uploader_of(client: telemetry.Client) -> Uploader:
     """The client's uploader (it has one: ``upload=True``)."""
     assert client.uploader is not None
     return client.uploader
@@ -105,7 +105,7 @@ def settled(client: telemetry.Client) -> bool:
     request's bookkeeping (``sent_events`` and the other counters, the sent log, the upload
     status) is all written. An empty queue alone is not enough: ``ack`` deletes the batch
     first, the counters and the status row follow on the uploader's thread."""
-    return uploader_of(client)._idle and client.store.stats().events == 0
+    return uploader_of(client).idle and client.store.stats().events == 0
 
 
 def stored_ids(database: Path) -> Counter[str]:
@@ -141,7 +141,7 @@ def assert_exactly_once(database: Path, expected: Sequence[str]) -> None:
 
 
 def classify(record: RequestRecord) -> str:
-    """What the client should make of a request's answer (D3 of collector_reliability.md)."""
+    """What the client should make of a request's answer (the response policy's table)."""
     code = record.status
     if code is None:
         return "network"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.connectivity import Connectivity, interfaces_up, is_loopback_url
+from telemetry._delivery import Connectivity, Uploader, UploadPolicy, is_loopback_url
+from telemetry._system import network_interfaces_up
 from telemetry.store import EventStore
-from telemetry.uploader import Uploader, UploadPolicy
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
@@ -48,7 +48,7 @@ class Flag:
 
 
 def test_interfaces_up_reads_this_machine():
-    assert isinstance(interfaces_up(), bool)
+    assert isinstance(network_interfaces_up(), bool)
 
 
 def test_loopback_endpoints_need_no_network():

@@ -21,7 +21,7 @@ import pytest
 
 import telemetry
 from telemetry import cli
-from telemetry.uploader import UploadPolicy
+from telemetry._delivery import UploadPolicy
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (

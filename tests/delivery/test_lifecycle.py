@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from telemetry import uploader as uploader_module
-from telemetry.uploader import UploadPolicy
+from telemetry._delivery import UploadPolicy
+from telemetry._delivery import _uploader as uploader_module
 from tests.collector_process import CollectorProcess
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
