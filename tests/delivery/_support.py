@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import json
 import os
@@ -10,14 +12,16 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import telemetry
+import telemetry.client
 from telemetry._delivery import Uploader, UploadPolicy
 from telemetry._delivery._backoff import parse_retry_after
+from telemetry.testing import FakeClock
 from tests.collector_process import stored_rows
 from tests.delivery.fault_server import RequestRecord
 
@@ -55,22 +59,65 @@ def make_client(
     policy: UploadPolicy | None = None,
     *,
     notice_shown: bool = True,
+    clock: FakeClock | None = None,
     **kwargs: Any,
 ) -> telemetry.Client:
     """A client on ``data_dir`` sending to ``endpoint`` (a base URL), by default in an app
-    that has shown its first-run notice (under the opt-out policy, uploads wait for it)."""
-    client = telemetry.create_client(
-        PROJECT,
-        COMPONENT,
-        "1.0.0",
-        endpoint,
-        data_dir=data_dir,
-        upload_policy=policy or FAST,
-        **kwargs,
-    )
+    that has shown its first-run notice (under the opt-out policy, uploads wait for it).
+    ``clock``: the time its uploader's schedule runs on."""
+    with _uploader_clock(clock):
+        client = telemetry.create_client(
+            PROJECT,
+            COMPONENT,
+            "1.0.0",
+            endpoint,
+            data_dir=data_dir,
+            upload_policy=policy or FAST,
+            **kwargs,
+        )
     if notice_shown:
         client.mark_notice_shown()
     return client
+
+
+@contextlib.contextmanager
+def _uploader_clock(clock: FakeClock | None) -> Iterator[None]:
+    """While open, clients create their uploader with ``clock`` (create_client has no option
+    for it)."""
+    if clock is None:
+        yield
+        return
+    original = telemetry.client.Uploader
+    telemetry.client.Uploader = functools.partial(Uploader, clock=clock)  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        telemetry.client.Uploader = original  # type: ignore[misc]
+
+
+def run_clock(
+    clock: FakeClock, until: Callable[[], bool], timeout: float, *, max_step: float = 3600.0
+) -> bool:
+    """Move ``clock`` to each deadline its sleeping threads wait for (the uploader's next
+    attempt) until ``until()`` holds or ``timeout`` real seconds pass; returns whether it
+    held. Time passes only while the uploader sleeps, so each request leaves exactly when its
+    schedule says. A sleep longer than ``max_step`` is not cut short: time stops there."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() >= deadline:
+            return False
+        try:
+            left = clock.wait_for_sleeper(0.05, at_least=1e-9, at_most=max_step)
+        except TimeoutError:
+            continue
+        clock.advance(left)
+    return True
+
+
+def sleeping_for(clock: FakeClock, seconds: float, timeout: float = 10.0) -> float:
+    """Wait (real time, bounded) until a thread sleeps on ``clock`` with ``seconds`` left
+    (give or take float rounding); return them."""
+    return clock.wait_for_sleeper(timeout, at_least=seconds - 1e-6, at_most=seconds + 1e-6)
 
 
 def prefill(data_dir: Path, count: int) -> list[str]:
