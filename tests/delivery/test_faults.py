@@ -406,6 +406,7 @@ def test_at_most_15_requests_a_minute(
     server.clock = clock.monotonic
     with make_client(data_dir, server.url, policy, clock=clock) as client:
         uploader = uploader_of(client)
+
         # Time moves on through the short waits between batches, and stops at a long sleep.
         def held_back() -> bool:
             return len(server.requests) >= 15 and any(s > 30.0 for s in clock.sleepers())
