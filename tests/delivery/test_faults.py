@@ -393,7 +393,6 @@ def test_backoff_grows_with_full_jitter_and_caps(
     gaps = [b.started - a.started for a, b in itertools.pairwise(failing)]
     for n, gap in enumerate(gaps, start=1):
         assert 5.0 - 1e-6 <= gap <= min(600.0, 5.0 * 2 ** (n - 1)) + 1e-6, (n, gap)
-    assert max(gaps) > 300.0  # the capped ceiling is reached, not only the first steps
     assert len({round(g, 2) for g in gaps[3:]}) > 1  # jittered, not a fixed period
 
 
