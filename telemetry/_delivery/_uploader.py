@@ -16,13 +16,10 @@ checks the network every ``offline_check_interval`` seconds and sends nothing.
 
 Only one uploader per data dir sends at a time, across processes, through a lease in the
 store (taken before the batch is read, given up when the queue is empty or the thread ends).
-What each answer leads to is :mod:`telemetry._delivery._policy`'s table; this module applies
-it. At most 15 requests per minute; connect timeout 10 s, total 30 s per request (enforced by
-the caller's clock, so neither a silent nor a trickling server can hold the thread longer).
-Every outcome is counted (``upload_*`` counters) and saved under the ``upload`` state key
-(last result, next attempt, connectivity), which ``telemetry status`` shows.
-
-The network side is a :class:`telemetry.transport.Destination`: by default an HTTP transport,
+At most 15 requests per minute; connect timeout 10 s, total 30 s per request. What each
+answer leads to is the table in :mod:`~telemetry._delivery._policy`, carried out by
+:mod:`~telemetry._delivery._outcomes` (counted, and saved as the ``upload`` status row).
+Requests go to a :class:`telemetry.transport.Destination`: by default an HTTP transport,
 created (and httpx imported) on the uploader's thread when it first sends.
 """
 
@@ -302,7 +299,7 @@ class Uploader:
                 return "waiting"
         if not self.connectivity.is_online():
             self._schedule.at(now + self.policy.offline_check_interval)
-            self._save_status("offline: waiting for the network", None, changed_only=True)
+            self._outcomes.save("offline: waiting for the network", None, changed_only=True)
             return "offline"
         refused = self._take_lease(now)
         if refused is not None:
@@ -318,7 +315,7 @@ class Uploader:
         Returns the outcome when another process holds it."""
         if not self.store.acquire_lease(self._owner, int(self.policy.lease_ttl * 1000)):
             self._schedule.at(now + self.policy.flush_interval)
-            self._save_status("another process is uploading", None, changed_only=True)
+            self._outcomes.save("another process is uploading", None, changed_only=True)
             return "lease-held-elsewhere"
         self._lease_held = True
         self._lease_fresh_until = time.monotonic() + self.policy.lease_ttl / 2
@@ -385,7 +382,9 @@ class Uploader:
             if exc.kind != "cancelled":
                 self.connectivity.report_upload(False)
                 self._schedule.network_failing = True
-            return self._retry_later(f"deletion request: {exc}" if deletion else str(exc), None)
+            return self._outcomes.retry_later(
+                f"deletion request: {exc}" if deletion else str(exc), None
+            )
         self.connectivity.report_upload(True)
         self._schedule.network_failing = False
         return response
@@ -410,12 +409,6 @@ class Uploader:
             return sent
         return self._outcomes.deletion(*sent)
 
-    def _retry_later(self, outcome: str, status: int | None) -> str:
-        return self._outcomes.retry_later(outcome, status)
-
     def _on_online(self) -> None:
         self._schedule.ask(reset_backoff=True)
         self._wake.set()
-
-    def _save_status(self, outcome: str, status: int | None, *, changed_only: bool) -> None:
-        self._outcomes.save(outcome, status, changed_only=changed_only)
