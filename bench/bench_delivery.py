@@ -31,13 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import telemetry
-from telemetry import _transport
-from telemetry import uploader as uploader_module
+from telemetry import transport
+from telemetry._delivery import Uploader
 from tests.collector_process import CollectorProcess
 
 PROPS = {"driveCount": 1, "status": "started", "image": {"extension": "img", "size": 1048576}}
@@ -59,32 +57,35 @@ class Result:
 def recording() -> Iterator[dict[str, Any]]:
     """Record each request body and when the last 2xx came back; signal when idle."""
     seen: dict[str, Any] = {"bodies": [], "last_ok": 0.0, "idle": threading.Event()}
-    post, go_idle = _transport.Transport.post_gzip, uploader_module.Uploader._go_idle
+    post, go_idle = transport.HttpTransport.post, Uploader._go_idle
 
-    def recorded_post(self: _transport.Transport, body: bytes, **kw: Any) -> _transport.Response:
-        response = post(self, body, **kw)
+    def recorded_post(
+        self: transport.HttpTransport, url: str, body: bytes, **kw: Any
+    ) -> transport.Response:
+        response = post(self, url, body, **kw)
         seen["bodies"].append(body)
         if 200 <= response.status < 300:
             seen["last_ok"] = time.perf_counter()
         return response
 
-    def recorded_idle(self: uploader_module.Uploader, now: float) -> str:
-        outcome = go_idle(self, now)
+    def recorded_idle(self: Uploader, now: float, seen: tuple[int, int], **kw: Any) -> str:
+        outcome = go_idle(self, now, seen, **kw)
         seen["idle"].set()
         return outcome
 
-    _transport.Transport.post_gzip = recorded_post  # type: ignore[method-assign]
-    uploader_module.Uploader._go_idle = recorded_idle  # type: ignore[method-assign]
+    transport.HttpTransport.post = recorded_post  # type: ignore[method-assign]
+    Uploader._go_idle = recorded_idle  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        _transport.Transport.post_gzip = post  # type: ignore[method-assign]
-        uploader_module.Uploader._go_idle = go_idle  # type: ignore[method-assign]
+        transport.HttpTransport.post = post  # type: ignore[method-assign]
+        Uploader._go_idle = go_idle  # type: ignore[method-assign]
 
 
 def request_head_bytes(url: str, body_size: int) -> int:
-    """Size of the request line and headers httpx sends for one upload."""
-    with httpx.Client(headers={"User-Agent": "desktop-telemetry/0.1.0", "Accept": "*/*"}) as c:
+    """Size of the request line and headers the uploader's HTTP transport sends for one
+    upload."""
+    with transport.HttpTransport()._new_client() as c:
         request = c.build_request(
             "POST",
             url,

@@ -9,6 +9,7 @@ every module whose name starts with ``_`` is private.
 """
 
 from telemetry import url_params
+from telemetry._delivery import UploadPolicy
 from telemetry._noop import NoopClient, create_noop_client
 from telemetry._options import (
     AMPLITUDE_URL,
@@ -58,13 +59,3 @@ __all__ = [
     "open_client",
     "url_params",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # UploadPolicy lives with the uploader, which imports the HTTP stack: loaded on first use
-    # so that `import telemetry` stays cheap for an app's start-up.
-    if name == "UploadPolicy":
-        from telemetry.uploader import UploadPolicy
-
-        return UploadPolicy
-    raise AttributeError(f"module 'telemetry' has no attribute {name!r}")

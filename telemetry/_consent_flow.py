@@ -31,7 +31,7 @@ from telemetry.consent import (
 from telemetry.identity import Identity
 
 if TYPE_CHECKING:
-    from telemetry.uploader import Uploader
+    from telemetry._delivery import Uploader
 
 log = logging.getLogger("telemetry")
 

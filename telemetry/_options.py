@@ -118,6 +118,8 @@ class ClientOptions:
     catalogue: EventCatalogue | None = None
     #: Where batches go instead of the network (``telemetry.testing.RecordingDestination``).
     destination: Any = None
+    #: The time the uploader's schedule runs on (``telemetry.testing.FakeClock`` in tests).
+    clock: Any = None
     #: ``True`` for tools that inspect a data dir (``open_client``): the client records no
     #: event of its own (no ``$identify``, no client info written).
     inspector: bool = False

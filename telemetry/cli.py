@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from telemetry._delivery import Uploader, status_dict
 from telemetry._options import default_data_dir
-from telemetry._status import status_dict
 from telemetry._store import DB_FILENAME, EventStore
-from telemetry.uploader import Uploader
 
 
 def _fmt_ms(value: int | None) -> str:

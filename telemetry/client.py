@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from telemetry._consent_flow import ConsentFlow
+from telemetry._delivery import status_dict
 from telemetry._housekeeping import Housekeeper
 from telemetry._options import (
     ClientOptions,
@@ -32,7 +33,6 @@ from telemetry._options import (
 )
 from telemetry._platform import library_version
 from telemetry._recorder import INTERNAL_ERRORS, Recorder
-from telemetry._status import status_dict
 from telemetry._store import (
     DB_FILENAME,
     DEFAULT_MAX_AGE_DAYS,
@@ -56,8 +56,9 @@ from telemetry.errors import ConfigError
 from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, Identity, check_id
 
 if TYPE_CHECKING:
+    from telemetry._delivery import Clock, Uploader, UploadPolicy
     from telemetry.catalogue import EventCatalogue
-    from telemetry.uploader import Uploader, UploadPolicy
+    from telemetry.transport import Destination
 
 log = logging.getLogger("telemetry")
 
@@ -131,7 +132,7 @@ class Client:
             self._uploader.start()
 
     def _make_uploader(self) -> Uploader:
-        from telemetry.uploader import Uploader, UploadPolicy
+        from telemetry._delivery import Uploader, UploadPolicy
 
         options = self._options
         uploader = Uploader(
@@ -141,6 +142,8 @@ class Client:
             policy=options.upload_policy or UploadPolicy(),
             deletion_url=options.deletion_url,
             on_status=self._notify,
+            destination=options.destination,
+            clock=options.clock,
         )
         uploader.set_events_allowed(False)
         return uploader
@@ -571,6 +574,8 @@ def create_client(
     close_timeout: float = 2.0,
     consent_policy: ConsentPolicy | str = ConsentPolicy.OPT_OUT,
     catalogue: EventCatalogue | str | os.PathLike[str] | None = None,
+    destination: Destination | None = None,
+    clock: Clock | None = None,
 ) -> Client:
     """Create a client for ``project_name`` (the backend's project, sent as ``api_key``).
 
@@ -596,6 +601,10 @@ def create_client(
             environment turn everything off: no file written, no device id, no network.
         catalogue: the app's declared events (an :class:`~telemetry.catalogue.EventCatalogue`
             or a TOML/JSON file); undeclared events and properties are then refused.
+        destination: send batches here instead of over HTTP (for an app's own tests:
+            :class:`telemetry.testing.RecordingDestination`). Consent applies as usual.
+        clock: the time the uploader's schedule runs on (for tests:
+            :class:`telemetry.testing.FakeClock`); default: the real clock.
 
     Raises:
         ConfigError: a name, id, policy or catalogue is unusable.
@@ -623,6 +632,8 @@ def create_client(
         close_timeout=close_timeout,
         consent_policy=parse_policy(consent_policy),
         catalogue=load_catalogue(catalogue),
+        destination=destination,
+        clock=clock,
     ).check()
     return _start(options)
 

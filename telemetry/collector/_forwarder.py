@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
-import httpx
 from starlette.concurrency import run_in_threadpool
 
-from telemetry._amplitude import rejected_indexes
 from telemetry.collector._storage import ForwardRow
+from telemetry.errors import TransportError
+from telemetry.transport import AsyncHttpClient, Response
+from telemetry.wire import rejected_indexes, request_body
 
 if TYPE_CHECKING:
     from telemetry.collector._app import CollectorState
@@ -63,8 +63,7 @@ REQUEST_TIMEOUT_SECONDS: Final = 30.0
 
 
 def _body(token: str, rows: Sequence[ForwardRow]) -> bytes:
-    events = ",".join(row.event for row in rows)
-    return f'{{"api_key":{json.dumps(token)},"events":[{events}]}}'.encode()
+    return request_body(token, ",".join(row.event for row in rows)).encode()
 
 
 def _chunks(rows: Sequence[ForwardRow], token: str) -> list[list[ForwardRow]]:
@@ -85,8 +84,8 @@ def _chunks(rows: Sequence[ForwardRow], token: str) -> list[list[ForwardRow]]:
     return chunks
 
 
-def _retry_after(response: httpx.Response) -> float:
-    raw = response.headers.get("retry-after", "").strip()
+def _retry_after(response: Response) -> float:
+    raw = (response.header("retry-after") or "").strip()
     try:
         return min(MAX_BACKOFF_SECONDS, max(0.0, float(raw)))
     except ValueError:
@@ -99,7 +98,7 @@ class Forwarder:
     def __init__(
         self,
         state: CollectorState,
-        client: httpx.AsyncClient,
+        client: AsyncHttpClient,
         *,
         backoff_base: float = 5.0,
         clock: Callable[[], float] | None = None,
@@ -143,16 +142,16 @@ class Forwarder:
         try:
             response = await self._client.post(
                 self._state.config.forward_url,
-                content=_body(token, rows),
+                _body(token, rows),
                 headers={"Content-Type": "application/json", "Accept": "*/*"},
                 timeout=REQUEST_TIMEOUT_SECONDS,
             )
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             metrics.inc("forward_requests", status=0)
-            logger.warning("forwarding %d events of %r failed: %s", len(rows), project, type(exc))
+            logger.warning("forwarding %d events of %r failed: %s", len(rows), project, exc.kind)
             await self._backoff(rows)
             return
-        status = response.status_code
+        status = response.status
         metrics.inc("forward_requests", status=status)
         if status == 200:
             await run_in_threadpool(store.forward_done, ids)
@@ -175,7 +174,7 @@ class Forwarder:
                 lambda: store.forward_retry(ids, self._now_ms() + int(wait * 1000))
             )
         elif status == 400:
-            named = rejected_indexes(response.content, len(rows))
+            named = rejected_indexes(response.body, len(rows))
             if not named:
                 logger.warning("destination refused %d events of %r (400)", len(rows), project)
                 await self._backoff(rows)
@@ -210,7 +209,7 @@ async def run_forwarder(
     """Run a :class:`Forwarder` in a background task while the context is open: a pass every
     ``interval`` seconds (at once again while there is a backlog)."""
     stop = asyncio.Event()
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    async with AsyncHttpClient(trust_env=False) as client:
         forwarder = Forwarder(state, client, backoff_base=backoff_base)
 
         async def loop() -> None:

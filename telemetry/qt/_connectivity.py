@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtNetwork import QNetworkInformation
 
-from telemetry.connectivity import Connectivity, interfaces_up, is_loopback_url
+from telemetry._delivery import Connectivity, is_loopback_url
+from telemetry._system import network_interfaces_up as interfaces_up
 
 __all__ = ["QtConnectivity"]
 

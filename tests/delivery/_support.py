@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import telemetry
-from telemetry._backoff import parse_retry_after
-from telemetry.uploader import Uploader, UploadPolicy
+from telemetry._delivery import Uploader, UploadPolicy
+from telemetry._delivery._backoff import parse_retry_after
+from telemetry.testing import FakeClock
 from tests.collector_process import stored_rows
 from tests.delivery.fault_server import RequestRecord
 
@@ -55,10 +56,12 @@ def make_client(
     policy: UploadPolicy | None = None,
     *,
     notice_answered: bool = True,
+    clock: FakeClock | None = None,
     **kwargs: Any,
 ) -> telemetry.Client:
     """A client on ``data_dir`` sending to ``endpoint`` (a base URL), by default in an app
-    whose user answered its first-run notice (under the opt-out policy, uploads wait for it)."""
+    whose user answered its first-run notice (under the opt-out policy, uploads wait for it).
+    ``clock``: the time its uploader's schedule runs on."""
     client = telemetry.create_client(
         PROJECT,
         COMPONENT,
@@ -66,11 +69,37 @@ def make_client(
         endpoint,
         data_dir=data_dir,
         upload_policy=policy or FAST,
+        clock=clock,
         **kwargs,
     )
     if notice_answered:
         client.mark_notice_answered()
     return client
+
+
+def run_clock(
+    clock: FakeClock, until: Callable[[], bool], timeout: float, *, max_step: float = 3600.0
+) -> bool:
+    """Move ``clock`` to each deadline its sleeping threads wait for (the uploader's next
+    attempt) until ``until()`` holds or ``timeout`` real seconds pass; returns whether it
+    held. Time passes only while the uploader sleeps, so each request leaves exactly when its
+    schedule says. A sleep longer than ``max_step`` is not cut short: time stops there."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() >= deadline:
+            return False
+        try:
+            left = clock.wait_for_sleeper(0.05, at_least=1e-9, at_most=max_step)
+        except TimeoutError:
+            continue
+        clock.advance(left)
+    return True
+
+
+def sleeping_for(clock: FakeClock, seconds: float, timeout: float = 10.0) -> float:
+    """Wait (real time, bounded) until a thread sleeps on ``clock`` with ``seconds`` left
+    (give or take float rounding); return them."""
+    return clock.wait_for_sleeper(timeout, at_least=seconds - 1e-6, at_most=seconds + 1e-6)
 
 
 def prefill(data_dir: Path, count: int) -> list[str]:
@@ -105,7 +134,7 @@ def settled(client: telemetry.Client) -> bool:
     request's bookkeeping (``sent_events`` and the other counters, the sent log, the upload
     status) is all written. An empty queue alone is not enough: ``ack`` deletes the batch
     first, the counters and the status row follow on the uploader's thread."""
-    return uploader_of(client)._idle and client._store.stats().events == 0
+    return uploader_of(client).idle and client._store.stats().events == 0
 
 
 def stored_ids(database: Path) -> Counter[str]:
@@ -141,7 +170,7 @@ def assert_exactly_once(database: Path, expected: Sequence[str]) -> None:
 
 
 def classify(record: RequestRecord) -> str:
-    """What the client should make of a request's answer (D3 of collector_reliability.md)."""
+    """What the client should make of a request's answer (the response policy's table)."""
     code = record.status
     if code is None:
         return "network"

@@ -130,7 +130,7 @@ class RequestRecord:
     """One request as the server saw it."""
 
     index: int
-    started: float  # time.monotonic() when the request head arrived
+    started: float  # the server's clock (time.monotonic()) when the request head arrived
     method: str
     target: str
     headers: dict[str, str]
@@ -176,6 +176,9 @@ class FaultServer:
         upstream: the collector's base URL (``http://127.0.0.1:PORT``) for forwarding.
         default: the action once the script is used up (default: forward).
         tls: a server-side SSL context to serve HTTPS.
+        clock: what :attr:`RequestRecord.started` and ``ended`` are read from (a test that
+            runs the client on a :class:`telemetry.testing.FakeClock` passes its
+            ``monotonic``, so the request timeline is in the client's time).
     """
 
     def __init__(
@@ -184,8 +187,10 @@ class FaultServer:
         *,
         default: Action | None = None,
         tls: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
+        self.clock = clock
         self.default = default or forward()
         self._tls = tls
         self._lock = threading.Lock()
@@ -346,7 +351,7 @@ class FaultServer:
         head = reader.read_head()
         if head is None:
             return False
-        started = time.monotonic()
+        started = self.clock()
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         headers: dict[str, str] = {}
@@ -372,7 +377,7 @@ class FaultServer:
             record.payload = _decode(record.body, headers)
             return self._act(conn, action, record)
         finally:
-            record.ended = time.monotonic()
+            record.ended = self.clock()
             with self._changed:
                 self._changed.notify_all()
 

@@ -6,15 +6,15 @@ app says so) the backoff is reset and an upload starts within 10 s.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from telemetry._delivery import Connectivity, Uploader, UploadPolicy, is_loopback_url
 from telemetry._store import EventStore
-from telemetry.connectivity import Connectivity, interfaces_up, is_loopback_url
-from telemetry.uploader import Uploader, UploadPolicy
+from telemetry._system import network_interfaces_up
+from telemetry.testing import FakeClock
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
@@ -23,6 +23,8 @@ from tests.delivery._support import (
     make_client,
     prefill,
     queued_ids,
+    run_clock,
+    sleeping_for,
     track_many,
     uploader_of,
     wait_until,
@@ -48,7 +50,7 @@ class Flag:
 
 
 def test_interfaces_up_reads_this_machine():
-    assert isinstance(interfaces_up(), bool)
+    assert isinstance(network_interfaces_up(), bool)
 
 
 def test_loopback_endpoints_need_no_network():
@@ -120,7 +122,9 @@ def test_failed_upload_makes_the_endpoint_unreachable_until_a_signal():
 def test_offline_by_the_hook_sends_nothing_then_online_sends_within_10_s(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
-    with make_client(data_dir, server.url, UploadPolicy()) as client:
+    clock = FakeClock()
+    server.clock = clock.monotonic
+    with make_client(data_dir, server.url, UploadPolicy(), clock=clock) as client:
         assert client.flush(10)
         uploader = uploader_of(client)
         uploader.set_online(False)
@@ -132,15 +136,16 @@ def test_offline_by_the_hook_sends_nothing_then_online_sends_within_10_s(
             lambda: uploader.status().get("last_result", "").startswith("offline"), 10
         )
         assert uploader.status()["connectivity"] == "offline"
-        # ...and stays quiet (a slow machine only makes this easier to pass).
-        time.sleep(1.5)
+        # ...and stays quiet: a minute of offline checks (every 5 s) sends nothing.
+        for _ in range(12):
+            clock.advance(sleeping_for(clock, 5.0))
+        assert sleeping_for(clock, 5.0)
         assert len(server.requests) == before
-        went_online = time.monotonic()
+        went_online = clock.monotonic()
         uploader.set_online(True)
         assert server.wait_for(lambda rs: len(rs) > before, 10)
-        assert server.requests[before].started - went_online <= 10
-        assert wait_until(lambda: client._store.stats().events == 0, 10)
-    assert server.requests[before].started - went_online < 1.0  # at once, in fact
+        assert run_clock(clock, lambda: client._store.stats().events == 0, 10)
+    assert server.requests[before].started == went_online  # at once: no time passed
     assert_exactly_once(collector.database, [*server.accepted_counts()])
     assert set(expected) <= set(server.accepted_counts())
 
@@ -148,21 +153,24 @@ def test_offline_by_the_hook_sends_nothing_then_online_sends_within_10_s(
 @pytest.fixture
 def remote_uploader(
     server: FaultServer, data_dir: Path
-) -> Iterator[tuple[Uploader, Flag, list[str]]]:
+) -> Iterator[tuple[Uploader, Flag, list[str], FakeClock]]:
     """An uploader whose connectivity is judged as for a remote endpoint (by the switchable
     detector), while it really sends to the fault server on 127.0.0.1."""
     ids = prefill(data_dir, 30)
     detector = Flag(False)
     store = EventStore(data_dir)
+    clock = FakeClock()
+    server.clock = clock.monotonic
     uploader = Uploader(
         store,
         url=f"{server.url}/amplitude/2/httpapi",
         api_key=PROJECT,
-        policy=UploadPolicy(backoff_initial=30.0, offline_check_interval=0.2),
+        policy=UploadPolicy(backoff_initial=30.0),
         connectivity=Connectivity(REMOTE, detector=detector),
+        clock=clock,
     )
     try:
-        yield uploader, detector, ids
+        yield uploader, detector, ids, clock
     finally:
         uploader.stop(2.0)
         store.close()
@@ -172,12 +180,15 @@ def test_interface_coming_up_starts_an_upload_within_10_s(server: FaultServer, d
     ids = prefill(data_dir, 30)
     store = EventStore(data_dir)
     detector = Flag(False)
+    clock = FakeClock()
+    server.clock = clock.monotonic
     uploader = Uploader(
         store,
         url=f"{server.url}/amplitude/2/httpapi",
         api_key=PROJECT,
         policy=UploadPolicy(),  # the real offline check interval (5 s)
         connectivity=Connectivity(REMOTE, detector=detector),
+        clock=clock,
     )
     uploader.start()
     try:
@@ -186,12 +197,17 @@ def test_interface_coming_up_starts_an_upload_within_10_s(server: FaultServer, d
         assert wait_until(
             lambda: uploader.status().get("last_result", "").startswith("offline"), 10
         )
-        time.sleep(0.5)  # nothing goes out meanwhile (slowness only helps this pass)
+        # Offline checks every 5 s; nothing goes out meanwhile.
+        calls = detector.calls
+        clock.advance(sleeping_for(clock, 5.0))
+        assert sleeping_for(clock, 5.0)
+        assert detector.calls == calls + 1
         assert server.requests == []
-        up = time.monotonic()
+        up = clock.monotonic()
         detector.value = True
+        clock.advance(sleeping_for(clock, 5.0))  # the next check sees the interface up
         assert server.wait_for(lambda rs: len(rs) >= 1, 10)
-        assert server.requests[0].started - up <= 10
+        assert server.requests[0].started - up == pytest.approx(5.0)  # within 10 s
         assert uploader.flush(10)
     finally:
         uploader.stop(2.0)
@@ -202,25 +218,28 @@ def test_interface_coming_up_starts_an_upload_within_10_s(server: FaultServer, d
 def test_network_returning_during_backoff_resets_it(
     server: FaultServer, remote_uploader: tuple[Uploader, Flag, list[str]]
 ):
-    uploader, detector, ids = remote_uploader
+    uploader, detector, ids, clock = remote_uploader
     detector.value = True
     server.script(fs.reset())
     uploader.start()
     assert server.wait_for(lambda rs: len(rs) >= 1, 10)
     assert wait_until(lambda: uploader.status().get("failures") == 1, 10)
-    # Backing off for 30 s. The interface goes down and up again; "down" must be seen by
-    # the uploader's network watch: two detector calls after the switch (the first one
-    # may have read the value just before it).
+    # Backing off for 30 s, watching the network every offline_check_interval (5 s). The
+    # interface goes down (seen by one watch) and up again (seen by the next).
+    assert sleeping_for(clock, 5.0)
     detector.value = False
     calls = detector.calls
-    assert wait_until(lambda: detector.calls >= calls + 2, 10)
-    back = time.monotonic()
+    clock.advance(5.0)
+    assert sleeping_for(clock, 5.0)
+    assert detector.calls == calls + 1
+    assert len(server.requests) == 1
+    back = clock.monotonic()
     detector.value = True
+    clock.advance(5.0)
     assert server.wait_for(lambda rs: len(rs) >= 2, 10)
     waited = server.requests[1].started - back
-    print(f"retry {waited:.2f} s after the interface came back")
-    assert waited < 15  # not the 30 s backoff
-    assert wait_until(lambda: uploader.store.stats().events == 0, 10)
+    assert waited == pytest.approx(5.0)  # at the first look after it came back, not at 30 s
+    assert run_clock(clock, lambda: uploader.store.stats().events == 0, 10)
     assert set(server.accepted_counts()) == set(ids)
 
 
@@ -229,18 +248,20 @@ def test_app_reporting_online_after_a_failure_resets_the_backoff(
 ):
     ids = prefill(data_dir, 10)
     server.script(fs.reset())
-    # A 30 s backoff: however slow the machine, the retry cannot come from the timer.
-    with make_client(data_dir, server.url, UploadPolicy(backoff_initial=30.0)) as client:
+    clock = FakeClock()
+    server.clock = clock.monotonic
+    policy = UploadPolicy(backoff_initial=30.0)
+    with make_client(data_dir, server.url, policy, clock=clock) as client:
         uploader = uploader_of(client)
         assert wait_until(lambda: uploader.status().get("failures") == 1, 10)
         assert uploader.status()["connectivity"] == "unreachable"
-        time.sleep(0.3)
-        assert len(server.requests) == 1  # backing off 30 s
-        told = time.monotonic()
+        # Backing off 30 s (watching the interfaces every 5 s meanwhile).
+        clock.advance(sleeping_for(clock, 5.0))
+        assert sleeping_for(clock, 5.0)
+        assert len(server.requests) == 1
+        told = clock.monotonic()
         uploader.set_online(True)  # e.g. QNetworkInformation says Online
         assert server.wait_for(lambda rs: len(rs) >= 2, 10)
-        waited = server.requests[1].started - told
-        print(f"retry {waited:.2f} s after the app reported online")
-        assert waited < 15  # not the 30 s backoff
-        assert wait_until(lambda: client._store.stats().events == 0, 10)
+        assert server.requests[1].started == told  # at once, not after the 30 s backoff
+        assert run_clock(clock, lambda: client._store.stats().events == 0, 10)
     assert_exactly_once(collector.database, ids)

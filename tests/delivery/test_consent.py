@@ -187,7 +187,7 @@ def test_environment_veto_writes_nothing_and_sends_nothing(
         assert client.disabled_by_environment == name
         assert client.track("Application start") is None
         client.set_consent(True)  # the stored choice is not touched either
-        client.mark_notice_shown()
+        client.mark_notice_answered()
         assert client.device_id == "" and not client.enabled
         time.sleep(QUIET)
     assert server.requests == []

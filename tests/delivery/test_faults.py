@@ -21,7 +21,8 @@ import pytest
 
 import telemetry
 from telemetry import cli
-from telemetry.uploader import UploadPolicy
+from telemetry._delivery import UploadPolicy
+from telemetry.testing import FakeClock
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
@@ -31,7 +32,9 @@ from tests.delivery._support import (
     fast_policy,
     make_client,
     prefill,
+    run_clock,
     settled,
+    sleeping_for,
     stored_ids,
     track_many,
     uploader_of,
@@ -41,17 +44,23 @@ from tests.delivery.fault_server import FaultServer
 
 
 def drain(
-    client: telemetry.Client, collector: RunningCollector, expected: list[str], timeout: float
+    client: telemetry.Client,
+    collector: RunningCollector,
+    expected: list[str],
+    timeout: float,
+    clock: FakeClock | None = None,
 ) -> None:
     """Wait (bounded) until the collector holds ``expected``, the client's queue is empty and
-    its uploader has written the last request's counters and status (:func:`settled`)."""
+    its uploader has written the last request's counters and status (:func:`settled`).
+    With the uploader on a fake ``clock``, time is moved on to each attempt meanwhile."""
     expected_set = set(expected)
 
     def done() -> bool:
         stored = stored_ids(collector.database)
         return expected_set <= set(stored) and settled(client)
 
-    assert wait_until(done, timeout), (client._store.counters(), uploader_of(client).status())
+    held = wait_until(done, timeout) if clock is None else run_clock(clock, done, timeout)
+    assert held, (client._store.counters(), uploader_of(client).status())
 
 
 def assert_accepted_once(server: FaultServer, expected: list[str]) -> None:
@@ -87,7 +96,7 @@ def test_server_errors_then_recovery(
 
 @pytest.mark.parametrize(
     ("retry_after", "expected_wait"),
-    [("2", 2.0), (None, 1.5), ("86400", 2.5)],
+    [("2", 2.0), (None, 30.0), ("86400", 3600.0)],
     ids=["retry-after-seconds", "no-header-default", "clamped-to-max"],
 )
 def test_429_waits_retry_after(
@@ -98,21 +107,24 @@ def test_429_waits_retry_after(
     expected_wait: float,
 ):
     ids = prefill(data_dir, 20)
-    # Pauses well above flush()'s 0.3 s: a slow machine cannot see the pause end before.
-    policy = fast_policy(backoff_initial=0.05, retry_after_default=1.5, retry_after_max=2.5)
+    # The real default (30 s) and ceiling (1 h): the uploader runs on a fake clock.
+    policy = fast_policy(retry_after_default=30.0, retry_after_max=3600.0)
+    clock = FakeClock()
+    server.clock = clock.monotonic
     server.script(fs.throttle(retry_after))
-    with make_client(data_dir, server.url, policy) as client:
+    with make_client(data_dir, server.url, policy, clock=clock) as client:
         uploader = uploader_of(client)
         # The request arriving is not enough: wait until the client handled the 429.
         assert wait_until(lambda: uploader.status().get("last_status") == 429, 10)
-        # flush() does not skip a 429 pause.
+        # Paused for what Retry-After says; flush() does not skip the pause.
+        assert sleeping_for(clock, expected_wait) == pytest.approx(expected_wait)
         assert client.flush(0.3) is False
-        drain(client, collector, ids, 10)
+        assert len(server.requests) == 1
+        drain(client, collector, ids, 10, clock)
         status = uploader_of(client).status()
         counters = client._store.counters()
     first, second = server.requests[:2]
-    gap = second.started - first.started
-    assert expected_wait - 0.02 <= gap <= expected_wait + 1.0
+    assert second.started - first.started == pytest.approx(expected_wait)
     assert counters["upload_429"] == 1
     assert status["last_status"] == 200
     assert_exactly_once(collector.database, ids)
@@ -196,17 +208,21 @@ def test_auth_errors_keep_the_events_and_pause(
 ):
     ids = prefill(data_dir, 15)
     server.script(fs.status(code))
-    policy = fast_policy(config_error_pause=2.0)  # well above flush()'s 0.2 s
-    with make_client(data_dir, server.url, policy) as client:
+    policy = fast_policy(config_error_pause=3600.0)  # the real hour: on a fake clock
+    clock = FakeClock()
+    server.clock = clock.monotonic
+    with make_client(data_dir, server.url, policy, clock=clock) as client:
         uploader = uploader_of(client)
         # Handled (status saved after any drop), not only received: then check nothing went.
         assert wait_until(lambda: uploader.status().get("last_status") == code, 10)
         assert client._store.stats().events == 16  # nothing dropped
+        assert sleeping_for(clock, 3600.0)
         assert client.flush(0.2) is False  # the pause is not skipped
-        drain(client, collector, ids, 10)
+        assert len(server.requests) == 1
+        drain(client, collector, ids, 10, clock)
         counters = client._store.counters()
     first, second = server.requests[:2]
-    assert second.started - first.started >= policy.config_error_pause - 0.02
+    assert second.started - first.started == pytest.approx(policy.config_error_pause)
     assert counters[f"upload_{code}"] == 1
     assert not any(k.startswith("dropped") for k in counters)
     assert_exactly_once(collector.database, ids)
@@ -339,11 +355,16 @@ def test_first_retry_after_a_server_error_waits_5_s_by_default(
 ):
     ids = prefill(data_dir, 10)
     server.script(fs.status(503))
-    with make_client(data_dir, server.url, UploadPolicy()) as client:
-        assert server.wait_for(lambda rs: len(rs) >= 2, 20)
-        assert wait_until(lambda: client._store.stats().events == 0, 10)
+    clock = FakeClock()
+    server.clock = clock.monotonic
+    with make_client(data_dir, server.url, UploadPolicy(), clock=clock) as client:
+        uploader = uploader_of(client)
+        assert wait_until(lambda: uploader.status().get("last_status") == 503, 10)
+        assert sleeping_for(clock, 5.0)  # the first backoff is exactly backoff_initial
+        assert len(server.requests) == 1
+        assert run_clock(clock, lambda: client._store.stats().events == 0, 10)
     first, second = server.requests[:2]
-    assert 5.0 - 0.02 <= second.started - first.started <= 6.0
+    assert second.started - first.started == pytest.approx(5.0)
     assert_exactly_once(collector.database, ids)
 
 
@@ -351,21 +372,27 @@ def test_backoff_grows_with_full_jitter_and_caps(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):
     ids = prefill(data_dir, 5)
-    policy = fast_policy(backoff_initial=0.1, backoff_cap=0.4)
+    # The real figures (5 s doubling up to 10 min, 15 requests a minute) on a fake clock.
+    policy = fast_policy(backoff_initial=5.0, backoff_cap=600.0, max_requests_per_minute=15)
+    clock = FakeClock()
+    server.clock = clock.monotonic
     server.default = fs.status(503)
-    with make_client(data_dir, server.url, policy) as client:
-        # A dozen failures (the ceiling reaches the cap at the third), counted, not timed.
-        assert server.wait_for(lambda rs: len(rs) >= 12 and rs[11].ended is not None, 20)
+    with make_client(data_dir, server.url, policy, clock=clock) as client:
+        # A dozen failures (the ceiling reaches the cap at the 9th): time moves to each retry.
+        def twelve() -> bool:
+            return len(server.requests) >= 12 and server.requests[11].ended is not None
+
+        assert run_clock(clock, twelve, 20)
         server.default = fs.forward()
         failing = [r for r in server.requests if r.status == 503]
-        drain(client, collector, ids, 10)
-    assert len(failing) >= 12
-    report = check_policy(failing, policy, slack=0.3)
-    # Waits are between 0.1 s and 0.4 s: at most 1 + span / 0.1 requests.
+        drain(client, collector, ids, 10, clock)
+    assert len(failing) == 12
+    report = check_policy(failing, policy, slack=0.0)
+    # Each wait is between 5 s and its ceiling: at most 1 + span / 5 requests.
     assert report.requests <= report.max_failures
     gaps = [b.started - a.started for a, b in itertools.pairwise(failing)]
-    assert min(gaps) >= 0.1 - 0.02
-    assert max(gaps) <= 0.4 + 0.3
+    for n, gap in enumerate(gaps, start=1):
+        assert 5.0 - 1e-6 <= gap <= min(600.0, 5.0 * 2 ** (n - 1)) + 1e-6, (n, gap)
     assert len({round(g, 2) for g in gaps[3:]}) > 1  # jittered, not a fixed period
 
 
@@ -374,20 +401,30 @@ def test_at_most_15_requests_a_minute(
 ):
     ids = prefill(data_dir, 40)
     policy = fast_policy(max_batch_events=1, max_requests_per_minute=15)
-    with make_client(data_dir, server.url, policy) as client:
-        assert server.wait_for(lambda rs: len(rs) >= 15, 20)
-        # The 15th answer handled (acked), not only its request seen.
-        assert wait_until(lambda: client._store.stats().events == 41 - 15, 10)
+    clock = FakeClock()
+    server.clock = clock.monotonic
+    with make_client(data_dir, server.url, policy, clock=clock) as client:
         uploader = uploader_of(client)
-        cycles = uploader._cycles
-        time.sleep(1.5)
-        # The 16th request waits for the first to leave the 60 s window; meanwhile the thread
-        # sleeps (a handful of wake-ups, no busy loop).
+
+        # Time moves on through the short waits between batches, and stops at a long sleep.
+        def held_back() -> bool:
+            return len(server.requests) >= 15 and any(s > 30.0 for s in clock.sleepers())
+
+        assert run_clock(clock, held_back, 20, max_step=1.0)
         assert len(server.requests) == 15
-        assert uploader._cycles - cycles <= 2
-        assert client._store.stats().events == 41 - 15
+        assert client._store.stats().events == 41 - 15  # the 15th answer handled (acked)
+        assert set(server.accepted_counts()) == set(ids[:15])
+        # The 16th request waits for the first to leave the 60 s window, asleep till then.
+        cycles = uploader._cycles
+        free_at = server.requests[0].started + 60.0
+        assert clock.wait_for_sleeper(at_least=30.0) == pytest.approx(free_at - clock.monotonic())
+        clock.advance(free_at - clock.monotonic())
+        assert server.wait_for(lambda rs: len(rs) >= 16, 10)
+        assert wait_until(lambda: uploader._cycles > cycles, 10)
+        assert sleeping_for(clock, policy.after_success_delay)  # asleep again, after...
+        assert uploader._cycles - cycles == 1  # ...one cycle: no busy loop meanwhile
+    assert server.requests[15].started == pytest.approx(free_at)
     check_policy(server.requests, policy)
-    assert set(server.accepted_counts()) == set(ids[:15])
 
 
 def test_status_shows_last_result_and_next_attempt(

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from telemetry._delivery import Uploader
 from telemetry._store import EventStore, StoredEvent
 from telemetry.consent import DELETION_KEY
-from telemetry.uploader import Uploader
 from tests._fixtures import RunningCollector
 from tests.delivery._support import (
     FAST,
@@ -137,8 +137,8 @@ def test_an_event_landing_as_the_uploader_goes_idle_is_not_lost(
 
         monkeypatch.setattr(store, "pending", pending_then_a_track)
         assert uploader.run_once() == "asked-again"
-        assert uploader._wait_time()[0] == 0.0
+        assert uploader._schedule.wait_time()[0] == 0.0
         assert uploader.run_once() == "waiting"  # a partial batch: the flush interval applies
-        assert 30.0 < uploader._wait_time()[0] <= 60.0
+        assert 30.0 < uploader._schedule.wait_time()[0] <= 60.0
         assert uploader.run_once(closing=True) == "sent"  # as at close or flush: delivered
     assert [len(r.events) for r in server.requests] == [1]

@@ -23,8 +23,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from telemetry import uploader as uploader_module
-from telemetry.uploader import UploadPolicy
+from telemetry._delivery import UploadPolicy
+from telemetry._delivery import _uploader as uploader_module
+from telemetry.testing import FakeClock
 from tests.collector_process import CollectorProcess
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
@@ -35,7 +36,9 @@ from tests.delivery._support import (
     queued_ids,
     read_line,
     run_child,
+    run_clock,
     settled,
+    sleeping_for,
     stored_ids,
     track_many,
     uploader_of,
@@ -219,11 +222,12 @@ def test_close_sends_what_is_queued(backend: Backend, data_dir: Path):
     ids = prefill(data_dir, 0)
     # Nothing would go out by the timer for a minute: close() does it.
     policy = UploadPolicy(flush_interval=60.0)
-    with make_client(data_dir, backend.url, policy) as client:
+    clock = FakeClock()
+    with make_client(data_dir, backend.url, policy, clock=clock) as client:
         # Once the $identify went out, the uploader is idle: the next event waits a minute.
-        assert wait_until(lambda: settled(client), 10)
+        assert run_clock(clock, lambda: settled(client), 10, max_step=1.0)
         tracked = track_many(client, 20)
-        time.sleep(0.3)
+        assert sleeping_for(clock, 60.0)  # asleep until the minute is over
         assert len(stored_ids(backend.database)) == 1
         started = time.monotonic()
         client.close()
@@ -235,18 +239,28 @@ def test_close_sends_what_is_queued(backend: Backend, data_dir: Path):
 
 def test_a_partial_batch_waits_the_flush_interval(backend: Backend, data_dir: Path):
     prefill(data_dir, 0)
-    # 2 s: the second group (0.3 s after the first) joins the batch even on a slow machine.
-    policy = fast_policy(flush_interval=2.0)
-    with make_client(data_dir, backend.url, policy) as client:
-        assert wait_until(lambda: settled(client), 10)  # the $identify went out
+    policy = fast_policy(flush_interval=10.0)  # the real interval, on a fake clock
+    clock = FakeClock()
+    backend.server.clock = clock.monotonic
+    with make_client(data_dir, backend.url, policy, clock=clock) as client:
+        # The $identify went out; idle since.
+        assert run_clock(clock, lambda: settled(client), 10, max_step=1.0)
         before = len(backend.server.requests)
-        started = time.monotonic()
+        started = clock.monotonic()
         track_many(client, 3)
-        time.sleep(0.3)
-        track_many(client, 3)
-        assert backend.server.wait_for(lambda rs: len(rs) > before and rs[-1].ended, 10)
+        assert sleeping_for(clock, 10.0)  # the flush interval, from the first event
+        clock.advance(4.0)
+        track_many(client, 3)  # 4 s later: joins the batch
+        assert sleeping_for(clock, 6.0)
+        assert len(backend.server.requests) == before
+        clock.advance(6.0)
+        # The events carry the real wall time they were tracked at, a little later than the
+        # fake clock's: the uploader may wait that little longer for the oldest to be 10 s old.
+        sent = lambda: len(backend.server.requests) > before  # noqa: E731
+        assert run_clock(clock, sent, 10, max_step=5.0)
+        assert backend.server.wait_for(lambda rs: rs[before].ended is not None, 10)
         waited = backend.server.requests[before].started - started
-        assert 1.95 <= waited <= 3.0
+        assert 10.0 <= waited <= 15.0
         assert len(backend.server.requests[before].events) == 6
 
 

@@ -8,8 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from telemetry._amplitude import rejected_indexes
-from telemetry._backoff import backoff_delay, parse_retry_after
+from telemetry._delivery._backoff import backoff_delay, parse_retry_after
+from telemetry.wire import rejected_indexes
 
 
 def test_backoff_is_full_jitter_from_5_s_to_a_10_min_cap():

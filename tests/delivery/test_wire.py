@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 import telemetry
+from telemetry._delivery import Uploader
 from telemetry._store import EventStore
-from telemetry.uploader import Uploader
+from telemetry.transport import HttpTransport
 from tests._fixtures import RunningCollector
 from tests.delivery._support import (
     COMPONENT,
@@ -89,13 +90,15 @@ def test_no_endpoint_means_amplitude_http_v2(tmp_path: Path):
 def test_timeouts_are_10_s_to_connect_and_30_s_in_all(tmp_path: Path):
     with EventStore(tmp_path) as store:
         uploader = Uploader(store, url="http://127.0.0.1:9/amplitude/2/httpapi", api_key=PROJECT)
-        client = uploader._transport._new_client()
+        transport = uploader._transport()
+        assert isinstance(transport, HttpTransport)
+        client = transport._new_client()
         try:
             assert client.timeout == httpx.Timeout(30.0, connect=10.0)
         finally:
             client.close()
     # The 30 s are enforced as a whole (see the trickle test), not per read only.
-    assert uploader._transport._total_timeout == 30.0
+    assert transport.total_timeout == 30.0
 
 
 # ---------------------------------------------------------------------- TLS

@@ -15,7 +15,7 @@ from PySide6.QtNetwork import QNetworkInformation
 from pytestqt.qtbot import QtBot
 
 import telemetry
-from telemetry.connectivity import interfaces_up
+from telemetry._system import network_interfaces_up as interfaces_up
 from telemetry.qt import QtConnectivity
 
 Reach = QNetworkInformation.Reachability

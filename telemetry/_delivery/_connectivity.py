@@ -1,8 +1,9 @@
-"""Is the network up? A psutil interface check, the last upload's outcome, and a hook.
+"""Is the network up? An interface check, the last upload's outcome, and the app's hook.
 
-The core detector says "online" when a non-loopback interface is up (or the endpoint itself is
-on loopback). The Qt layer, or any app with a better signal, calls :meth:`Connectivity.set_online`
-with ``True``/``False``; ``None`` hands the decision back to the detector.
+The core detector (:func:`telemetry._system.network_interfaces_up`) says "online" when a
+non-loopback interface is up (or the endpoint itself is on loopback). The Qt layer, or any app
+with a better signal, calls :meth:`Connectivity.set_online` with ``True``/``False``; ``None``
+hands the decision back to the detector.
 
 The uploader reports whether each request reached the server (:meth:`Connectivity.report_upload`).
 While the last one did not, the endpoint counts as unreachable, so the network coming back (an
@@ -19,27 +20,13 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
-import psutil
+from telemetry._system import network_interfaces_up
 
 log = logging.getLogger("telemetry.connectivity")
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 UNREACHABLE: Final = "unreachable"
-
-
-def interfaces_up() -> bool:
-    """True when any non-loopback network interface is up."""
-    try:
-        stats = psutil.net_if_stats()
-    except OSError as exc:  # unreadable: assume online and let the upload tell
-        log.debug("cannot read interface state: %s", exc)
-        return True
-    return any(s.isup for name, s in stats.items() if not _is_loopback_name(name))
-
-
-def _is_loopback_name(name: str) -> bool:
-    return name == "lo" or (name.startswith("lo") and name[2:].isdigit()) or "Loopback" in name
 
 
 def is_loopback_url(url: str) -> bool:
@@ -62,7 +49,7 @@ class Connectivity:
     a signal (the hook or the detector), not through an upload that worked.
     """
 
-    def __init__(self, url: str, *, detector: Callable[[], bool] = interfaces_up) -> None:
+    def __init__(self, url: str, *, detector: Callable[[], bool] = network_interfaces_up) -> None:
         self._loopback = is_loopback_url(url)
         self._detector = detector
         self._override: bool | None = None

@@ -1,4 +1,5 @@
-"""The retry timing rules of the uploader, as pure functions of the attempt count."""
+"""The retry timing rules of the uploader, as pure functions: backoff after failures and the
+wait a ``Retry-After`` header asks for."""
 
 from __future__ import annotations
 
