@@ -6,15 +6,28 @@ so the rest of the package neither imports psutil nor repeats its error handling
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+from types import ModuleType
 from typing import NamedTuple
-
-import psutil
 
 log = logging.getLogger("telemetry.system")
 
-__all__ = ["Partition", "disk_partitions", "network_interfaces_up", "pid_alive"]
+
+def _psutil() -> ModuleType:
+    # Imported on first use (about 15 ms): an app's start-up and track() never need it.
+    return importlib.import_module("psutil")
+
+
+__all__ = [
+    "Partition",
+    "disk_partitions",
+    "disk_total",
+    "network_interfaces_up",
+    "pid_alive",
+    "procfs_path",
+]
 
 
 class Partition(NamedTuple):
@@ -33,7 +46,7 @@ def network_interfaces_up() -> bool:
     whether the network is there, which is better than never trying.
     """
     try:
-        stats = psutil.net_if_stats()
+        stats = _psutil().net_if_stats()
     except OSError as exc:
         log.debug("cannot read interface state: %s", exc)
         return True
@@ -46,15 +59,28 @@ def _is_loopback_name(name: str) -> bool:
 
 def pid_alive(pid: int) -> bool:
     """True when a process with this id exists (this process always does)."""
-    return pid == os.getpid() or psutil.pid_exists(pid)
+    return pid == os.getpid() or bool(_psutil().pid_exists(pid))
 
 
 def disk_partitions(*, all: bool = False) -> list[Partition]:
     """The mounted partitions (``all``: pseudo and duplicate mounts too), as psutil lists them
     (on Linux from ``psutil.PROCFS_PATH``); empty when they cannot be read."""
     try:
-        parts = psutil.disk_partitions(all=all)
-    except OSError as exc:
+        parts = _psutil().disk_partitions(all=all)
+    except (OSError, RuntimeError) as exc:  # an unreadable procfs: no mount information
         log.debug("psutil.disk_partitions failed: %s", exc)
         return []
     return [Partition(p.device, p.mountpoint, p.fstype, p.opts) for p in parts]
+
+
+def disk_total(mountpoint: str) -> int | None:
+    """The size in bytes of the filesystem mounted at ``mountpoint`` (None: unreadable)."""
+    try:
+        return int(_psutil().disk_usage(mountpoint).total)
+    except OSError:
+        return None
+
+
+def procfs_path() -> str:
+    """Where procfs is read from (``psutil.PROCFS_PATH``; tests point it at a recording)."""
+    return str(_psutil().PROCFS_PATH)

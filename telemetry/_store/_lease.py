@@ -10,6 +10,7 @@ import os
 import sqlite3
 
 from telemetry._store._db import Database, now_ms
+from telemetry._system import pid_alive
 
 
 def acquire_lease(db: Database, owner: str, ttl_ms: int, *, now: int | None = None) -> bool:
@@ -39,8 +40,4 @@ def release_lease(db: Database, owner: str) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    import psutil  # only an uploader meeting another's lease needs it: keep it off start-up
-
-    return psutil.pid_exists(pid)
+    return pid_alive(pid)

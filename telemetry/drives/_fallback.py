@@ -8,7 +8,7 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-import psutil
+from telemetry import _system
 
 from ._classify import SYSTEM_MOUNTS
 from ._model import LARGE_DRIVE_BYTES, Drive, Mountpoint
@@ -58,11 +58,7 @@ def collect_drives(*, include_all: bool = False) -> list[Drive]:
       mount points (``/``, ``/boot``, ``C:\\`` …), and ``is_flash_target`` also needs
       "removable" (internal disks cannot be told apart here).
     """
-    try:
-        parts = psutil.disk_partitions(all=False)
-    except (OSError, RuntimeError) as exc:
-        _log.debug("psutil.disk_partitions failed: %s", exc)
-        return []
+    parts = _system.disk_partitions(all=False)
     grouped: dict[str, list[Any]] = defaultdict(list)
     for part in parts:
         if not part.device or part.fstype in _PSEUDO_FS:
@@ -74,13 +70,7 @@ def collect_drives(*, include_all: bool = False) -> list[Drive]:
         system = any(_is_system_mount(m.mountpoint) for m in mounts)
         if not (removable or include_all):
             continue
-        size = 0
-        for m in mounts:
-            try:
-                size = int(psutil.disk_usage(m.mountpoint).total)
-                break
-            except OSError:
-                continue
+        size = next((t for m in mounts if (t := _system.disk_total(m.mountpoint))), 0)
         read_only = all("ro" in m.opts.split(",") for m in mounts)
         mountpoints = tuple(Mountpoint(m.mountpoint, None) for m in mounts)
         warnings: list[str] = []

@@ -7,7 +7,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-import psutil
+from telemetry import _system
 
 __all__ = ["MountEntry", "read_mounts", "read_swaps"]
 
@@ -26,21 +26,16 @@ class MountEntry:
 
 def read_mounts() -> list[MountEntry]:
     """Every mount whose source is a device path (``/dev/…``), from psutil."""
-    try:
-        parts = psutil.disk_partitions(all=True)
-    except (OSError, RuntimeError) as exc:  # unreadable procfs: no mount information
-        _log.debug("psutil.disk_partitions failed: %s", exc)
-        return []
     return [
         MountEntry(p.device, p.mountpoint, p.fstype, p.opts)
-        for p in parts
+        for p in _system.disk_partitions(all=True)
         if p.device.startswith("/")
     ]
 
 
 def read_swaps() -> list[MountEntry]:
     """Active swap areas from ``<PROCFS_PATH>/swaps`` (devices and swap files) as ``[SWAP]``."""
-    path = os.path.join(psutil.PROCFS_PATH, "swaps")
+    path = os.path.join(_system.procfs_path(), "swaps")
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()[1:]

@@ -146,7 +146,8 @@ def test_other_platforms_use_the_fallback() -> None:
     result = _run_child(
         """
         import json, sys
-        from telemetry.drives import backend_name, list_drives  # psutil is imported first
+        import psutil  # loaded for the real platform before the child pretends to be another
+        from telemetry.drives import backend_name, list_drives
         sys.platform = "darwin"
         print(json.dumps({"backend": backend_name(),
                           "enumerators": sorted({d.enumerator for d in list_drives(all=True)})}))
