@@ -84,8 +84,13 @@ def test_cancelling_uploads_leaves_the_deletion_request_in_flight_alone(
         assert server.wait_for(lambda rs: any(_is_deletion(r) for r in rs[mark:]), 10)
         uploader_of(client).cancel()
         uploader_of(client).send_deletions_now()
-        assert wait_until(lambda: client.status()["deletion_requests"] == 0, 20)
-        counters = client._store.counters()
+        # Delivered: the request is forgotten and then counted (two steps: wait for both).
+        assert wait_until(
+            lambda: client.status()["deletion_requests"] == 0
+            and client.status()["counters"].get("deletion_requests_sent") == 1,
+            20,
+        )
+        counters = client.status()["counters"]
     assert [_is_deletion(r) for r in server.requests[mark:]] == [True]
     assert counters.get("deletion_request_attempts") == 1
     assert counters.get("deletion_requests_sent") == 1
