@@ -6,7 +6,6 @@ so the rest of the package neither imports psutil nor repeats its error handling
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from types import ModuleType
@@ -16,8 +15,11 @@ log = logging.getLogger("telemetry.system")
 
 
 def _psutil() -> ModuleType:
-    # Imported on first use (about 15 ms): an app's start-up and track() never need it.
-    return importlib.import_module("psutil")
+    # Imported on first use (about 15 ms): an app's start-up and track() never need it. A
+    # plain import statement, so that PyInstaller still sees and bundles psutil.
+    import psutil
+
+    return psutil
 
 
 __all__ = [
