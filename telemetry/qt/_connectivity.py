@@ -3,8 +3,8 @@
 ``QNetworkInformation`` (NetworkManager, glib, connman ... on Linux; the OS APIs elsewhere)
 reports reachability changes as they happen; each one is passed to ``client.set_online()`` so
 the uploader stops trying while offline and retries at once when the network comes back. When
-Qt has no backend here, the core detector (:class:`telemetry.connectivity.Connectivity`: a psutil interface
-check) is polled on a ``QTimer`` instead and fed through the same hook.
+Qt has no backend here, the core detector (:class:`telemetry.connectivity.Connectivity`: a
+psutil interface check) is polled on a ``QTimer`` instead and fed through the same hook.
 """
 
 from __future__ import annotations
