@@ -129,4 +129,5 @@ def test_ok_starts_delivery_after_the_click_and_not_before(
         lambda: sum(1 for r in collector.rows() if r["event_type"] == "Flash") == EVENTS,
         timeout=30_000,
     )
-    assert all(r.status == 200 for r in requests)
+    assert proxy.wait_for(lambda rs: all(r.ended is not None for r in rs), timeout=30)
+    assert [r.status for r in proxy.requests] == [200] * len(proxy.requests)
