@@ -121,6 +121,8 @@ class ConsentNotice(QFrame):
         name_widget(self.title, self.title.text())
         self.body = self._rich_label("".join(f"<p>{_html(p)}</p>" for p in self._paragraphs()))
         name_widget(self.body, self.tr("What is sent"), "\n\n".join(self._paragraphs()))
+        # Never squeezed below the height its wrapped text needs: no sentence may be cut off.
+        self.body.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         layout.addWidget(self.title)
         layout.addWidget(self.body)
         self.details: QScrollArea | None = None
@@ -136,7 +138,9 @@ class ConsentNotice(QFrame):
             self.details.setWidget(self.details_label)
             self.details.setWidgetResizable(True)
             self.details.setFrameShape(QFrame.Shape.NoFrame)
-            self.details.setMaximumHeight(self.fontMetrics().lineSpacing() * 9)
+            lines = self.fontMetrics().lineSpacing()
+            self.details.setMinimumHeight(lines * 5)
+            self.details.setMaximumHeight(lines * 9)
             self.details.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # scrolled with the keys
             name_widget(self.details, self.tr("The events and details this app may send"))
             layout.addWidget(self.details)
