@@ -20,7 +20,7 @@ from telemetry.events import encode_json, utf8_size
 
 if TYPE_CHECKING:
     from telemetry._protocol import TelemetryClient
-    from telemetry.store import StoredEvent
+    from telemetry import StoredEvent
 
 __all__ = [
     "DROPPED",

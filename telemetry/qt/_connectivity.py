@@ -3,8 +3,8 @@
 ``QNetworkInformation`` (NetworkManager, glib, connman ... on Linux; the OS APIs elsewhere)
 reports reachability changes as they happen; each one is passed to ``client.set_online()`` so
 the uploader stops trying while offline and retries at once when the network comes back. When
-Qt has no backend here, the core detector (:class:`telemetry.connectivity.Connectivity`: a
-psutil interface check) is polled on a ``QTimer`` instead and fed through the same hook.
+Qt has no backend here, the core's detector (a check that a network interface is up) is
+polled on a ``QTimer`` instead and fed through the same hook.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class QtConnectivity(QObject):
         backend: load this ``QNetworkInformation`` backend by name instead of the default one
             (e.g. ``"networkmanager"``); when it cannot be loaded, the fallback is used.
         poll_interval: seconds between two checks of the core detector in fallback mode.
-        detector: the fallback's interface check (default: :func:`telemetry.connectivity.
-            interfaces_up`).
+        detector: the fallback's interface check (default: whether a network interface
+            other than loopback is up).
 
     Qt's ``Online`` means online, ``Disconnected`` offline; ``Local``, ``Site`` and
     ``Unknown`` hand the decision back to the core detector (``None``). An endpoint on this
