@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 from telemetry.events import encode_json, utf8_size
 
 if TYPE_CHECKING:
-    from telemetry._protocol import TelemetryClient
     from telemetry import StoredEvent
+    from telemetry._protocol import TelemetryClient
 
 __all__ = [
     "DROPPED",
