@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from demo_app.flasher import FlashError, FlashResult, ImageSource, Target
-from telemetry import Tracker
+from telemetry import TelemetryClient, Tracker
 
 if TYPE_CHECKING:
     from telemetry.drives import Drive
@@ -53,7 +53,7 @@ def _public_url(url: str) -> str:
 class FlashAnalytics:
     """Records the demo's events as ``[Etcher] <name>`` through ``Tracker``."""
 
-    def __init__(self, client: Any, *, version: str) -> None:
+    def __init__(self, client: TelemetryClient, *, version: str) -> None:
         self.tracker = Tracker(client, prefix="Etcher")
         self.version = version
         self.application_session_uuid = str(uuid.uuid4())

@@ -14,7 +14,6 @@ import getpass
 import json
 import lzma
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,9 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import platformdirs
+
+if TYPE_CHECKING:
+    import telemetry
+    from demo_app.ui.main_window import MainWindow
+    from telemetry.qt import QtDriveWatcher
 
 __all__ = ["CATALOGUE_PATH", "EmbeddedCollector", "build_window", "main", "make_client"]
 
@@ -123,20 +127,14 @@ class EmbeddedCollector:
             proc.wait(10)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every stored event (read-only, straight from the database file)."""
-        if not self.database.exists():
-            return []
-        uri = f"{self.database.resolve().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
-            db.row_factory = sqlite3.Row
-            try:
-                return [dict(r) for r in db.execute("SELECT * FROM events ORDER BY id")]
-            except sqlite3.OperationalError:
-                return []
+        """Every event the collector stored, oldest first (read-only)."""
+        from telemetry.collector import stored_events
+
+        return stored_events(self.database)
 
 
 def _collector_child(argv: Sequence[str]) -> int:
-    from telemetry.collector.__main__ import main as collector_main
+    from telemetry.collector import main as collector_main
 
     return collector_main(list(argv))
 
@@ -146,15 +144,13 @@ def _collector_child(argv: Sequence[str]) -> int:
 
 def make_client(
     data_dir: Path, endpoint: str | None, *, upload: bool = True, **options: Any
-) -> Any:
-    """The telemetry client, with the demo's event catalogue when the library supports it.
+) -> telemetry.Client:
+    """The telemetry client, with the demo's event catalogue.
 
     ``options`` go to ``telemetry.create_client`` (``upload_policy``, ``consent_policy``...).
     """
     import telemetry
 
-    if hasattr(telemetry, "EventCatalogue"):
-        options["catalogue"] = CATALOGUE_PATH
     return telemetry.create_client(
         PROJECT,
         COMPONENT,
@@ -162,17 +158,18 @@ def make_client(
         endpoint=endpoint,
         data_dir=data_dir,
         upload=upload and endpoint is not None,
+        catalogue=CATALOGUE_PATH,
         **options,
     )
 
 
 def build_window(
-    client: Any,
+    client: telemetry.TelemetryClient,
     root: Path,
     *,
-    watcher: Any | None = None,
+    watcher: QtDriveWatcher | None = None,
     connectivity: bool = True,
-) -> Any:
+) -> MainWindow:
     """The main window with its drive watcher, connectivity and settings (needs a QApplication)."""
     from demo_app.analytics import FlashAnalytics
     from demo_app.settings import DemoSettings
@@ -399,6 +396,9 @@ def self_test(args: argparse.Namespace) -> int:
         window = build_window(client, root, connectivity=False)
         stack.callback(window.stop_helpers)
         window.show()
+        if window.notice is not None:
+            # The user reads the first-run notice and clicks OK: only then may uploads start.
+            window.notice.ok_button.click()
         image, raw = make_test_image(tmp)
         target = tmp / "target.img"
         from demo_app.flasher import Target

@@ -517,8 +517,13 @@ class Client:
         return self._uploader.flush(timeout)
 
     def upload_status(self) -> dict[str, Any]:
-        """The uploader's last result, next attempt and connectivity (``{}`` without one)."""
-        return {} if self._uploader is None else self._uploader.status()
+        """The uploader's last result, next attempt and connectivity (``{}`` without one).
+
+        ``connectivity`` (``online``, ``offline`` or ``unreachable``) is always there when
+        there is an uploader, also before its first attempt."""
+        if self._uploader is None:
+            return {}
+        return {**self._uploader.status(), "connectivity": self._uploader.connectivity.state}
 
     def close(self, timeout: float | None = None) -> None:
         """Stop background work, waiting at most ``timeout`` s (default 2); unsent events stay

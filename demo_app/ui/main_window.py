@@ -44,7 +44,9 @@ from demo_app.ui.icons import step_icon
 from demo_app.ui.settings_dialog import SettingsDialog
 from demo_app.ui.target_dialog import TargetDialog
 from demo_app.ui.worker import FlashJob
-from telemetry.qt import ConsentNotice, EventInspector
+from telemetry import TelemetryClient
+from telemetry.drives import Drive
+from telemetry.qt import ConsentNotice, EventInspector, QtConnectivity, QtDriveWatcher
 from telemetry.url_params import AnalyticsUrlParams
 
 __all__ = ["FEATURED_PROJECT_URL", "MainWindow"]
@@ -111,7 +113,7 @@ class _StepCard(QFrame):
 
 
 class MainWindow(QMainWindow):
-    """The flasher window. ``watcher`` is a ``QtDriveWatcher`` (``drives()``, ``drivesChanged``).
+    """The flasher window. ``watcher`` lists the drives (``drives()``, ``drivesChanged``).
 
     ``state`` is ``"idle"``, ``"flashing"``, ``"done"``, ``"cancelled"`` or ``"failed"``;
     ``stateChanged(str)`` follows it.
@@ -122,12 +124,12 @@ class MainWindow(QMainWindow):
 
     def __init__(
         self,
-        client: Any,
+        client: TelemetryClient,
         *,
-        watcher: Any,
+        watcher: QtDriveWatcher,
         settings: DemoSettings,
         analytics: FlashAnalytics,
-        connectivity: Any | None = None,
+        connectivity: QtConnectivity | None = None,
         featured_url: str = FEATURED_PROJECT_URL,
         version: str = "",
     ) -> None:
@@ -180,7 +182,7 @@ class MainWindow(QMainWindow):
         if ConsentNotice.should_show(client):
             self.notice = ConsentNotice(client, self)
             self.notice.showDataRequested.connect(self.open_inspector)
-            self.notice.dismissed.connect(self.notice.hide)
+            self.notice.dismissed.connect(self.refresh_status)
             self.notice.turnedOff.connect(self._on_notice_turned_off)
             root.addWidget(self.notice)
 
@@ -272,37 +274,44 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def refresh_status(self) -> None:
-        """Online/offline, events queued and the last upload, from ``client.status()``."""
+        """Sending state, events queued and the last upload, from the client's status."""
         try:
             status = self.client.status()
+            sending = self._sending_text(status)
         except Exception:  # telemetry must never break the window
             log.exception("telemetry status unavailable")
             return
-        online = status.get("online")
-        if online is None and self.connectivity is not None:
-            online = self.connectivity.online
-        if getattr(self.client, "uploader", None) is None:
-            self.online_label.setText("○ Not sending (no collector)")
-        else:
-            self.online_label.setText(
-                "● Online"
-                if online
-                else ("○ Offline" if online is False else "◌ Connectivity unknown")
-            )
+        self.online_label.setText(sending)
         self.queued_label.setText(self.tr("Events queued: %n", "", int(status.get("queued") or 0)))
-        last = status.get("last_upload")
-        if isinstance(last, (int, float)) and last > 0:
-            when = _dt.datetime.fromtimestamp(last / 1000 if last > 1e11 else last)
-            self.upload_label.setText(f"Last upload: {when:%H:%M:%S}")
-        elif isinstance(last, str) and last:
-            self.upload_label.setText(f"Last upload: {last}")
-        else:
-            self.upload_label.setText("Last upload: never")
+        self.upload_label.setText(self._last_upload_text(status.get("last_upload")))
         if status.get("disabled_by_environment"):
             consent = f"Telemetry off ({status['disabled_by_environment']})"
         else:
             consent = "Telemetry on" if status.get("enabled") else "Telemetry off"
         self.consent_label.setText(consent)
+
+    def _sending_text(self, status: dict[str, Any]) -> str:
+        if not self.client.upload_status():  # no uploader: no endpoint was given
+            return "○ Not sending (no collector)"
+        if not self.client.uploading:
+            if not status.get("enabled"):
+                return "○ Not sending (telemetry off)"
+            return "○ Not sending until the notice is answered"
+        online = status.get("online")
+        if online is None and self.connectivity is not None:
+            online = self.connectivity.online
+        if online is None:
+            return "◌ Connectivity unknown"
+        return "● Online" if online else "○ Offline"
+
+    @staticmethod
+    def _last_upload_text(last: object) -> str:
+        if isinstance(last, (int, float)) and last > 0:
+            when = _dt.datetime.fromtimestamp(last / 1000 if last > 1e11 else last)
+            return f"Last upload: {when:%H:%M:%S}"
+        if isinstance(last, str) and last:
+            return f"Last upload: {last}"
+        return "Last upload: never"
 
     # ------------------------------------------------------------------ step 1: image
 
@@ -310,8 +319,6 @@ class MainWindow(QMainWindow):
     def choose_image(self) -> None:
         """Open the file dialog (Etcher's "Flash from file")."""
         self.analytics.open_image_selector()
-        if self.notice is not None:
-            self.notice.hide()
         path, _filter = QFileDialog.getOpenFileName(
             self, self.tr("Select image"), str(Path.home()), ";;".join(FILE_DIALOG_FILTERS)
         )
@@ -355,8 +362,6 @@ class MainWindow(QMainWindow):
 
     def _target_dialog(self) -> TargetDialog:
         self.analytics.open_drive_selector()
-        if self.notice is not None:
-            self.notice.hide()
         dialog = TargetDialog(
             self.watcher,
             image_size=self.source.size if self.source else None,
@@ -375,7 +380,7 @@ class MainWindow(QMainWindow):
         self.settings.save()
 
     @Slot(list)
-    def _on_drives_changed(self, drives: list[Any]) -> None:
+    def _on_drives_changed(self, drives: list[Drive]) -> None:
         """A selected drive that was unplugged (or lost its card) is deselected; during a
         flash the flasher itself notices and reports ``Drive unplugged``."""
         target = self.target
@@ -552,8 +557,6 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_settings(self) -> SettingsDialog:
         """Show the Settings dialog (window-modal, non-blocking); returns it."""
-        if self.notice is not None:
-            self.notice.hide()
         dialog = SettingsDialog(self.client, self.settings, self)
         dialog.settingToggled.connect(self.analytics.toggle_setting)
         dialog.showDataRequested.connect(self.open_inspector)

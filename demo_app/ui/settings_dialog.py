@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -17,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from demo_app.settings import DemoSettings
+from telemetry import TelemetryClient
 from telemetry.qt import TelemetrySettingsWidget
 
 __all__ = ["SettingsDialog"]
@@ -30,7 +29,9 @@ class SettingsDialog(QDialog):
     settingToggled = Signal(str, bool)
     showDataRequested = Signal()
 
-    def __init__(self, client: Any, settings: DemoSettings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, client: TelemetryClient, settings: DemoSettings, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Settings"))
         self.setObjectName("settingsDialog")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -25,6 +25,9 @@ from demo_app.flasher import Target
 from demo_app.targets import DriveRow, drive_rows
 from demo_app.ui.icons import drive_icon
 
+if TYPE_CHECKING:
+    from telemetry.qt import QtDriveWatcher
+
 __all__ = ["TargetDialog"]
 
 _ROW_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -41,7 +44,7 @@ class TargetDialog(QDialog):
 
     def __init__(
         self,
-        watcher: Any,
+        watcher: QtDriveWatcher,
         *,
         image_size: int | None,
         show_system: bool,

@@ -36,6 +36,9 @@ the answer is ``{"code": 200, "deleted": N, "forwards_deleted": M}``. A tombston
 events of that device arriving later are not stored (they are counted in the ingest answer's
 ``rejected``). Repeating the request is harmless.
 
+``main(argv)`` is the command line (``python -m telemetry.collector``); ``stored_events(path)``
+reads back every event a SQLite database holds.
+
 ``GET /healthz`` answers ``{"status": "ok"}``, or 503 when the database is not writable;
 ``GET /metrics`` gives Prometheus text. Storage (SQLite or PostgreSQL), forwarding to Amplitude
 and the signed link tracker: see ``_storage``, ``_postgres``, ``_forwarder`` and ``_links``.
@@ -44,6 +47,7 @@ and the signed link tracker: see ``_storage``, ``_postgres``, ``_forwarder`` and
 from __future__ import annotations
 
 from telemetry.collector._app import create_app
+from telemetry.collector._cli import main
 from telemetry.collector._config import CollectorConfig, ConfigError, load_config
 from telemetry.collector._server import serve
 from telemetry.collector._storage import (
@@ -55,6 +59,7 @@ from telemetry.collector._storage import (
     StorageUnavailable,
     open_storage,
 )
+from telemetry.collector._stored import stored_events
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -67,6 +72,8 @@ __all__ = [
     "StorageUnavailable",
     "create_app",
     "load_config",
+    "main",
     "open_storage",
     "serve",
+    "stored_events",
 ]

@@ -12,9 +12,10 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import QObject, Signal
+
+from telemetry._protocol import TelemetryClient
 
 __all__ = ["ClientWatcher"]
 
@@ -26,7 +27,7 @@ class ClientWatcher(QObject):
 
     changed = Signal()
 
-    def __init__(self, client: Any, parent: QObject | None = None) -> None:
+    def __init__(self, client: TelemetryClient, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._unsubscribe: Callable[[], None] | None = None
         ref = weakref.ref(self)
@@ -38,16 +39,13 @@ class ClientWatcher(QObject):
             with contextlib.suppress(RuntimeError):  # the C++ object is gone
                 watcher.changed.emit()
 
-        add_listener = getattr(client, "add_listener", None)
-        if callable(add_listener):
-            try:
-                unsubscribe = add_listener(_listener)
-            except Exception:  # telemetry never breaks the app
-                log.exception("client.add_listener failed")
-            else:
-                if callable(unsubscribe):
-                    self._unsubscribe = unsubscribe
-                    self.destroyed.connect(_make_unsubscriber(unsubscribe))
+        try:
+            unsubscribe = client.add_listener(_listener)
+        except Exception:  # telemetry never breaks the app
+            log.exception("client.add_listener failed")
+        else:
+            self._unsubscribe = unsubscribe
+            self.destroyed.connect(_make_unsubscriber(unsubscribe))
 
     def detach(self) -> None:
         """Stop listening now."""

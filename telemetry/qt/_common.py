@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QPushButton, QWidget
@@ -49,14 +47,3 @@ def name_widget(widget: QWidget, name: str, description: str | None = None) -> N
     widget.setAccessibleName(name)
     if description:
         widget.setAccessibleDescription(description)
-
-
-def call_quietly(fn: Any, *args: Any) -> Any:
-    """Call ``fn`` and swallow (log) any exception: telemetry never breaks the host app."""
-    import logging
-
-    try:
-        return fn(*args)
-    except Exception:
-        logging.getLogger("telemetry.qt").exception("telemetry call failed")
-        return None

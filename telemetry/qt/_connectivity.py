@@ -3,8 +3,8 @@
 ``QNetworkInformation`` (NetworkManager, glib, connman ... on Linux; the OS APIs elsewhere)
 reports reachability changes as they happen; each one is passed to ``client.set_online()`` so
 the uploader stops trying while offline and retries at once when the network comes back. When
-Qt has no backend here, the core detector (:class:`telemetry.Connectivity`: a psutil interface
-check) is polled on a ``QTimer`` instead and fed through the same hook.
+Qt has no backend here, the core's detector (a check that a network interface is up) is
+polled on a ``QTimer`` instead and fed through the same hook.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtNetwork import QNetworkInformation
 
 from telemetry._delivery import Connectivity, is_loopback_url
+from telemetry._protocol import TelemetryClient
 from telemetry._system import network_interfaces_up as interfaces_up
 
 __all__ = ["QtConnectivity"]
@@ -27,23 +27,17 @@ log = logging.getLogger(__name__)
 _Reach = QNetworkInformation.Reachability
 
 
-class _OnlineHook(Protocol):
-    endpoint_url: str
-
-    def set_online(self, online: bool | None) -> None: ...
-
-
 class QtConnectivity(QObject):
     """Reports network reachability to ``client.set_online()``.
 
     Args:
-        client: the telemetry client (anything with ``set_online`` and ``endpoint_url``).
+        client: the telemetry client (its ``set_online`` and ``endpoint_url`` are used).
         parent: the Qt parent.
         backend: load this ``QNetworkInformation`` backend by name instead of the default one
             (e.g. ``"networkmanager"``); when it cannot be loaded, the fallback is used.
         poll_interval: seconds between two checks of the core detector in fallback mode.
-        detector: the fallback's interface check (default: :func:`telemetry.connectivity.
-            interfaces_up`).
+        detector: the fallback's interface check (default: whether a network interface
+            other than loopback is up).
 
     Qt's ``Online`` means online, ``Disconnected`` offline; ``Local``, ``Site`` and
     ``Unknown`` hand the decision back to the core detector (``None``). An endpoint on this
@@ -55,7 +49,7 @@ class QtConnectivity(QObject):
 
     def __init__(
         self,
-        client: _OnlineHook | Any,
+        client: TelemetryClient,
         parent: QObject | None = None,
         *,
         backend: str | None = None,
@@ -65,7 +59,7 @@ class QtConnectivity(QObject):
         super().__init__(parent)
         self._client = client
         self._backend_request = backend
-        self._url: str = str(getattr(client, "endpoint_url", "") or "")
+        self._url: str = client.endpoint_url or ""
         self._loopback = is_loopback_url(self._url)
         self._info: QNetworkInformation | None = None
         self._fallback: Connectivity | None = None

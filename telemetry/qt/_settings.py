@@ -1,20 +1,22 @@
 """``TelemetrySettingsWidget``: the one toggle that turns telemetry on or off, without a restart.
 
 Unchecking it calls ``client.set_consent(False)``: recording stops, the queue, counters, sent
-log and device id are deleted and one deletion request is queued (consent.md P-3). Checking it
-again starts over with a new random device id (P-5). When ``DO_NOT_TRACK`` (or
-``TELEMETRY_DISABLED``) blocks telemetry, the box is disabled and says so; the stored choice is
-left as it is (P-6).
+log and device id are deleted, and a deletion request is queued for a device id whose events
+may have left the machine. Checking it again starts over with a new random device id, so the
+old and new data cannot be linked. Either is also an answer to the first-run notice. When
+``DO_NOT_TRACK`` (or ``TELEMETRY_DISABLED``) blocks telemetry, the box is disabled and says so;
+the stored choice is kept for when the variable is gone.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from telemetry._protocol import TelemetryClient
+from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.qt._bridge import ClientWatcher
 from telemetry.qt._common import LinkButton, name_widget
 
@@ -35,7 +37,7 @@ class TelemetrySettingsWidget(QWidget):
     toggled = Signal(bool)
     showDataRequested = Signal()
 
-    def __init__(self, client: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, client: TelemetryClient, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._client = client
         self.setObjectName("telemetrySettings")
@@ -49,10 +51,10 @@ class TelemetrySettingsWidget(QWidget):
         )
         self.explanation = QLabel(
             self.tr(
-                "Sends the names of the actions you take, the app and system versions, your "
-                "language setting, the types of drives you use and a random device ID. Never "
-                "file names, paths, your user name or serial numbers. Turning this off deletes "
-                "what is kept on this computer and asks the server to delete what it received."
+                "Sends the events the first-run notice lists, each with the app and system "
+                "versions, your language setting and a random device ID; “Show me the data” "
+                "shows each one exactly as sent. Turning this off deletes what is kept on this "
+                "computer and asks the server to delete what it received."
             ),
             self,
         )
@@ -104,12 +106,19 @@ class TelemetrySettingsWidget(QWidget):
 
     def _reporting(self) -> bool:
         """Whether the stored choice and policy mean "on"."""
-        state = str(getattr(self._client, "consent_state", "unknown"))
-        if state == "granted":
-            return True
-        if state == "denied":
-            return False
-        return str(getattr(self._client, "consent_policy", "opt_out")) != "opt_in"
+        state = self._client.consent_state
+        if state is ConsentState.UNKNOWN:
+            return self._client.consent_policy is not ConsentPolicy.OPT_IN
+        return state is ConsentState.GRANTED
+
+    def _status_text(self, on: bool) -> str:
+        if not on:
+            return self.tr("Usage statistics are off. Nothing is recorded or sent.")
+        if self._client.uploading or self._client.notice_answered:
+            return self.tr("Usage statistics are on.")
+        return self.tr(
+            "Usage statistics are on. Nothing is sent before the first-run notice is answered."
+        )
 
     @Slot()
     def refresh(self) -> None:
@@ -135,11 +144,12 @@ class TelemetrySettingsWidget(QWidget):
         else:
             self.environment_label.setText("")
             self.environment_label.setVisible(False)
-            self.status_label.setText(
-                self.tr("Usage statistics are on.")
-                if on
-                else self.tr("Usage statistics are off. Nothing is recorded or sent.")
-            )
+            try:
+                status = self._status_text(on)
+            except Exception:
+                log.exception("cannot read the upload state")
+                status = ""
+            self.status_label.setText(status)
         self.status_label.setAccessibleDescription(self.status_label.text())
 
     @Slot(bool)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -164,14 +164,26 @@ class Demo:
     def events(self) -> list[dict[str, Any]]:
         """Every event in the local database: sent (from the sent-batch log) and queued."""
         out: list[dict[str, Any]] = []
-        for batch in reversed(self.client._store.sent_batches(limit=100)):
+        for batch in reversed(self.client.sent_batches(100)):
             sent = batch["events"]
             out.extend(sent["events"] if isinstance(sent, dict) else sent)
-        out.extend(e.as_dict() for e in self.client._store.iter_events())
+        out.extend(e.as_dict() for e in self.client.queued_events())
         return out
 
     def names(self) -> list[str]:
         return [e["event_type"] for e in self.events()]
+
+
+def answer_notice(qtbot: QtBot, demo: Demo) -> None:
+    """Click OK on the window's first-run notice, as the user does; uploads may start then."""
+    notice = demo.window.notice
+    assert notice is not None and notice.isVisible()
+    assert not demo.client.uploading
+    has_uploader = bool(demo.client.upload_status())  # a demo with a collector
+    qtbot.mouseClick(notice.ok_button, Qt.MouseButton.LeftButton)
+    assert demo.client.notice_answered
+    assert demo.client.uploading is has_uploader
+    assert not notice.isVisible()
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_every_event_of_the_demo_is_declared_and_recorded(
     analytics.open_external_link("https://www.balena.io/os?d_id=linked-device-77&s_id=1#top")
     analytics.close_application(is_flashing=False)
 
-    events = [e.as_dict() for e in client._store.iter_events()]
+    events = [e.as_dict() for e in client.queued_events()]
     names = {e["event_type"] for e in events if not e["event_type"].startswith("$")}
     declared = set(tomllib.loads(CATALOGUE_PATH.read_text(encoding="utf-8"))["events"])
     assert names == declared  # every declared event is sent somewhere, and nothing else
@@ -83,6 +83,6 @@ def test_an_undeclared_property_is_refused_but_never_raises(
 ) -> None:
     analytics = FlashAnalytics(client, version="1")
     assert analytics.track("Flash", {"imagePath": "/home/someone/x.img"}) is None
-    assert list(client._store.iter_events())[-1].event_type == "$identify"
+    assert list(client.queued_events())[-1].event_type == "$identify"
     assert any("could not record" in r.getMessage() for r in caplog.records)
     caplog.clear()  # the refusal is what this test wants; the autouse guard must not fail

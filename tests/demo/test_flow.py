@@ -22,9 +22,21 @@ from demo_app.ui.target_dialog import TargetDialog
 from tests.collector_process import CollectorProcess
 from tests.delivery.fault_server import FaultServer
 
-from .conftest import Demo, ModalDriver, image_bytes, type_file_name, write_image
+from .conftest import (
+    Demo,
+    ModalDriver,
+    answer_notice,
+    image_bytes,
+    type_file_name,
+    write_image,
+)
 
 FLASH_TIMEOUT_MS = 120_000
+
+
+def _counter(client: Any, name: str) -> int:
+    """One of the client's counters, from its public status."""
+    return int(client.status()["counters"].get(name, 0))
 
 
 def _props(event: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +75,7 @@ def test_flash_compressed_image_to_file_end_to_end(
     target.parent.mkdir()
     demo: Demo = make_demo(collector.url)
     window = demo.window
+    answer_notice(qtbot, demo)
 
     # Through the real buttons and dialogs, answered as a person would.
     seen_filters: list[str] = []
@@ -246,7 +259,8 @@ def test_telemetry_off_in_settings_then_flash_sends_only_the_deletion_request(
         demo: Demo = make_demo(relay.url)
         client = demo.client
         device_id = client.device_id
-        # The notice was shown, so the opt-out default delivers what was recorded so far.
+        # The notice was answered, so the opt-out default delivers what was recorded so far.
+        answer_notice(qtbot, demo)
         assert client.flush(timeout=20)
         assert relay.wait_for(lambda rs: any(r.events for r in rs), timeout=20)
         assert any(r["device_id"] == device_id for r in collector.rows())
@@ -269,11 +283,9 @@ def test_telemetry_off_in_settings_then_flash_sends_only_the_deletion_request(
         assert relay.wait_for(lambda rs: any("deletion" in r.target for r in rs), timeout=20)
         # Answered and taken off the client's queue (counted after that): close() cannot
         # abandon it in flight, and the relay has recorded the collector's answer.
-        qtbot.waitUntil(
-            lambda: client._store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
-        )
+        qtbot.waitUntil(lambda: _counter(client, "deletion_requests_sent") == 1, timeout=30_000)
         client.flush(timeout=5)
-        assert list(client._store.iter_events()) == []  # nothing was recorded while off
+        assert list(client.queued_events()) == []  # nothing was recorded while off
         client.close()  # nothing more can be sent after this
         after = relay.requests[before:]
         assert [(r.method, r.target.split("?")[0]) for r in after] == [

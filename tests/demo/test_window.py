@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from demo_app.flasher import Target
 from tests.collector_process import CollectorProcess
 
-from .conftest import Demo, ModalDriver, image_bytes, write_image
+from .conftest import Demo, ModalDriver, answer_notice, image_bytes, write_image
 
 
 class _Browser(QObject):
@@ -107,29 +107,57 @@ def test_status_bar_shows_queue_and_last_upload(
     assert offline.window.online_label.text() == "○ Not sending (no collector)"
 
     online: Demo = make_demo(collector.url, name="online")
+    online.window.refresh_status()
+    # Before the notice is answered nothing is sent, and the status bar says so.
+    assert online.window.online_label.text() == "○ Not sending until the notice is answered"
+    assert online.window.upload_label.text() == "Last upload: never"
+    assert not online.client.flush(timeout=1)  # events wait: flush sends nothing yet
+    assert collector.rows() == []
+    answer_notice(qtbot, online)
     assert online.client.flush(timeout=20)
     qtbot.waitUntil(
-        lambda: online.window.upload_label.text() != "Last upload: never", timeout=10_000
+        lambda: (
+            online.window.upload_label.text().startswith("Last upload: ")
+            and online.window.upload_label.text() != "Last upload: never"
+        ),
+        timeout=10_000,
     )
+    assert collector.rows()
     assert online.window.queued_label.text() == "Events queued: 0"
     assert online.window.consent_label.text() == "Telemetry on"
     assert "Not sending" not in online.window.online_label.text()
 
 
-def test_notice_is_shown_once_and_hides_when_choosing_an_image(
+def test_notice_stays_until_answered_and_is_not_shown_after_ok(
     qtbot: QtBot, make_demo: Any, tmp_path: Path
 ) -> None:
     demo: Demo = make_demo()
     notice = demo.window.notice
     assert notice is not None and notice.isVisible()
-    assert demo.client.notice_shown
+    assert demo.client.notice_shown and not demo.client.notice_answered
     demo.window.open_target_dialog().reject()
-    assert not notice.isVisible()
-    # A second launch on the same data does not show it again.
+    assert notice.isVisible()  # using the app is not an answer
+    # A second launch on the same data shows it again: it was never answered.
     demo.window.shutdown()
     demo.client.close()
     again: Demo = make_demo(name="root")
-    assert again.window.notice is None
+    assert again.window.notice is not None and again.window.notice.isVisible()
+    answer_notice(qtbot, again)
+    again.window.shutdown()
+    again.client.close()
+    third: Demo = make_demo(name="root")
+    assert third.window.notice is None
+
+
+def test_notice_answered_in_settings_hides_it(qtbot: QtBot, make_demo: Any) -> None:
+    demo: Demo = make_demo()
+    notice = demo.window.notice
+    assert notice is not None and notice.isVisible()
+    dialog = demo.window.open_settings()
+    checkbox = dialog.telemetry.checkbox
+    qtbot.mouseClick(checkbox, Qt.MouseButton.LeftButton)  # off: a choice answers the notice
+    assert demo.client.notice_answered and not demo.client.enabled
+    qtbot.waitUntil(lambda: not notice.isVisible(), timeout=10_000)
 
 
 def test_unusable_image_is_explained_and_tracked_without_its_path(

@@ -113,7 +113,7 @@ def assert_readable(image: QImage, palette: str) -> None:
 
 def user_events(client: telemetry.Client) -> list[Any]:
     """Queued events other than the client's own $identify."""
-    return [e for e in client._store.iter_events() if e.event_type != "$identify"]
+    return [e for e in client.queued_events() if e.event_type != "$identify"]
 
 
 def start_uploads(client: Any) -> None:
@@ -131,9 +131,9 @@ def focusable_controls(root: QWidget) -> list[QWidget]:
 
 
 def queued(client: Any, data_dir: Path) -> int:
-    """Events waiting to be sent: the store's own count (which first copies any journal lines
+    """Events waiting to be sent: the client's own count (which first copies any journal lines
     into SQLite), cross-checked against the SQLite file read directly."""
-    count = int(client._store.stats().events)
+    count = int(client.queue_stats().events)
     on_disk = db_rows(data_dir, "SELECT count(*) FROM events")
     if on_disk:
         assert int(on_disk[0][0]) <= count, (on_disk, count)

@@ -51,7 +51,7 @@ def test_queued_tab_shows_each_event_exactly_as_stored(
     qtbot: QtBot, client: telemetry.Client
 ) -> None:
     _track_some(client)
-    stored = {e.insert_id: e.json for e in client._store.iter_events()}
+    stored = {e.insert_id: e.json for e in client.queued_events()}
     inspector = _inspector(qtbot, client, refresh_interval=0)
     assert inspector.current_kind() == "queued"
     shown = inspector.shown_rows()
@@ -84,7 +84,7 @@ def test_type_filter_and_search_narrow_the_rows(qtbot: QtBot, client: telemetry.
     assert len(rows) == 1 and '"needle-one"' in rows[0].json
     inspector.search_edit.clear()
     inspector.type_combo.setCurrentIndex(0)
-    assert len(inspector.shown_rows()) == len(list(client._store.iter_events()))
+    assert len(inspector.shown_rows()) == len(list(client.queued_events()))
 
 
 @pytest.fixture
@@ -134,8 +134,9 @@ def test_dropped_tab_shows_the_reason(qtbot: QtBot, data_dir: Path) -> None:
     try:
         for i in range(6):
             client.track("Flash", {"n": i})
-        client._store.enforce_limits()
-        dropped = client._store.dropped()
+        # The client's housekeeping enforces the cap (oldest dropped first) within a second.
+        qtbot.waitUntil(lambda: client.queue_stats().events <= 3, timeout=15_000)
+        dropped = client.dropped_events()
         assert dropped
         inspector = _inspector(qtbot, client, refresh_interval=0)
         inspector.set_current_kind("dropped")
@@ -153,9 +154,9 @@ def test_export_writes_the_filtered_events_as_json_lines(
     _track_some(client)
     inspector = _inspector(qtbot, client, refresh_interval=0)
     out = tmp_path / "all.jsonl"
-    assert inspector.export_jsonl(out) == len(list(client._store.iter_events()))
+    assert inspector.export_jsonl(out) == len(list(client.queued_events()))
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines == [e.json for e in client._store.iter_events()]
+    assert lines == [e.json for e in client.queued_events()]
     inspector.type_combo.setCurrentIndex(inspector.type_combo.findText("Select drive"))
     flt = tmp_path / "select.jsonl"
     assert inspector.export_jsonl(flt) == 1
@@ -175,18 +176,21 @@ def test_export_button_asks_for_a_file_and_writes_it(
     dialog.accept()
     qtbot.waitUntil(target.exists, timeout=5000)
     assert target.read_text(encoding="utf-8").splitlines() == [
-        e.json for e in client._store.iter_events()
+        e.json for e in client.queued_events()
     ]
     assert "exported" in inspector.summary_label.text()
 
 
 def _answer_purge(
-    qtbot: QtBot, inspector: EventInspector, button: QMessageBox.StandardButton
+    qtbot: QtBot,
+    inspector: EventInspector,
+    client: telemetry.Client,
+    button: QMessageBox.StandardButton,
 ) -> None:
     qtbot.mouseClick(inspector.purge_button, Qt.MouseButton.LeftButton)
     box = inspector.findChild(QMessageBox, "telemetryPurgeConfirmation")
     assert box is not None and box.isVisible()
-    assert str(len(list(inspector.store.iter_events()))) in box.text()
+    assert str(len(list(client.queued_events()))) in box.text()
     qtbot.mouseClick(box.button(button), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(
         lambda: (
@@ -201,22 +205,22 @@ def test_purge_asks_first_and_cancel_keeps_everything(
     qtbot: QtBot, client: telemetry.Client
 ) -> None:
     _track_some(client)
-    before = len(list(client._store.iter_events()))
+    before = len(list(client.queued_events()))
     inspector = _inspector(qtbot, client, refresh_interval=0)
-    _answer_purge(qtbot, inspector, QMessageBox.StandardButton.Cancel)
-    assert len(list(client._store.iter_events())) == before
+    _answer_purge(qtbot, inspector, client, QMessageBox.StandardButton.Cancel)
+    assert len(list(client.queued_events())) == before
     assert len(inspector.shown_rows()) == before
 
 
 def test_purge_confirmed_empties_the_real_queue(qtbot: QtBot, client: telemetry.Client) -> None:
     _track_some(client)
-    before = len(list(client._store.iter_events()))
+    before = len(list(client.queued_events()))
     inspector = _inspector(qtbot, client, refresh_interval=0)
     with qtbot.waitSignal(inspector.purged, timeout=5000) as signal:
-        _answer_purge(qtbot, inspector, QMessageBox.StandardButton.Yes)
+        _answer_purge(qtbot, inspector, client, QMessageBox.StandardButton.Yes)
     assert signal.args == [before]
-    assert list(client._store.iter_events()) == []
-    assert client._store.stats().events == 0
+    assert list(client.queued_events()) == []
+    assert client.queue_stats().events == 0
     assert inspector.shown_rows() == []
     assert not inspector.purge_button.isEnabled()
 
@@ -238,7 +242,7 @@ def test_live_refresh_shows_new_events_without_a_click(
 def test_a_large_queue_is_read_one_page_at_a_time(qtbot: QtBot, client: telemetry.Client) -> None:
     for i in range(45):
         client.track("Flash", {"n": i})
-    total = len(list(client._store.iter_events()))
+    total = len(list(client.queued_events()))
     inspector = _inspector(qtbot, client, refresh_interval=0, page_size=20)
     assert len(inspector.shown_rows()) == 20
     assert inspector.more_button.isEnabled()
@@ -250,7 +254,7 @@ def test_a_large_queue_is_read_one_page_at_a_time(qtbot: QtBot, client: telemetr
     assert not inspector.more_button.isEnabled()
     # the export still covers the whole queue, not only the pages read
     assert {r.detail for r in inspector.shown_rows()} == {
-        e.insert_id for e in client._store.iter_events()
+        e.insert_id for e in client.queued_events()
     }
 
 
@@ -331,7 +335,7 @@ def test_live_refresh_with_a_full_page_only_updates_the_count(
         client.track("Flash", {"n": i})
     inspector = _inspector(qtbot, client, refresh_interval=0.1, page_size=5)
     first_page = {r.key for r in inspector.shown_rows()}
-    total = client._store.stats().events
+    total = client.queue_stats().events
     client.track("Flash", {"n": 99})
     qtbot.waitUntil(lambda: f"{total + 1} queued" in inspector.summary_label.text(), timeout=15_000)
     assert {r.key for r in inspector.shown_rows()} == first_page  # the oldest five, unchanged

@@ -55,6 +55,11 @@ def _lease_holders(data_dir: Path) -> int:
     return int(db_rows(data_dir, "SELECT count(*) FROM upload_lease")[0][0])
 
 
+def _counter(client: telemetry.Client, name: str) -> int:
+    """One of the client's counters, from its public status."""
+    return int(client.status()["counters"].get(name, 0))
+
+
 def _summary(requests: list[Any]) -> list[tuple[str, str, int | None]]:
     return [(r.method, r.target, r.status) for r in requests]
 
@@ -95,9 +100,7 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
         assert proxy.wait_for(lambda reqs: len(reqs) > before, timeout=15), "no deletion request"
         # Answered and taken off the client's queue (counted after that): closing the client
         # now cannot abandon it in flight and have the restarted client send it again.
-        qtbot.waitUntil(
-            lambda: client._store.counters().get("deletion_requests_sent", 0) == 1, timeout=30_000
-        )
+        qtbot.waitUntil(lambda: _counter(client, "deletion_requests_sent") == 1, timeout=30_000)
         # The app goes on calling track() and asking for a flush, as a busy app does.
         for i in range(20):
             assert client.track("Flash", {"driveCount": i}) is None

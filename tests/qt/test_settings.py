@@ -71,7 +71,7 @@ def test_checking_again_starts_over_with_a_new_device_id(
     assert new_device and new_device != old_device
     assert db_state(data_dir, "device_id") == new_device
     client.track("Flash", {"driveCount": 3})
-    payloads = [e.as_dict() for e in client._store.iter_events()]
+    payloads = [e.as_dict() for e in client.queued_events()]
     assert payloads and all(p["device_id"] == new_device for p in payloads)
     assert old_device not in json.dumps(payloads)
 

@@ -1,0 +1,120 @@
+"""The inspector's Qt models: a table of :class:`~telemetry._inspection.EventRow` and the proxy
+that filters it by event type and search text (the filter itself is
+:func:`~telemetry._inspection.row_matches`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QDateTime,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from telemetry._inspection import EventRow, row_matches
+
+__all__ = ["EventFilterProxy", "EventTableModel"]
+
+_ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+class EventTableModel(QAbstractTableModel):
+    """The rows of one list; column 0 is the time, 1 the event type, 2 the detail, 3 the size."""
+
+    SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, detail_header: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[EventRow] = []
+        self._headers = [self.tr("Time"), self.tr("Event type"), detail_header, self.tr("Size")]
+
+    def set_rows(self, rows: list[EventRow]) -> None:
+        """Replace every row."""
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def append_rows(self, rows: list[EventRow]) -> None:
+        """Add rows at the end (keeps the selection and scroll position)."""
+        if not rows:
+            return
+        first = len(self.rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+        self.rows.extend(rows)
+        self.endInsertRows()
+
+    def rowCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._headers)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self._headers[section]
+        return None
+
+    def data(self, index: _ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.rows):
+            return None
+        row = self.rows[index.row()]
+        column = index.column()
+        if role == self.SORT_ROLE:
+            return (row.time or 0, row.event_type, row.detail, row.size)[column]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return self._display(row, column)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column == 3:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, row: EventRow, column: int) -> str:
+        if column == 0:
+            if row.time is None:
+                return ""
+            local = QDateTime.fromMSecsSinceEpoch(row.time).toLocalTime()
+            return local.toString("yyyy-MM-dd HH:mm:ss.zzz")
+        if column == 1:
+            return row.event_type
+        if column == 2:
+            return row.detail
+        return self.tr("{0} B").format(row.size)
+
+
+class EventFilterProxy(QSortFilterProxyModel):
+    """Keeps the rows of the chosen event type that contain the search text; sorts by the
+    model's sort role (the time as a number, not as text)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.event_type: str | None = None
+        self.search = ""
+        self.setSortRole(EventTableModel.SORT_ROLE)
+
+    def set_filter(self, event_type: str | None, search: str) -> None:
+        """Show only rows of ``event_type`` (``None``: any) containing ``search``."""
+        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.10
+        if begin is not None:
+            begin()
+        self.event_type = event_type
+        self.search = search
+        if begin is not None:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateRowsFilter()
+
+    def accepts(self, row: EventRow) -> bool:
+        """Whether ``row`` passes the current filter."""
+        return row_matches(row, self.event_type, self.search)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: _ModelIndex) -> bool:
+        model = self.sourceModel()
+        if not isinstance(model, EventTableModel) or source_row >= len(model.rows):
+            return False
+        return self.accepts(model.rows[source_row])
