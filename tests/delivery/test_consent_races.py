@@ -86,8 +86,10 @@ def test_cancelling_uploads_leaves_the_deletion_request_in_flight_alone(
         uploader_of(client).send_deletions_now()
         # Delivered: the request is forgotten and then counted (two steps: wait for both).
         assert wait_until(
-            lambda: client.status()["deletion_requests"] == 0
-            and client.status()["counters"].get("deletion_requests_sent") == 1,
+            lambda: (
+                client.status()["deletion_requests"] == 0
+                and client.status()["counters"].get("deletion_requests_sent") == 1
+            ),
             20,
         )
         counters = client.status()["counters"]
