@@ -43,6 +43,7 @@ and the signed link tracker: see ``_storage``, ``_postgres``, ``_forwarder`` and
 
 from __future__ import annotations
 
+from telemetry.collector.__main__ import main
 from telemetry.collector._app import create_app
 from telemetry.collector._config import CollectorConfig, ConfigError, load_config
 from telemetry.collector._server import serve
@@ -67,6 +68,7 @@ __all__ = [
     "StorageUnavailable",
     "create_app",
     "load_config",
+    "main",
     "open_storage",
     "serve",
 ]
