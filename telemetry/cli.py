@@ -335,8 +335,8 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
             rows = client.query(args.sql, dict(args.param))
         except StoreError as exc:
             raise CommandError(
-                f"{exc} (telemetry query runs one read-only statement: no INSERT, UPDATE, "
-                "DELETE, schema change, ATTACH or PRAGMA)"
+                f"{exc}; only one read-only statement may run (no writes, schema changes,"
+                " ATTACH or PRAGMA), and nothing was changed"
             ) from None
     headers = list(rows[0]) if rows else []
     if args.table or args.fmt:

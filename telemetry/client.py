@@ -52,7 +52,7 @@ from telemetry.consent import (
     environment_block,
     load_state,
 )
-from telemetry.errors import ConfigError
+from telemetry.errors import ConfigError, StoreError
 from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, Identity, check_id
 
 if TYPE_CHECKING:
@@ -503,7 +503,10 @@ class Client:
         Raises:
             StoreError: the statement is invalid or would change something.
         """
-        return self._store.read_query(sql, params)
+        try:
+            return self._store.read_query(sql, params)
+        except ValueError as exc:  # sqlite-utils refuses a statement that returns no rows
+            raise StoreError(f"query refused: {exc}") from None
 
     # ------------------------------------------------------------------ delivery and lifecycle
 
