@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from telemetry.errors import TelemetryError
 
 if TYPE_CHECKING:
-    from telemetry.client import Client
+    from telemetry import Client
 
 #: Exit code of a command that could not do what was asked (a usage error exits with 2).
 EXIT_FAILED = 1
@@ -86,12 +86,27 @@ def _refuse_if_vetoed(client: Client, consequence: str) -> None:
         raise CommandError(_veto_message(blocked_by, consequence))
 
 
-def _why_not_sent(client: Client) -> str | None:
+#: Why nothing can be sent from a database in which the app never recorded (so it stored
+#: neither its project, nor its endpoint, nor its consent policy).
+_NOTHING_RECORDED = (
+    "the app has not recorded anything with telemetry on yet (under the opt_in policy: the"
+    " user has not agreed), so no project or endpoint is stored"
+)
+
+
+def _why_not_sent(client: Client, *, recorded: bool) -> str | None:
     """Why the app's consent decision keeps queued events on this machine, or ``None`` when it
-    lets them be sent (the rules of :func:`telemetry.consent.decide`)."""
+    lets them be sent (the rules of :func:`telemetry.consent.decide`). ``recorded``: the
+    database holds the app's project and policy."""
     from telemetry.consent import ConsentPolicy, ConsentState, decide
 
     blocked_by = client.disabled_by_environment
+    if blocked_by is not None:
+        return f"telemetry is disabled by {blocked_by} in this environment"
+    if client.consent_state is ConsentState.DENIED:
+        return "the user turned telemetry off"
+    if not recorded:
+        return _NOTHING_RECORDED
     decision = decide(
         client.consent_policy,
         client.consent_state,
@@ -100,15 +115,10 @@ def _why_not_sent(client: Client) -> str | None:
     )
     if decision.upload_events:
         return None
-    if blocked_by is not None:
-        return f"telemetry is disabled by {blocked_by} in this environment"
-    if client.consent_state is ConsentState.DENIED:
-        return "the user turned telemetry off"
     if client.consent_policy is ConsentPolicy.OPT_IN:
         return "the app asks first (opt_in) and the user has not agreed"
-    if client.notice_shown:
-        return "the first-run notice was shown but the user has not answered it yet"
-    return "the first-run notice has not been shown and answered yet"
+    shown = "shown" if client.notice_shown else "not shown yet"
+    return f"the first-run notice is not answered yet ({shown})"
 
 
 # ---------------------------------------------------------------------- status
@@ -119,7 +129,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         if client.disabled_by_environment is not None:
             return _status_vetoed(client, args.json, out)
         info = client.status()
-        reason = _why_not_sent(client)
+        reason = _why_not_sent(client, recorded=info["project_name"] is not None)
     info["uploads_allowed"] = reason is None
     info["not_sent_because"] = reason
     if args.json:
@@ -131,12 +141,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         if info["notice_answered"]
         else ("shown, not answered" if info["notice_shown"] else "not shown")
     )
+    policy = info["consent_policy"] if info["project_name"] is not None else "not stored yet"
     lines = [
         f"database:     {info['database']}",
         f"project:      {info['project_name']} / {info['component_name']}"
         f" {info['component_version'] or ''}".rstrip(),
-        f"consent:      {info['consent']} (policy {info['consent_policy']};"
-        f" first-run notice {notice})",
+        f"consent:      {info['consent']} (policy {policy}; first-run notice {notice})",
         "uploads:      " + ("allowed" if reason is None else f"not allowed: {reason}"),
         f"device id:    {info['device_id'] or '-'}",
         f"user id:      {info['user_id'] or '-'}",
@@ -274,7 +284,8 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
         _refuse_if_vetoed(client, "nothing was sent")
         queued = client.queue_stats().events
         if not client.uploading:
-            reason = _why_not_sent(client) or "this database records no project to send to"
+            recorded = client.status()["project_name"] is not None
+            reason = _why_not_sent(client, recorded=recorded) or _NOTHING_RECORDED
             sys.stderr.write(f"telemetry: sent nothing: {reason}; {queued} events stay queued\n")
             return EXIT_FAILED if queued else 0
         drained = client.flush(args.timeout)
