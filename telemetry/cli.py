@@ -409,19 +409,19 @@ def cmd_sign_url(args: argparse.Namespace, out: TextIO) -> int:
     from telemetry.signed_links import signed_url
 
     if not args.secret:
-        sys.stderr.write("telemetry: sign-url needs --secret or $TELEMETRY_LINK_SECRET\n")
+        out.write("telemetry: sign-url needs --secret or $TELEMETRY_LINK_SECRET\n")
         return 2
     params: list[tuple[str, str]] = []
     for item in args.params:
         key, sep, value = item.partition("=")
         if not sep:
-            sys.stderr.write(f"telemetry: expected KEY=VALUE, got {item!r}\n")
+            out.write(f"telemetry: expected KEY=VALUE, got {item!r}\n")
             return 2
         params.append((key, value))
     try:
         out.write(signed_url(args.base, params, args.secret, args.method) + "\n")
     except ValueError as exc:
-        sys.stderr.write(f"telemetry: {exc}\n")
+        out.write(f"telemetry: {exc}\n")
         return 2
     return 0
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from telemetry.collector._config import ENVIRONMENTS, ConfigError, load_config
 from telemetry.collector._server import EXIT_STARTUP_FAILED, serve
+
+# ``telemetry.collector`` re-exports main() from this module, so ``python -m
+# telemetry.collector`` finds the module imported before runpy runs it as ``__main__``. Running
+# it twice is harmless (it only defines main()), so runpy's warning about it stays quiet.
+warnings.filterwarnings(
+    "ignore",
+    message=r"'telemetry\.collector\.__main__' found in sys\.modules",
+    category=RuntimeWarning,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
