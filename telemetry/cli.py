@@ -280,10 +280,13 @@ def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
+    # The uploader may start sending as soon as the client opens: what was delivered is
+    # counted from the sent log, from this moment on.
+    started_ms = time.time_ns() // 1_000_000
     with _opened(args, upload=True) as client:
         _refuse_if_vetoed(client, "nothing was sent")
-        queued = client.queue_stats().events
         if not client.uploading:
+            queued = client.queue_stats().events
             recorded = client.status()["project_name"] is not None
             reason = _why_not_sent(client, recorded=recorded) or _NOTHING_RECORDED
             sys.stderr.write(f"telemetry: sent nothing: {reason}; {queued} events stay queued\n")
@@ -291,7 +294,12 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
         drained = client.flush(args.timeout)
         left = client.queue_stats().events
         result = client.upload_status().get("last_result") or "nothing to send"
-    out.write(f"sent {max(0, queued - left)} events, {left} still queued ({result})\n")
+        sent = sum(
+            batch["event_count"]
+            for batch in client.sent_batches()
+            if batch["sent_at"] >= started_ms and 200 <= batch["status"] < 300
+        )
+    out.write(f"sent {sent} events, {left} still queued ({result})\n")
     return 0 if drained else EXIT_FAILED
 
 
