@@ -5,12 +5,14 @@
 ...     client.track("Application start", {"packageType": "deb"})
 
 The public surface is what ``__all__`` lists (pinned by ``tests/core/test_public_api.py``);
-every module whose name starts with ``_`` is private.
+every module whose name starts with ``_`` is private. The client, the store and the uploader
+are imported on first use of a name that needs them, so ``import telemetry`` (and the
+``telemetry`` command's start-up) loads neither SQLite helpers nor the HTTP stack.
 """
 
+from typing import TYPE_CHECKING
+
 from telemetry import url_params
-from telemetry._delivery import UploadPolicy
-from telemetry._noop import NoopClient, create_noop_client
 from telemetry._options import (
     AMPLITUDE_URL,
     PRODUCTION_ENDPOINT,
@@ -20,14 +22,18 @@ from telemetry._options import (
 )
 from telemetry._platform import library_version
 from telemetry._protocol import TelemetryClient
-from telemetry._store import QueueStats, StoredEvent
 from telemetry.catalogue import EventCatalogue
-from telemetry.client import Client, create_client, open_client
 from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
 from telemetry.experiments import LocalExperiment
 from telemetry.tracker import Tracker
 from telemetry.url_params import AnalyticsUrlParams
+
+if TYPE_CHECKING:
+    from telemetry._delivery import UploadPolicy
+    from telemetry._noop import NoopClient, create_noop_client
+    from telemetry._store import QueueStats, StoredEvent
+    from telemetry.client import Client, create_client, open_client
 
 __version__ = library_version()
 
@@ -59,3 +65,30 @@ __all__ = [
     "open_client",
     "url_params",
 ]
+
+#: Public names loaded on first use, and the module that defines each.
+_LAZY = {
+    "Client": "telemetry.client",
+    "create_client": "telemetry.client",
+    "open_client": "telemetry.client",
+    "NoopClient": "telemetry._noop",
+    "create_noop_client": "telemetry._noop",
+    "QueueStats": "telemetry._store",
+    "StoredEvent": "telemetry._store",
+    "UploadPolicy": "telemetry._delivery",
+}
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'telemetry' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -52,7 +52,7 @@ from telemetry.consent import (
     environment_block,
     load_state,
 )
-from telemetry.errors import ConfigError
+from telemetry.errors import ConfigError, StoreError
 from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, Identity, check_id
 
 if TYPE_CHECKING:
@@ -503,7 +503,10 @@ class Client:
         Raises:
             StoreError: the statement is invalid or would change something.
         """
-        return self._store.read_query(sql, params)
+        try:
+            return self._store.read_query(sql, params)
+        except ValueError as exc:  # sqlite-utils refuses a statement that returns no rows
+            raise StoreError(f"query refused: {exc}") from None
 
     # ------------------------------------------------------------------ delivery and lifecycle
 
@@ -652,6 +655,7 @@ def open_client(
     It applies the same consent decision as the app (the stored choice, whether the notice
     was answered, the app's policy, ``DO_NOT_TRACK``), records nothing of its own, and
     starts an uploader only with ``upload=True`` (which sends only what the decision allows).
+    Its :attr:`~Client.catalogue` is the one the app declared (stored by the app).
 
     Raises:
         ConfigError: there is no telemetry database in ``data_dir``, or it records no
@@ -660,10 +664,17 @@ def open_client(
     directory = Path(data_dir)
     if not (directory / DB_FILENAME).exists():
         raise ConfigError(f"no telemetry database in {directory}")
-    info = peek_state(directory, ("client",)).get("client")
+    found = peek_state(directory, ("client", "catalogue"))
+    info = found.get("client")
     if not isinstance(info, dict):
         info = {}
     try:
+        declared = found.get("catalogue")
+        catalogue = None
+        if isinstance(declared, dict):
+            from telemetry.catalogue import EventCatalogue
+
+            catalogue = EventCatalogue.from_dict(declared)
         options = ClientOptions(
             project_name=str(info.get("project_name") or "unknown-project"),
             component_name=str(info.get("component_name") or "unknown-app"),
@@ -677,6 +688,7 @@ def open_client(
             upload=upload and bool(info.get("project_name")),
             close_timeout=close_timeout,
             consent_policy=parse_policy(info.get("consent_policy") or ConsentPolicy.OPT_OUT),
+            catalogue=catalogue,
             inspector=True,
         ).check()
     except ConfigError as exc:
