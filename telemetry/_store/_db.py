@@ -231,12 +231,24 @@ class Database:
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that reads ``path`` without writing anything, not even a lock file or a
-    WAL (``immutable``): for looking at a database that must stay untouched.
+    """A connection that reads ``path`` without writing anything: for looking at a database
+    that must stay untouched.
+
+    A closed database (no write-ahead log left) is opened ``immutable``, which creates not even
+    a lock file. While an app has it open, what it committed may still be in the log only, so
+    the log is read too (read-only, through the ``-shm`` index the app already created).
 
     Raises:
         sqlite3.Error: the file cannot be opened.
     """
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0 and Path(f"{path}-shm").exists():
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error:
+            conn.close()  # fall back to the main file alone
     return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
 
 
