@@ -31,9 +31,10 @@ from telemetry.url_params import AnalyticsUrlParams
 
 if TYPE_CHECKING:
     from telemetry._delivery import UploadPolicy
+    from telemetry._factory import create_client, open_client
     from telemetry._noop import NoopClient, create_noop_client
     from telemetry._store import QueueStats, StoredEvent
-    from telemetry.client import Client, create_client, open_client
+    from telemetry.client import Client
 
 __version__ = library_version()
 
@@ -69,8 +70,8 @@ __all__ = [
 #: Public names loaded on first use, and the module that defines each.
 _LAZY = {
     "Client": "telemetry.client",
-    "create_client": "telemetry.client",
-    "open_client": "telemetry.client",
+    "create_client": "telemetry._factory",
+    "open_client": "telemetry._factory",
     "NoopClient": "telemetry._noop",
     "create_noop_client": "telemetry._noop",
     "QueueStats": "telemetry._store",
