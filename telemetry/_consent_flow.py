@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from telemetry._identity import Identity
 from telemetry._store import EventStore
 from telemetry.consent import (
     ANSWERED_KEY,
@@ -28,7 +29,6 @@ from telemetry.consent import (
     decide,
     load_state,
 )
-from telemetry.identity import Identity
 
 if TYPE_CHECKING:
     from telemetry._delivery import Uploader

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from telemetry._identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, check_id
 from telemetry._options import (
     ClientOptions,
     check_name,
@@ -29,7 +30,6 @@ from telemetry._store import (
 from telemetry.client import Client
 from telemetry.consent import ConsentPolicy, environment_block
 from telemetry.errors import ConfigError
-from telemetry.identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, check_id
 
 if TYPE_CHECKING:
     from telemetry._delivery import Clock, UploadPolicy

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from telemetry import events as _events
+from telemetry._identity import Identity
 from telemetry._options import ClientOptions
 from telemetry._platform import platform_info
 from telemetry._store import EVENT_ID_BLOCK, EventStore
 from telemetry.errors import InvalidEventError
-from telemetry.identity import Identity
 
 log = logging.getLogger("telemetry")
 

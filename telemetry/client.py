@@ -24,6 +24,7 @@ from telemetry._client_parts import make_uploader, save_client_info
 from telemetry._consent_flow import ConsentFlow
 from telemetry._delivery import status_dict
 from telemetry._housekeeping import Housekeeper
+from telemetry._identity import Identity, check_id
 from telemetry._options import (
     ClientOptions,
 )
@@ -44,7 +45,6 @@ from telemetry.consent import (
     load_state,
 )
 from telemetry.errors import StoreError
-from telemetry.identity import Identity, check_id
 
 if TYPE_CHECKING:
     from telemetry.catalogue import EventCatalogue

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import telemetry
+from telemetry._identity import Identity
 from telemetry._store import EventStore
-from telemetry.identity import Identity
 from tests.core.conftest import user_events
 
 
