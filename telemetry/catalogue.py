@@ -48,7 +48,9 @@ TYPES: Final[Mapping[str, tuple[type, ...]]] = {
     "array": (list, tuple),
     "null": (type(None),),
 }
-#: Data categories a property may be classified in (Mozilla's categories 1 and 2, P-1).
+#: Data categories a property may be classified in: Mozilla's data-collection categories 1
+#: (technical data) and 2 (interaction data). Categories 3 and 4 (browsing activity, data that
+#: identifies a person) are not offered: a desktop app's usage statistics never need them.
 CLASSIFICATIONS: Final = ("technical", "interaction")
 
 _EVENT_KEYS: Final = frozenset({"description", "properties"})
