@@ -12,7 +12,6 @@ are imported on first use of a name that needs them, so ``import telemetry`` (an
 
 from typing import TYPE_CHECKING
 
-from telemetry import url_params
 from telemetry._options import (
     AMPLITUDE_URL,
     PRODUCTION_ENDPOINT,
@@ -22,19 +21,20 @@ from telemetry._options import (
 )
 from telemetry._platform import library_version
 from telemetry._protocol import TelemetryClient
-from telemetry.catalogue import EventCatalogue
 from telemetry.consent import ConsentPolicy, ConsentState
 from telemetry.errors import ConfigError, InvalidEventError, StoreError, TelemetryError
-from telemetry.experiments import LocalExperiment
-from telemetry.tracker import Tracker
-from telemetry.url_params import AnalyticsUrlParams
 
 if TYPE_CHECKING:
+    from telemetry import url_params
     from telemetry._delivery import UploadPolicy
     from telemetry._factory import create_client, open_client
     from telemetry._noop import NoopClient, create_noop_client
     from telemetry._store import QueueStats, StoredEvent
+    from telemetry.catalogue import EventCatalogue
     from telemetry.client import Client
+    from telemetry.experiments import LocalExperiment
+    from telemetry.tracker import Tracker
+    from telemetry.url_params import AnalyticsUrlParams
 
 __version__ = library_version()
 
@@ -77,6 +77,11 @@ _LAZY = {
     "QueueStats": "telemetry._store",
     "StoredEvent": "telemetry._store",
     "UploadPolicy": "telemetry._delivery",
+    "EventCatalogue": "telemetry.catalogue",
+    "AnalyticsUrlParams": "telemetry.url_params",
+    "LocalExperiment": "telemetry.experiments",
+    "Tracker": "telemetry.tracker",
+    "url_params": "telemetry.url_params",
 }
 
 
@@ -86,7 +91,8 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'telemetry' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module_name), name)
+    module = importlib.import_module(module_name)
+    value = module if module_name.endswith(f".{name}") else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import platformdirs
-
 from telemetry.consent import ConsentPolicy
 from telemetry.errors import ConfigError
 
@@ -61,6 +59,8 @@ def deletion_url(endpoint: str | None) -> str | None:
 
 def default_data_dir(component_name: str) -> Path:
     """Where an app keeps its telemetry database: ``<user data dir>/<component>/telemetry``."""
+    import platformdirs  # loaded only when an app does not choose its data dir
+
     return platformdirs.user_data_path(component_name, appauthor=False) / "telemetry"
 
 

@@ -7,7 +7,8 @@ import locale
 import platform
 import sys
 from dataclasses import dataclass
-from importlib import metadata
+
+from telemetry._version import __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +24,7 @@ class PlatformInfo:
 
 def library_version() -> str:
     """This package's version."""
-    try:
-        return metadata.version("desktop-telemetry")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0.0.0"
+    return __version__
 
 
 @functools.cache

@@ -27,9 +27,7 @@ library's own ``$identify``) are always allowed and never checked.
 
 from __future__ import annotations
 
-import difflib
 import json
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -184,6 +182,8 @@ class EventCatalogue:
             raw = file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read event catalogue {str(file)!r}: {exc.strerror}") from exc
+        import tomllib  # only a catalogue file needs the TOML parser
+
         try:
             data: Any = tomllib.loads(raw.decode()) if suffix == ".toml" else json.loads(raw)
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
@@ -231,6 +231,8 @@ class EventCatalogue:
             return
         if event_type not in self._by_name:
             hint = [n for n in self._by_name if n.lower() == event_type.lower()]
+            import difflib  # only a refused event needs a suggestion
+
             hint = hint or difflib.get_close_matches(event_type, self._by_name, n=1)
             raise InvalidEventError(
                 f"event type {event_type!r} is not declared in the event catalogue"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 
 def backoff_delay(
@@ -40,6 +39,8 @@ def parse_retry_after(
     try:
         seconds = float(value)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # only an HTTP-date needs the parser
+
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
