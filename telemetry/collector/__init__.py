@@ -55,7 +55,7 @@ from telemetry.collector._server import serve
 from telemetry.collector._sqlite_schema import SCHEMA_VERSION
 from telemetry.collector._sqlite_store import EventStore
 from telemetry.collector._storage import DeletionResult, InsertResult, Storage, StorageUnavailable
-from telemetry.collector._stored import stored_events
+from telemetry.collector._stored_events import stored_events
 
 __all__ = [
     "SCHEMA_VERSION",

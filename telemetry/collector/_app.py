@@ -13,8 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from telemetry.collector._client_address import ForgetClientAddress
 from telemetry.collector._config import CollectorConfig
-from telemetry.collector._deletion import DELETION_PATHS
-from telemetry.collector._deletion_route import DeletionRoute
+from telemetry.collector._deletion_route import DELETION_PATHS, DeletionRoute
 from telemetry.collector._ingest_route import INGEST_PATHS, IngestRoute
 from telemetry.collector._open_storage import open_storage
 from telemetry.collector._service_routes import ServiceRoutes

@@ -4,6 +4,7 @@ events and pending forwards, keep its tombstone, and answer with the counts."""
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -11,15 +12,20 @@ from starlette.responses import JSONResponse, Response
 
 from telemetry.collector import _limits as L
 from telemetry.collector._body import read_request_body
-from telemetry.collector._deletion import MAX_DELETION_BODY_BYTES, parse_deletion
+from telemetry.collector._deletion_request import parse_deletion
 from telemetry.collector._responses import json_error, storage_unavailable
 from telemetry.collector._state import CollectorState
 from telemetry.collector._storage import StorageUnavailable
 from telemetry.collector._validation import RequestRejected
 
-__all__ = ["DeletionRoute"]
+__all__ = ["DELETION_PATHS", "MAX_DELETION_BODY_BYTES", "DeletionRoute"]
 
 logger = logging.getLogger("telemetry.collector")
+
+#: Paths accepting deletion requests (ours, and under balena's ``/amplitude`` prefix).
+DELETION_PATHS: Final = ("/deletion", "/amplitude/deletion")
+#: Largest accepted deletion request body (decompressed).
+MAX_DELETION_BODY_BYTES: Final = 16 * 1024
 
 
 class DeletionRoute:
