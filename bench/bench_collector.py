@@ -37,7 +37,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from telemetry.collector import EventStore
-from telemetry.collector._postgres import PostgresStore
+from telemetry.collector._postgres_store import PostgresStore
 from telemetry.collector._storage import event_rows
 from telemetry.collector._validation import parse_batch
 from tests.collector._postgres_server import fresh_database, postgres_server

@@ -41,7 +41,8 @@ reads back every event a SQLite database holds.
 
 ``GET /healthz`` answers ``{"status": "ok"}``, or 503 when the database is not writable;
 ``GET /metrics`` gives Prometheus text. Storage (SQLite or PostgreSQL), forwarding to Amplitude
-and the signed link tracker: see ``_storage``, ``_postgres``, ``_forwarder`` and ``_links``.
+and the signed link tracker: see ``_storage``, ``_sqlite_store``, ``_postgres_store``,
+``_forwarder`` and ``_links``; the HTTP routes are assembled in ``_app``.
 """
 
 from __future__ import annotations
@@ -49,17 +50,12 @@ from __future__ import annotations
 from telemetry.collector._app import create_app
 from telemetry.collector._cli import main
 from telemetry.collector._config import CollectorConfig, ConfigError, load_config
+from telemetry.collector._open_storage import open_storage
 from telemetry.collector._server import serve
-from telemetry.collector._storage import (
-    SCHEMA_VERSION,
-    DeletionResult,
-    EventStore,
-    InsertResult,
-    Storage,
-    StorageUnavailable,
-    open_storage,
-)
-from telemetry.collector._stored import stored_events
+from telemetry.collector._sqlite_schema import SCHEMA_VERSION
+from telemetry.collector._sqlite_store import EventStore
+from telemetry.collector._storage import DeletionResult, InsertResult, Storage, StorageUnavailable
+from telemetry.collector._stored_events import stored_events
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -1,11 +1,18 @@
-"""Reading a request body in a streaming way, with a hard cap on its decompressed size."""
+"""Reading a request body in a streaming way, with a hard cap on its decompressed size, and the
+answer to give when it cannot be read (unsupported encoding, too large, corrupt gzip)."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterable
 
-__all__ = ["BodyTooLarge", "InvalidGzip", "read_capped_body"]
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from telemetry.collector import _limits as L
+from telemetry.collector._responses import json_error, payload_too_large
+
+__all__ = ["BodyTooLarge", "InvalidGzip", "read_capped_body", "read_request_body"]
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -81,3 +88,36 @@ async def read_capped_body(
             raise BodyTooLarge
         gunzip.feed(chunk)
     return gunzip.finish()
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+async def read_request_body(request: Request, limit: int) -> bytes | Response:
+    """The decompressed body, or the error response to send instead."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        gzip = True
+    elif encoding in ("", "identity"):
+        gzip = False
+    else:
+        return json_error(415, L.ERROR_UNSUPPORTED_ENCODING)
+    raw_limit = limit + (L.GZIP_OVERHEAD_BYTES if gzip else 0)
+    declared = _content_length(request)
+    if declared is not None and declared > raw_limit:
+        return payload_too_large()  # refused before reading (or inflating) a byte
+    try:
+        return await read_capped_body(request.stream(), gzip=gzip, limit=limit, raw_limit=raw_limit)
+    except BodyTooLarge:
+        return payload_too_large()
+    except InvalidGzip:
+        return json_error(400, L.ERROR_INVALID_GZIP)
+    except ClientDisconnect:
+        return Response(status_code=400)

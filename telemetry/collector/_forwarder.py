@@ -39,7 +39,7 @@ from telemetry.transport import AsyncHttpClient, Response
 from telemetry.wire import rejected_indexes, request_body
 
 if TYPE_CHECKING:
-    from telemetry.collector._app import CollectorState
+    from telemetry.collector._state import CollectorState
 
 __all__ = [
     "MAX_FORWARD_AGE_MS",

@@ -18,34 +18,32 @@ A hit is checked and answered in this order:
 6. the answer: **307** to ``url`` when given, else a 1x1 GIF (``Cache-Control: public,
    max-age=0``). Every answer carries ``Access-Control-Allow-Origin: *``.
 
-Failing to store a row is logged and never breaks the link.
+Failing to store a row is logged and never breaks the link. The signature check is
+``_link_signature``, the session cookie ``_link_sessions``.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
-import hmac
 import ipaddress
-import json
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from telemetry.collector._config import LinkSettings
+from telemetry.collector._link_sessions import LinkSessions
+from telemetry.collector._link_signature import signature_problem
+from telemetry.collector._state import CollectorState
 from telemetry.collector._storage import LinkHit, StorageUnavailable
-from telemetry.signed_links import sign_uri, split_signed_uri
 
-if TYPE_CHECKING:
-    from telemetry.collector._app import CollectorState
-
-__all__ = ["EMPTY_GIF", "host_allowed", "link_routes", "mask_ip"]
+__all__ = ["EMPTY_GIF", "LinkTracker", "host_allowed", "link_routes", "mask_ip"]
 
 logger = logging.getLogger("telemetry.collector.links")
 
@@ -87,113 +85,110 @@ def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-class _Sessions:
-    """Signed session cookies: ``base64url(json) + "." + hex HMAC-SHA256``."""
-
-    def __init__(self, settings: LinkSettings) -> None:
-        self._key = hashlib.sha256(b"session:" + settings.secret.reveal().encode()).digest()
-        self.name = settings.session_name
-        self.max_age = max(1, round(settings.session_max_age_minutes * 60))
-        self._max_age_ms = int(settings.session_max_age_minutes * 60_000)
-
-    def _mac(self, payload: str) -> str:
-        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
-
-    def dump(self, data: dict[str, str], now_ms: int) -> str:
-        payload = base64.urlsafe_b64encode(
-            json.dumps({**data, "exp": now_ms + self._max_age_ms}).encode()
-        ).decode()
-        return f"{payload}.{self._mac(payload)}"
-
-    def load(self, cookie: str | None, now_ms: int) -> dict[str, Any] | None:
-        if not cookie or "." not in cookie:
-            return None
-        payload, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._mac(payload)):
-            return None
-        try:
-            data = json.loads(base64.urlsafe_b64decode(payload.encode()))
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
-            return None
-        return data if data["exp"] > now_ms else None
-
-
-def _request_uri(request: Request) -> str:
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string", b"")
-    uri = raw_path.decode("latin-1")
-    return f"{uri}?{query.decode('latin-1')}" if query else uri
-
-
 def _error(status: int, message: str) -> Response:
     return PlainTextResponse(message, status_code=status, headers=_CORS)
 
 
-def link_routes(state: CollectorState, settings: LinkSettings) -> list[BaseRoute]:
-    """The tracker's routes for ``settings``."""
-    sessions = _Sessions(settings)
-    secret = settings.secret.reveal()
+def _program_and_kind(params: QueryParams) -> tuple[str, str]:
+    """``p`` and ``k`` (dashes in the kind read as underscores); ``""`` when absent."""
+    return params.get("p", ""), params.get("k", "").replace("-", "_")
 
-    async def collect(request: Request) -> Response:
-        split = split_signed_uri(_request_uri(request))
-        if split is None:
-            return _error(400, "Missing `signed` value")
-        signed_part, signature = split
-        expected = sign_uri(secret, signed_part, settings.signature)
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
-            return _error(400, "Invalid `signed` value")
 
-        params = request.query_params
-        if any(len(v) > _MAX_PARAM_LENGTH for v in params.values()):
-            return _error(400, "Parameter too long")
-        program_id, kind = params.get("p", ""), params.get("k", "").replace("-", "_")
-        if not program_id or not kind:
-            if settings.site_url:
-                return RedirectResponse(settings.site_url, status_code=307, headers=_CORS)
-            return _error(400, "Missing required `programId` and/or `kind` values")
-        url = params.get("url", "")
-        if url and not host_allowed(url, settings.allowed_hosts):
-            return _error(400, "Redirect target not allowed")
-
-        now = state.now_ms()
-        affiliate = params.get("a", "")
-        dimensions = (
+def _hit(request: Request, now_ms: int) -> LinkHit:
+    """The row a (valid) hit stores; ``lead`` false, the client's address masked."""
+    params = request.query_params
+    program_id, kind = _program_and_kind(params)
+    return LinkHit(
+        program_id=program_id,
+        kind=kind,
+        lead=False,
+        affiliate=params.get("a", ""),
+        url=params.get("url", ""),
+        client_ip=mask_ip(request.scope.get("state", {}).get("peer_host")),
+        user_agent=request.headers.get("user-agent", "")[:_MAX_PARAM_LENGTH],
+        dimensions=(
             params.get("d1", ""),
             params.get("d2", ""),
             params.get("d3", ""),
             params.get("d4", ""),
             params.get("d5", ""),
-        )
-        hit = LinkHit(
-            program_id=program_id,
-            kind=kind,
-            lead=False,
-            affiliate=affiliate,
-            url=url,
-            client_ip=mask_ip(request.scope.get("state", {}).get("peer_host")),
-            user_agent=request.headers.get("user-agent", "")[:_MAX_PARAM_LENGTH],
-            dimensions=dimensions,
-            is_sponsored=params.get("sp") == "1",
-            created_at=now,
-        )
-        hits = [hit]
-        session = sessions.load(request.cookies.get(sessions.name), now)
-        set_session: str | None = None
-        clear_session = False
-        if affiliate:
-            set_session = sessions.dump({"kind": kind, "programId": program_id}, now)
-        elif session is not None and session.get("kind") == kind:
+        ),
+        is_sponsored=params.get("sp") == "1",
+        created_at=now_ms,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SessionChange:
+    """What the answer does to the session cookie: set it to a value, clear it, or neither."""
+
+    set_to: str | None = None
+    clear: bool = False
+
+
+class LinkTracker:
+    """``GET /r/collect`` over the collector's shared state (:meth:`collect` is the route)."""
+
+    def __init__(self, state: CollectorState, settings: LinkSettings) -> None:
+        self._state = state
+        self._settings = settings
+        self._sessions = LinkSessions(settings)
+        self._secret = settings.secret.reveal()
+
+    async def collect(self, request: Request) -> Response:
+        """Check, store and answer one hit (steps 1 to 6 of the module docstring)."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        now = self._state.now_ms()
+        hit = _hit(request, now)
+        hits, change = self._lead(hit, request.cookies.get(self._sessions.name), now)
+        await self._store(hits)
+        return self._answer(hit.url, change)
+
+    def _refusal(self, request: Request) -> Response | None:
+        """The answer refusing the hit (bad signature or parameters), if any."""
+        problem = signature_problem(request, self._secret, self._settings.signature)
+        if problem is not None:
+            return _error(400, problem)
+        params = request.query_params
+        if any(len(v) > _MAX_PARAM_LENGTH for v in params.values()):
+            return _error(400, "Parameter too long")
+        program_id, kind = _program_and_kind(params)
+        if not program_id or not kind:
+            if self._settings.site_url:
+                return RedirectResponse(self._settings.site_url, status_code=307, headers=_CORS)
+            return _error(400, "Missing required `programId` and/or `kind` values")
+        url = params.get("url", "")
+        if url and not host_allowed(url, self._settings.allowed_hosts):
+            return _error(400, "Redirect target not allowed")
+        return None
+
+    def _lead(
+        self, hit: LinkHit, cookie: str | None, now: int
+    ) -> tuple[list[LinkHit], _SessionChange]:
+        """The rows to store and the cookie change: a hit with an affiliate starts a session; a
+        later one of the same kind without it adds the remembered program's lead row."""
+        session = self._sessions.load(cookie, now)
+        if hit.affiliate:
+            remembered = {"kind": hit.kind, "programId": hit.program_id}
+            return [hit], _SessionChange(set_to=self._sessions.dump(remembered, now))
+        if session is not None and session.get("kind") == hit.kind:
             lead_program = str(session.get("programId", ""))
-            hits.append(dataclasses.replace(hit, program_id=lead_program, lead=True, affiliate=""))
-            clear_session = True
+            lead = dataclasses.replace(hit, program_id=lead_program, lead=True, affiliate="")
+            return [hit, lead], _SessionChange(clear=True)
+        return [hit], _SessionChange()
+
+    async def _store(self, hits: list[LinkHit]) -> None:
+        """Store the rows; a failure is logged, never answered (the link must keep working)."""
         try:
-            await run_in_threadpool(state.storage.insert_link_hits, hits)
-            state.metrics.inc("link_hits", len(hits))
+            await run_in_threadpool(self._state.storage.insert_link_hits, hits)
+            self._state.metrics.inc("link_hits", len(hits))
         except StorageUnavailable as exc:
             logger.warning("a link hit was not stored: %s", exc)
 
+    def _answer(self, url: str, change: _SessionChange) -> Response:
+        """307 to ``url`` (else the 1x1 GIF), with the session cookie set or cleared."""
         response: Response
         if url:
             response = RedirectResponse(quote(url, safe=":/?#[]@!$&'()*+,;=%~"), 307, _CORS)
@@ -203,18 +198,24 @@ def link_routes(state: CollectorState, settings: LinkSettings) -> list[BaseRoute
                 media_type="image/gif",
                 headers={**_CORS, "Cache-Control": "public, max-age=0"},
             )
-        if set_session is not None:
+        name = self._sessions.name
+        if change.set_to is not None:
             response.set_cookie(
-                sessions.name, set_session, max_age=sessions.max_age, httponly=True, samesite="lax"
+                name, change.set_to, max_age=self._sessions.max_age, httponly=True, samesite="lax"
             )
-        elif clear_session:
-            response.delete_cookie(sessions.name, httponly=True, samesite="lax")
+        elif change.clear:
+            response.delete_cookie(name, httponly=True, samesite="lax")
         return response
 
-    async def favicon(request: Request) -> Response:
-        return Response(status_code=204, headers=_CORS)
 
+async def _favicon(request: Request) -> Response:
+    return Response(status_code=204, headers=_CORS)
+
+
+def link_routes(state: CollectorState, settings: LinkSettings) -> list[BaseRoute]:
+    """The tracker's routes for ``settings``."""
+    tracker = LinkTracker(state, settings)
     return [
-        Route("/r/collect", collect, methods=["GET"]),
-        Route("/favicon.ico", favicon, methods=["GET"]),
+        Route("/r/collect", tracker.collect, methods=["GET"]),
+        Route("/favicon.ico", _favicon, methods=["GET"]),
     ]

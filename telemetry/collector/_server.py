@@ -1,15 +1,14 @@
-"""Running the collector under uvicorn: socket binding, readiness announcement, signals, logging."""
+"""Running the collector under uvicorn: socket binding, readiness announcement, signals.
+
+The log format (JSON lines on stderr, addresses redacted) is ``_logging``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
-import json
 import logging
 import logging.config
 import os
-import re
 import signal
 import socket
 import sys
@@ -23,7 +22,9 @@ from uvicorn.server import HANDLED_SIGNALS
 
 from telemetry.collector._app import create_app
 from telemetry.collector._config import CollectorConfig
-from telemetry.collector._storage import Storage, StorageUnavailable, open_storage
+from telemetry.collector._logging import LOG_CONFIG
+from telemetry.collector._open_storage import open_storage
+from telemetry.collector._storage import Storage, StorageUnavailable
 
 __all__ = [
     "EXIT_BIND_FAILED",
@@ -45,64 +46,6 @@ EXIT_STORAGE_FAILED: Final = 1
 EXIT_STARTUP_FAILED: Final = 3
 #: The address could not be bound (e.g. the port is in use).
 EXIT_BIND_FAILED: Final = 4
-
-# Logs go to stderr as one JSON object per line and never carry a client address: uvicorn's
-# access log is off, its "Uvicorn running on ..." line is not emitted (we pass our own socket), and
-# anything that looks like an IP address in a message is replaced by "[ip]" as a last guard. The
-# one address printed is the collector's own listening URL, on stdout.
-_IPV4: Final = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-_IPV6_CANDIDATE: Final = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f.]{0,15}){2,8}")
-
-
-def _ipv6_or_text(match: re.Match[str]) -> str:
-    try:
-        ipaddress.IPv6Address(match.group(0))
-    except ValueError:
-        return match.group(0)
-    return "[ip]"
-
-
-def redact_addresses(text: str) -> str:
-    """``text`` with IPv4 and IPv6 addresses replaced by ``[ip]``."""
-    return _IPV6_CANDIDATE.sub(_ipv6_or_text, _IPV4.sub("[ip]", text))
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per record: ``ts`` (ISO 8601 UTC), ``level``, ``logger``, ``message``
-    (and ``exception`` when there is one), IP addresses redacted."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": redact_addresses(record.getMessage()),
-        }
-        if record.exc_info:
-            entry["exception"] = redact_addresses(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
-
-
-LOG_CONFIG: Final[dict[str, Any]] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": JsonLogFormatter}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "loggers": {
-        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "uvicorn.error": {"level": "INFO"},
-        "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
-        "telemetry.collector": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-    },
-}
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -216,32 +159,44 @@ def serve(
             logger.error("cannot listen on port %d: %s", port, exc)
             return EXIT_BIND_FAILED
         with sock:
-            url = socket_url(sock)
-
-            def announce() -> None:
-                # The ready file first: whoever waits for the stdout line may read it at once.
-                if ready_file is not None:
-                    _write_ready_file(Path(ready_file), url)
-                print(f"listening on {url}", flush=True)
-                logger.info(
-                    "collector ready (%s database, schema version %d, environment %s)",
-                    store.kind,
-                    store.schema_version,
-                    environment,
-                )
-
             app = create_app(
                 store, config=config, environment=environment, forward_interval=forward_interval
             )
-            server = CollectorServer(uvicorn_config(app, log_config=None), on_started=announce)
-            try:
-                server.run(sockets=[sock])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else EXIT_STARTUP_FAILED
-                return code or EXIT_STARTUP_FAILED
-            if not server.started:
-                return EXIT_STARTUP_FAILED
-            logger.info("collector stopped")
-            return EXIT_OK
+            announce = _announcer(store, socket_url(sock), ready_file, environment)
+            return _run_until_stopped(app, sock, announce)
     finally:
         store.close()
+
+
+def _announcer(
+    store: Storage, url: str, ready_file: Path | None, environment: str
+) -> Callable[[], None]:
+    """What to do once connections are accepted: write the ready file, print the URL, log."""
+
+    def announce() -> None:
+        # The ready file first: whoever waits for the stdout line may read it at once.
+        if ready_file is not None:
+            _write_ready_file(Path(ready_file), url)
+        print(f"listening on {url}", flush=True)
+        logger.info(
+            "collector ready (%s database, schema version %d, environment %s)",
+            store.kind,
+            store.schema_version,
+            environment,
+        )
+
+    return announce
+
+
+def _run_until_stopped(app: Any, sock: socket.socket, announce: Callable[[], None]) -> int:
+    """Serve ``app`` on ``sock`` until SIGINT/SIGTERM; return the exit code."""
+    server = CollectorServer(uvicorn_config(app, log_config=None), on_started=announce)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_STARTUP_FAILED
+        return code or EXIT_STARTUP_FAILED
+    if not server.started:
+        return EXIT_STARTUP_FAILED
+    logger.info("collector stopped")
+    return EXIT_OK

@@ -1,6 +1,6 @@
 """Parsing and validating an Amplitude HTTP V2 request body into a batch of storable events.
 
-Rules (Amplitude semantics, see ``docs`` in ``telemetry.collector``):
+Rules (Amplitude semantics; the HTTP answers are listed in the ``telemetry.collector`` docstring):
 
 * the body is strict JSON (UTF-8; no ``NaN``/``Infinity``; no key repeated in an object) and an
   object with ``api_key`` (non-empty string: the project name), ``events``
@@ -232,57 +232,27 @@ def _parse_event(
     invalid: defaultdict[str, list[int]],
     missing: defaultdict[str, list[int]],
 ) -> ValidEvent | None:
-    """Validate one event, recording its problems by ``index``; return it if it has none."""
+    """Validate one event, recording its problems by ``index``; return it if it has none.
+
+    Every check runs (so the answer names every bad field), in a fixed order.
+    """
     if not isinstance(event, dict):
         invalid[WHOLE_EVENT_FIELD].append(index)
         return None
-    ok = True
-
-    try:
-        too_big = len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES
-    except RecursionError:  # nested too deeply to serialise again in this thread
-        too_big = True
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not storable as UTF-8 text
-        too_big = True
-    if too_big:
-        invalid[WHOLE_EVENT_FIELD].append(index)
-        ok = False
-
-    event_type = event.get("event_type")
-    if event_type is None:
-        missing["event_type"].append(index)
-        ok = False
-    elif not isinstance(event_type, str) or not event_type.strip():
-        invalid["event_type"].append(index)
-        ok = False
-
-    raw_device, raw_user = event.get("device_id"), event.get("user_id")
-    device_id = _valid_id(raw_device, min_id_length)
-    user_id = _valid_id(raw_user, min_id_length)
-    if device_id is None and user_id is None:
-        if raw_device is None and raw_user is None:
-            missing["device_id"].append(index)
-        else:
-            for field, raw in (("device_id", raw_device), ("user_id", raw_user)):
-                if raw is not None:
-                    invalid[field].append(index)
-        ok = False
-
-    time = event.get("time")
-    if time is not None and (not _is_int(time) or not 0 <= time <= L.MAX_TIME_MS):
-        invalid["time"].append(index)
-        ok = False
-
-    insert_id = event.get("insert_id")
-    if insert_id is not None and (
-        not isinstance(insert_id, str) or not insert_id or len(insert_id) > L.MAX_INSERT_ID_LENGTH
-    ):
-        invalid["insert_id"].append(index)
-        ok = False
-
-    if not ok:
+    device_id = _valid_id(event.get("device_id"), min_id_length)
+    user_id = _valid_id(event.get("user_id"), min_id_length)
+    checks = (
+        _size_ok(index, event, invalid),
+        _event_type_ok(index, event, invalid, missing),
+        _ids_ok(index, event, device_id is not None or user_id is not None, invalid, missing),
+        _time_ok(index, event, invalid),
+        _insert_id_ok(index, event, invalid),
+    )
+    if not all(checks):
         return None
+    event_type = event["event_type"]
     assert isinstance(event_type, str)
+    insert_id = event.get("insert_id")
     stored = {key: value for key, value in event.items() if key not in _DROPPED_KEYS}
     generated = insert_id is None
     return ValidEvent(
@@ -291,6 +261,77 @@ def _parse_event(
         event_type=event_type,
         device_id=device_id,
         user_id=user_id,
-        time=time,
+        time=event.get("time"),
         event_json=_compact(stored),
     )
+
+
+def _size_ok(index: int, event: dict[str, Any], invalid: defaultdict[str, list[int]]) -> bool:
+    """The event serialises to at most ``MAX_EVENT_BYTES`` of UTF-8 JSON."""
+    try:
+        too_big = len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES
+    except RecursionError:  # nested too deeply to serialise again in this thread
+        too_big = True
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not storable as UTF-8 text
+        too_big = True
+    if too_big:
+        invalid[WHOLE_EVENT_FIELD].append(index)
+    return not too_big
+
+
+def _event_type_ok(
+    index: int,
+    event: dict[str, Any],
+    invalid: defaultdict[str, list[int]],
+    missing: defaultdict[str, list[int]],
+) -> bool:
+    """``event_type`` is present and a non-blank string."""
+    event_type = event.get("event_type")
+    if event_type is None:
+        missing["event_type"].append(index)
+        return False
+    if not isinstance(event_type, str) or not event_type.strip():
+        invalid["event_type"].append(index)
+        return False
+    return True
+
+
+def _ids_ok(
+    index: int,
+    event: dict[str, Any],
+    has_valid_id: bool,
+    invalid: defaultdict[str, list[int]],
+    missing: defaultdict[str, list[int]],
+) -> bool:
+    """At least one valid ``device_id`` / ``user_id``; else the ids given are named invalid, or
+    ``device_id`` missing when neither is given."""
+    if has_valid_id:
+        return True
+    raw_device, raw_user = event.get("device_id"), event.get("user_id")
+    if raw_device is None and raw_user is None:
+        missing["device_id"].append(index)
+    else:
+        for field, raw in (("device_id", raw_device), ("user_id", raw_user)):
+            if raw is not None:
+                invalid[field].append(index)
+    return False
+
+
+def _time_ok(index: int, event: dict[str, Any], invalid: defaultdict[str, list[int]]) -> bool:
+    """``time``, if given, is an integer number of ms in range."""
+    time = event.get("time")
+    if time is not None and (not _is_int(time) or not 0 <= time <= L.MAX_TIME_MS):
+        invalid["time"].append(index)
+        return False
+    return True
+
+
+def _insert_id_ok(index: int, event: dict[str, Any], invalid: defaultdict[str, list[int]]) -> bool:
+    """``insert_id``, if given, is a non-empty string of at most ``MAX_INSERT_ID_LENGTH``."""
+    insert_id = event.get("insert_id")
+    if insert_id is not None and (
+        not isinstance(insert_id, str) or not insert_id or len(insert_id) > L.MAX_INSERT_ID_LENGTH
+    ):
+        invalid["insert_id"].append(index)
+        return False
+    return True

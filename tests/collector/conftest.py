@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from telemetry.collector import EventStore, Storage
-from telemetry.collector._postgres import PostgresStore
+from telemetry.collector._postgres_store import PostgresStore
 from tests._fixtures import collector  # noqa: F401  (fixture: registered by the import)
 
 from ._postgres_server import NoPostgres, fresh_database, postgres_server

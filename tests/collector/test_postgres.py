@@ -14,7 +14,8 @@ import pytest
 
 from telemetry.collector import StorageUnavailable
 from telemetry.collector._config import parse_config
-from telemetry.collector._postgres import PG_SCHEMA_VERSION, PostgresStore
+from telemetry.collector._postgres_schema import PG_SCHEMA_VERSION
+from telemetry.collector._postgres_store import PostgresStore
 from telemetry.collector._validation import parse_batch
 from tests.collector_process import CollectorProcess, start_in_thread
 

@@ -8,14 +8,9 @@ from typing import Final
 from telemetry.collector import _limits as L
 from telemetry.collector._validation import RequestRejected, error_body, strict_json_loads
 
-__all__ = ["DELETION_PATHS", "DeletionRequest", "parse_deletion"]
-
-#: Paths accepting deletion requests (ours, and under balena's ``/amplitude`` prefix).
-DELETION_PATHS: Final = ("/deletion", "/amplitude/deletion")
+__all__ = ["DeletionRequest", "parse_deletion"]
 
 _KEYS: Final = frozenset({"project", "device_id", "reason"})
-#: Largest accepted deletion request body (decompressed).
-MAX_DELETION_BODY_BYTES: Final = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """The collector's switch of a SQLite database to WAL, retried while another opener holds it.
 
-The client's event store has its own copy of this helper (``telemetry._store._db``). It is
-not shared on purpose: the collector is deployed on its own and must not import the client's
-private modules, and a dozen lines are cheaper to keep twice than a dependency between the
-two sides that would tie their releases together.
+The client's event store has its own copy of this helper. It is not shared on purpose: the
+collector is deployed on its own and must not import the client's private modules, and a dozen
+lines are cheaper to keep twice than a dependency between the two sides that would tie their
+releases together.
 """
 
 from __future__ import annotations

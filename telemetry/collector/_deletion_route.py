@@ -1,0 +1,68 @@
+"""The deletion endpoint (``POST /deletion``, ``POST /amplitude/deletion``): delete a device's
+events and pending forwards, keep its tombstone, and answer with the counts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from telemetry.collector import _limits as L
+from telemetry.collector._body import read_request_body
+from telemetry.collector._deletion_request import parse_deletion
+from telemetry.collector._responses import json_error, storage_unavailable
+from telemetry.collector._state import CollectorState
+from telemetry.collector._storage import StorageUnavailable
+from telemetry.collector._validation import RequestRejected
+
+__all__ = ["DELETION_PATHS", "MAX_DELETION_BODY_BYTES", "DeletionRoute"]
+
+logger = logging.getLogger("telemetry.collector")
+
+#: Paths accepting deletion requests (ours, and under balena's ``/amplitude`` prefix).
+DELETION_PATHS: Final = ("/deletion", "/amplitude/deletion")
+#: Largest accepted deletion request body (decompressed).
+MAX_DELETION_BODY_BYTES: Final = 16 * 1024
+
+
+class DeletionRoute:
+    """The deletion endpoint over the collector's shared state (:meth:`handle` is the route)."""
+
+    def __init__(self, state: CollectorState) -> None:
+        self._state = state
+
+    async def handle(self, request: Request) -> Response:
+        """Honour one deletion request, or answer why not (400, 413, 415, 503)."""
+        state = self._state
+        body = await read_request_body(request, MAX_DELETION_BODY_BYTES)
+        if isinstance(body, Response):
+            return body
+        try:
+            wanted = parse_deletion(body)
+        except RequestRejected as rejected:
+            return JSONResponse(rejected.body, status_code=rejected.status)
+        if not state.config.knows(wanted.project):
+            return json_error(400, L.ERROR_UNKNOWN_PROJECT)
+        try:
+            result = await run_in_threadpool(
+                lambda: state.storage.delete_device(
+                    wanted.project, wanted.device_id, wanted.reason, now=state.now_ms()
+                )
+            )
+        except StorageUnavailable as exc:
+            logger.warning("refused a deletion request with 503: %s", exc)
+            return storage_unavailable()
+        state.metrics.inc("deletions")
+        state.metrics.inc("events_deleted", result.deleted)
+        logger.info(
+            "deletion request for project %r: %d events and %d pending forwards deleted",
+            wanted.project,
+            result.deleted,
+            result.forwards_deleted,
+        )
+        return JSONResponse(
+            {"code": 200, "deleted": result.deleted, "forwards_deleted": result.forwards_deleted}
+        )

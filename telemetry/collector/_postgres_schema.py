@@ -1,0 +1,186 @@
+"""The PostgreSQL backend's schema and SQL: versioned migrations, advisory lock keys, and the
+statements of its batch operations.
+
+Migrations are recorded in ``schema_migrations``; two collectors starting at once migrate one
+after the other, because :func:`migrate` first takes a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import psycopg
+
+from telemetry.collector._storage import StorageUnavailable
+
+__all__ = [
+    "CLAIM_FORWARDS",
+    "DEVICE_LOCK_NAMESPACE",
+    "INSERT_EVENTS",
+    "INSERT_LINK_HIT",
+    "LOCK_DEVICES_SHARED",
+    "LOCK_DEVICE_EXCLUSIVE",
+    "PG_MIGRATIONS",
+    "PG_SCHEMA_VERSION",
+    "migrate",
+]
+
+logger = logging.getLogger("telemetry.collector")
+
+#: Migration ``n`` (1-based) brings the schema from version ``n - 1`` to ``n``. Append only.
+PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE events (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            project TEXT NOT NULL,
+            insert_id TEXT NOT NULL,
+            insert_id_generated BOOLEAN NOT NULL DEFAULT FALSE,
+            device_id TEXT,
+            user_id TEXT,
+            event_type TEXT NOT NULL,
+            time BIGINT,
+            received_at BIGINT NOT NULL,
+            event TEXT NOT NULL,
+            UNIQUE (project, insert_id)
+        )
+        """,
+        "CREATE INDEX events_device ON events (device_id)",
+        "CREATE INDEX events_received ON events (received_at)",
+    ),
+    (
+        "ALTER TABLE events ADD COLUMN event_time BIGINT",
+        "UPDATE events SET event_time = time",
+        """
+        CREATE TABLE tombstones (
+            project TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            deleted_at BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (project, device_id)
+        )
+        """,
+        """
+        CREATE TABLE outbox (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            project TEXT NOT NULL,
+            insert_id TEXT NOT NULL,
+            device_id TEXT,
+            event TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            next_attempt_at BIGINT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (project, insert_id)
+        )
+        """,
+        "CREATE INDEX outbox_due ON outbox (next_attempt_at)",
+        "CREATE INDEX outbox_device ON outbox (project, device_id)",
+        """
+        CREATE TABLE link_hits (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            program_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            lead BOOLEAN NOT NULL,
+            affiliate TEXT NOT NULL,
+            url TEXT NOT NULL,
+            client_ip TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            dimension1 TEXT NOT NULL,
+            dimension2 TEXT NOT NULL,
+            dimension3 TEXT NOT NULL,
+            dimension4 TEXT NOT NULL,
+            dimension5 TEXT NOT NULL,
+            is_sponsored BOOLEAN NOT NULL,
+            created_at BIGINT NOT NULL
+        )
+        """,
+    ),
+)
+
+PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
+
+#: Advisory lock key serialising migrations of one database.
+MIGRATION_LOCK: Final = 0x7E1E_3E7A
+#: First key of the (namespace, hash) advisory locks per (project, device id).
+DEVICE_LOCK_NAMESPACE: Final = 0x7E1E
+
+#: Takes the shared per-device lock of every device id of a batch (inserts share it).
+LOCK_DEVICES_SHARED: Final = """
+    SELECT count(pg_advisory_xact_lock_shared(%s, hashtext(%s || chr(1) || d)))
+    FROM unnest(%s::text[]) AS d
+"""
+
+#: Stores a batch column by column (``unnest`` of arrays), skipping rows already stored, and
+#: queues the new rows in the outbox when ``forward``; answers how many rows were new.
+INSERT_EVENTS: Final = """
+    WITH ins AS (
+        INSERT INTO events
+            (project, insert_id, insert_id_generated, device_id, user_id, event_type, time,
+             event_time, received_at, event)
+        SELECT %(project)s, u.insert_id, u.generated, u.device_id, u.user_id, u.event_type,
+               u.time, u.event_time, %(received_at)s, u.event
+        FROM unnest(%(insert_id)s::text[], %(generated)s::boolean[], %(device_id)s::text[],
+                    %(user_id)s::text[], %(event_type)s::text[], %(time)s::bigint[],
+                    %(event_time)s::bigint[], %(event)s::text[])
+             AS u(insert_id, generated, device_id, user_id, event_type, time, event_time, event)
+        ON CONFLICT (project, insert_id) DO NOTHING
+        RETURNING project, insert_id, device_id, event
+    ), queued AS (
+        INSERT INTO outbox (project, insert_id, device_id, event, created_at, next_attempt_at)
+        SELECT project, insert_id, device_id, event, %(received_at)s, %(received_at)s
+        FROM ins WHERE %(forward)s
+        ON CONFLICT (project, insert_id) DO NOTHING
+    )
+    SELECT count(*) FROM ins
+"""
+
+#: Leases up to ``limit`` due outbox rows of the project due first, skipping rows another
+#: collector holds, until ``until``.
+CLAIM_FORWARDS: Final = """
+    WITH first AS (
+        SELECT project FROM outbox WHERE next_attempt_at <= %(now)s
+        ORDER BY next_attempt_at, id LIMIT 1
+    ), picked AS (
+        SELECT id FROM outbox
+        WHERE project = (SELECT project FROM first) AND next_attempt_at <= %(now)s
+        ORDER BY id LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE outbox AS o SET next_attempt_at = %(until)s FROM picked WHERE o.id = picked.id
+    RETURNING o.id, o.project, o.insert_id, o.device_id, o.event, o.created_at, o.attempts
+"""
+
+#: Takes the exclusive per-device lock of one device id (deletion requests hold it).
+LOCK_DEVICE_EXCLUSIVE: Final = "SELECT pg_advisory_xact_lock(%s, hashtext(%s || chr(1) || %s))"
+
+#: Stores one ``link_hits`` row (the order of ``LinkHit.as_row``, booleans as booleans).
+INSERT_LINK_HIT: Final = (
+    "INSERT INTO link_hits (program_id, kind, lead, affiliate, url, client_ip, "
+    "user_agent, dimension1, dimension2, dimension3, dimension4, dimension5, "
+    f"is_sponsored, created_at) VALUES ({', '.join(['%s'] * 14)})"
+)
+
+
+def migrate(conn: psycopg.Connection[Any]) -> None:
+    """Apply the migrations the database lacks, inside the caller's transaction.
+
+    Raises :class:`StorageUnavailable` when the database is newer than this code.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    version = int(row[0]) if row else 0
+    if version > PG_SCHEMA_VERSION:
+        raise StorageUnavailable(
+            f"the database has schema version {version}, newer than this collector's "
+            f"{PG_SCHEMA_VERSION}"
+        )
+    for number, statements in enumerate(PG_MIGRATIONS[version:], start=version + 1):
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
+        logger.info("database schema migrated to version %d", number)

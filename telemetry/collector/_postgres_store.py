@@ -1,0 +1,211 @@
+"""The PostgreSQL backend (psycopg 3): :class:`PostgresStore`, for deployments where several
+collector processes on several hosts share one database.
+
+Same tables as the SQLite store (see ``_storage``). Deduplication is the ``UNIQUE (project,
+insert_id)`` constraint with ``INSERT ... ON CONFLICT DO NOTHING``, so two processes receiving the
+same batch at the same moment store it once: the second insert waits for the first one's commit
+on the unique index, then skips. Inserts take a *shared* advisory lock per (project, device id)
+and deletion requests an *exclusive* one, so an event can never slip in between a deletion's
+tombstone check and its delete. The SQL and migrations live in ``_postgres_schema``, the
+connections in ``_postgres_pool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from telemetry.collector._postgres_pool import ConnectionPool
+from telemetry.collector._postgres_schema import (
+    CLAIM_FORWARDS,
+    DEVICE_LOCK_NAMESPACE,
+    INSERT_EVENTS,
+    INSERT_LINK_HIT,
+    LOCK_DEVICE_EXCLUSIVE,
+    LOCK_DEVICES_SHARED,
+    migrate,
+)
+from telemetry.collector._storage import (
+    MAX_REASON_LENGTH,
+    DeletionResult,
+    ForwardRow,
+    InsertResult,
+    LinkHit,
+    Storage,
+    StorageUnavailable,
+    batch_devices,
+    event_rows,
+    now_ms,
+)
+from telemetry.collector._validation import Batch
+
+__all__ = ["PostgresStore"]
+
+
+class PostgresStore(Storage):
+    """The collector's tables in a PostgreSQL database named by a ``postgresql://`` URL."""
+
+    kind = "postgresql"
+
+    def __init__(self, dsn: str, *, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
+        self._pool = ConnectionPool(dsn, size=pool_size, connect_timeout=connect_timeout)
+        self._pool.run("migrating the schema", migrate)
+
+    @property
+    def schema_version(self) -> int:
+        row = self._pool.run(
+            "reading the schema version",
+            lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone(),
+        )
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def insert_batch(
+        self,
+        batch: Batch,
+        *,
+        received_at_ms: int | None = None,
+        skew_ms: int = 0,
+        forward: bool = False,
+    ) -> InsertResult:
+        received_at = now_ms() if received_at_ms is None else received_at_ms
+        devices = batch_devices(batch)
+
+        def work(conn: psycopg.Connection[Any]) -> InsertResult:
+            refused_devices: set[str] = set()
+            if devices:
+                conn.execute(LOCK_DEVICES_SHARED, (DEVICE_LOCK_NAMESPACE, batch.project, devices))
+                refused_devices = {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT device_id FROM tombstones WHERE project = %s "
+                        "AND device_id = ANY(%s::text[])",
+                        (batch.project, devices),
+                    )
+                }
+            rows, refused = event_rows(batch, received_at, skew_ms, refused_devices)
+            if not rows:
+                return InsertResult(inserted=0, duplicates=0, rejected=refused)
+            columns = list(zip(*rows, strict=True))
+            row = conn.execute(
+                INSERT_EVENTS,
+                {
+                    "project": batch.project,
+                    "received_at": received_at,
+                    "insert_id": list(columns[1]),
+                    "generated": [bool(v) for v in columns[2]],
+                    "device_id": list(columns[3]),
+                    "user_id": list(columns[4]),
+                    "event_type": list(columns[5]),
+                    "time": list(columns[6]),
+                    "event_time": list(columns[7]),
+                    "event": list(columns[9]),
+                    "forward": forward,
+                },
+            ).fetchone()
+            inserted = int(row[0]) if row else 0
+            return InsertResult(
+                inserted=inserted, duplicates=len(rows) - inserted, rejected=refused
+            )
+
+        return self._pool.run("storing events", work)
+
+    def delete_device(
+        self, project: str, device_id: str, reason: str, *, now: int | None = None
+    ) -> DeletionResult:
+        at = now_ms() if now is None else now
+
+        def work(conn: psycopg.Connection[Any]) -> DeletionResult:
+            conn.execute(LOCK_DEVICE_EXCLUSIVE, (DEVICE_LOCK_NAMESPACE, project, device_id))
+            conn.execute(
+                "INSERT INTO tombstones (project, device_id, deleted_at, reason) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (project, device_id) DO NOTHING",
+                (project, device_id, at, reason[:MAX_REASON_LENGTH]),
+            )
+            deleted = conn.execute(
+                "DELETE FROM events WHERE project = %s AND device_id = %s", (project, device_id)
+            ).rowcount
+            forwards = conn.execute(
+                "DELETE FROM outbox WHERE project = %s AND device_id = %s", (project, device_id)
+            ).rowcount
+            return DeletionResult(deleted=deleted, forwards_deleted=forwards)
+
+        return self._pool.run("deleting a device", work)
+
+    def check_writable(self) -> None:
+        row = self._pool.run(
+            "checking that the database is writable",
+            lambda c: c.execute("SELECT pg_is_in_recovery()").fetchone(),
+        )
+        if row is None or row[0]:
+            raise StorageUnavailable("the PostgreSQL server is a read-only standby")
+
+    def _scalar(self, sql: str) -> int:
+        row = self._pool.run("reading", lambda c: c.execute(sql).fetchone())
+        return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        return self._scalar("SELECT count(*) FROM events")
+
+    def outbox_count(self) -> int:
+        return self._scalar("SELECT count(*) FROM outbox")
+
+    def claim_forwards(self, *, now: int, lease_ms: int, limit: int) -> list[ForwardRow]:
+        rows = self._pool.run(
+            "claiming forwards",
+            lambda c: c.execute(
+                CLAIM_FORWARDS, {"now": now, "until": now + lease_ms, "limit": limit}
+            ).fetchall(),
+        )
+        return sorted((ForwardRow(*row) for row in rows), key=lambda r: r.id)
+
+    def forward_done(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._pool.run(
+                "updating the outbox",
+                lambda c: c.execute("DELETE FROM outbox WHERE id = ANY(%s)", (list(ids),)),
+            )
+
+    def forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
+        if ids:
+            self._pool.run(
+                "updating the outbox",
+                lambda c: c.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = %s "
+                    "WHERE id = ANY(%s)",
+                    (next_attempt_at, list(ids)),
+                ),
+            )
+
+    def forward_expire(self, created_before: int) -> int:
+        return self._pool.run(
+            "expiring forwards",
+            lambda c: (
+                c.execute("DELETE FROM outbox WHERE created_at < %s", (created_before,)).rowcount
+            ),
+        )
+
+    def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:
+        rows = [
+            (
+                h.program_id,
+                h.kind,
+                h.lead,
+                h.affiliate,
+                h.url,
+                h.client_ip,
+                h.user_agent,
+                *h.dimensions,
+                h.is_sponsored,
+                h.created_at,
+            )
+            for h in hits
+        ]
+        self._pool.run(
+            "storing link hits",
+            lambda c: c.cursor().executemany(INSERT_LINK_HIT, rows),
+        )
+
+    def close(self) -> None:
+        self._pool.close()

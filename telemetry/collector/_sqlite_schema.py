@@ -1,0 +1,125 @@
+"""The SQLite backend's schema: its versioned migrations and the statements its writes share.
+
+The schema version is SQLite's ``PRAGMA user_version``; :func:`migrate` brings an older database
+up to :data:`SCHEMA_VERSION` inside the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+from telemetry.collector._storage import StorageUnavailable
+
+__all__ = ["INSERT_EVENT", "LINK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+logger = logging.getLogger("telemetry.collector")
+
+#: Each migration is a sequence of statements; migration ``n`` (1-based) brings the schema from
+#: ``PRAGMA user_version = n - 1`` to ``n``. Append new migrations, never edit old ones.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            insert_id TEXT NOT NULL,
+            insert_id_generated INTEGER NOT NULL DEFAULT 0 CHECK (insert_id_generated IN (0, 1)),
+            device_id TEXT,
+            user_id TEXT,
+            event_type TEXT NOT NULL,
+            time INTEGER,
+            received_at INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            UNIQUE (project, insert_id)
+        )
+        """,
+        # Deletion requests (by device) and per-device queries.
+        "CREATE INDEX events_device ON events (device_id)",
+        "CREATE INDEX events_received ON events (received_at)",
+    ),
+    (
+        "ALTER TABLE events ADD COLUMN event_time INTEGER",
+        "UPDATE events SET event_time = time",
+        """
+        CREATE TABLE tombstones (
+            project TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            deleted_at INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (project, device_id)
+        )
+        """,
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            insert_id TEXT NOT NULL,
+            device_id TEXT,
+            event TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (project, insert_id)
+        )
+        """,
+        "CREATE INDEX outbox_due ON outbox (next_attempt_at)",
+        "CREATE INDEX outbox_device ON outbox (project, device_id)",
+        """
+        CREATE TABLE link_hits (
+            id INTEGER PRIMARY KEY,
+            program_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            lead INTEGER NOT NULL CHECK (lead IN (0, 1)),
+            affiliate TEXT NOT NULL,
+            url TEXT NOT NULL,
+            client_ip TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            dimension1 TEXT NOT NULL,
+            dimension2 TEXT NOT NULL,
+            dimension3 TEXT NOT NULL,
+            dimension4 TEXT NOT NULL,
+            dimension5 TEXT NOT NULL,
+            is_sponsored INTEGER NOT NULL CHECK (is_sponsored IN (0, 1)),
+            created_at INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+#: Stores one ``events`` row (the column order of ``event_rows``); a duplicate is ignored.
+INSERT_EVENT: Final = """
+    INSERT OR IGNORE INTO events
+        (project, insert_id, insert_id_generated, device_id, user_id, event_type, time,
+         event_time, received_at, event)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+#: The ``link_hits`` columns, in the order of ``LinkHit.as_row``.
+LINK_COLUMNS: Final = (
+    "program_id, kind, lead, affiliate, url, client_ip, user_agent, dimension1, dimension2, "
+    "dimension3, dimension4, dimension5, is_sponsored, created_at"
+)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the migrations ``conn``'s database lacks (the caller holds a write transaction).
+
+    Raises :class:`StorageUnavailable` when the database is newer than this code.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StorageUnavailable(
+            f"database {path} has schema version {version}, newer than this "
+            f"collector's {SCHEMA_VERSION}"
+        )
+    for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")
+        logger.info("database schema migrated to version %d", number)

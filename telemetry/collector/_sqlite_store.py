@@ -1,0 +1,272 @@
+"""The SQLite backend (the default): :class:`EventStore`, the collector's tables in one file."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from telemetry.collector._sqlite_schema import INSERT_EVENT, LINK_COLUMNS, migrate
+from telemetry.collector._sqlite_wal import enter_wal
+from telemetry.collector._storage import (
+    MAX_REASON_LENGTH,
+    DeletionResult,
+    ForwardRow,
+    InsertResult,
+    LinkHit,
+    Storage,
+    StorageUnavailable,
+    batch_devices,
+    event_rows,
+    now_ms,
+)
+from telemetry.collector._validation import Batch
+
+__all__ = ["EventStore"]
+
+logger = logging.getLogger("telemetry.collector")
+
+
+class EventStore(Storage):
+    """The collector's tables in one SQLite file (WAL journal, ``synchronous=FULL``).
+
+    Thread-safe: one connection, every use serialised by a lock, so it can be called from worker
+    threads (the ASGI app calls it through a thread pool, never on the event loop). Writers take
+    ``BEGIN IMMEDIATE``, so transactions of several processes on one file are serialised too.
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageUnavailable(f"cannot open database {self.path}: {exc}") from exc
+        try:
+            self._configure(busy_timeout_ms)
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            self._conn.close()
+            raise StorageUnavailable(f"cannot prepare database {self.path}: {exc}") from exc
+        except StorageUnavailable:
+            self._conn.close()
+            raise
+
+    def _configure(self, busy_timeout_ms: int) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = enter_wal(conn, timeout=busy_timeout_ms / 1000)
+        if mode != "wal":
+            raise StorageUnavailable(f"cannot switch {self.path} to WAL (journal_mode={mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(conn, self.path)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        """``PRAGMA user_version`` of the open database."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def pragma(self, name: str) -> str:
+        """Value of a connection setting, e.g. ``journal_mode`` or ``synchronous``."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        with self._lock:
+            return str(self._conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    def _transaction(self, what: str, work: Any) -> Any:
+        """Run ``work(conn)`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` under the lock."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = work(conn)
+                conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback()
+                raise StorageUnavailable(f"{what} failed: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+            return result
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return list(self._conn.execute(sql, params).fetchall())
+            except (sqlite3.Error, OSError) as exc:
+                raise StorageUnavailable(f"reading failed: {exc}") from exc
+
+    def insert_batch(
+        self,
+        batch: Batch,
+        *,
+        received_at_ms: int | None = None,
+        skew_ms: int = 0,
+        forward: bool = False,
+    ) -> InsertResult:
+        """Store every event of ``batch`` in one transaction, ignoring already-stored ones.
+
+        Returns only after ``COMMIT`` (durable with ``synchronous=FULL``).
+        """
+        received_at = now_ms() if received_at_ms is None else received_at_ms
+        devices = batch_devices(batch)
+
+        def work(conn: sqlite3.Connection) -> InsertResult:
+            refused_devices: set[str] = set()
+            if devices:
+                marks = ",".join("?" * len(devices))
+                refused_devices = {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT device_id FROM tombstones WHERE project = ? "
+                        f"AND device_id IN ({marks})",
+                        (batch.project, *devices),
+                    )
+                }
+            rows, refused = event_rows(batch, received_at, skew_ms, refused_devices)
+            last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+            before = conn.total_changes
+            conn.executemany(INSERT_EVENT, rows)
+            inserted = conn.total_changes - before
+            if forward and inserted:
+                # Writers are serialised (BEGIN IMMEDIATE), so the rows above ``last_id`` are
+                # exactly the ones this batch added.
+                conn.execute(
+                    "INSERT OR IGNORE INTO outbox (project, insert_id, device_id, event, "
+                    "created_at, next_attempt_at) SELECT project, insert_id, device_id, event, "
+                    "?, ? FROM events WHERE id > ?",
+                    (received_at, received_at, last_id),
+                )
+            return InsertResult(
+                inserted=inserted, duplicates=len(rows) - inserted, rejected=refused
+            )
+
+        result: InsertResult = self._transaction("storing events", work)
+        return result
+
+    def delete_device(
+        self, project: str, device_id: str, reason: str, *, now: int | None = None
+    ) -> DeletionResult:
+        at = now_ms() if now is None else now
+
+        def work(conn: sqlite3.Connection) -> DeletionResult:
+            conn.execute(
+                "INSERT OR IGNORE INTO tombstones (project, device_id, deleted_at, reason) "
+                "VALUES (?, ?, ?, ?)",
+                (project, device_id, at, reason[:MAX_REASON_LENGTH]),
+            )
+            deleted = conn.execute(
+                "DELETE FROM events WHERE project = ? AND device_id = ?", (project, device_id)
+            ).rowcount
+            forwards = conn.execute(
+                "DELETE FROM outbox WHERE project = ? AND device_id = ?", (project, device_id)
+            ).rowcount
+            return DeletionResult(deleted=deleted, forwards_deleted=forwards)
+
+        result: DeletionResult = self._transaction("deleting a device", work)
+        return result
+
+    def check_writable(self) -> None:
+        """Raise :class:`StorageUnavailable` unless a write transaction can be started now."""
+        self._transaction("checking that the database is writable", lambda conn: None)
+
+    def count(self) -> int:
+        """Number of stored events."""
+        return int(self._read("SELECT count(*) FROM events")[0][0])
+
+    def outbox_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM outbox")[0][0])
+
+    def claim_forwards(self, *, now: int, lease_ms: int, limit: int) -> list[ForwardRow]:
+        def work(conn: sqlite3.Connection) -> list[ForwardRow]:
+            first = conn.execute(
+                "SELECT project FROM outbox WHERE next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, id LIMIT 1",
+                (now,),
+            ).fetchone()
+            if first is None:
+                return []
+            claimed = conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM outbox "
+                "WHERE project = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?) "
+                "RETURNING id, project, insert_id, device_id, event, created_at, attempts",
+                (now + lease_ms, first[0], now, limit),
+            ).fetchall()
+            return sorted((ForwardRow(*row) for row in claimed), key=lambda r: r.id)
+
+        result: list[ForwardRow] = self._transaction("claiming forwards", work)
+        return result
+
+    def _update_ids(self, sql: str, params: Sequence[object], ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+
+        def work(conn: sqlite3.Connection) -> int:
+            total = 0
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                total += conn.execute(sql.format(marks=marks), (*params, *chunk)).rowcount
+            return total
+
+        count: int = self._transaction("updating the outbox", work)
+        return count
+
+    def forward_done(self, ids: Sequence[int]) -> None:
+        self._update_ids("DELETE FROM outbox WHERE id IN ({marks})", (), ids)
+
+    def forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
+        self._update_ids(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id IN ({marks})",
+            (next_attempt_at,),
+            ids,
+        )
+
+    def forward_expire(self, created_before: int) -> int:
+        expired: int = self._transaction(
+            "expiring forwards",
+            lambda conn: (
+                conn.execute("DELETE FROM outbox WHERE created_at < ?", (created_before,)).rowcount
+            ),
+        )
+        return expired
+
+    def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:
+        rows = [hit.as_row() for hit in hits]
+        marks = ",".join("?" * 14)
+        self._transaction(
+            "storing link hits",
+            lambda conn: conn.executemany(
+                f"INSERT INTO link_hits ({LINK_COLUMNS}) VALUES ({marks})", rows
+            ),
+        )
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                logger.warning("rollback failed", exc_info=True)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
