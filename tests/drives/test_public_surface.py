@@ -23,6 +23,7 @@ ALL = [
     "Mountpoint",
     "backend_name",
     "list_drives",
+    "run_cli",
     "size_bucket",
 ]
 
@@ -50,6 +51,10 @@ SIGNATURES = {
     "Mountpoint": "(path: 'str', label: 'str | None' = None) -> None",
     "backend_name": "() -> 'str'",
     "list_drives": "(*, all: 'bool' = False, backend: 'Backend' = 'auto') -> 'list[Drive]'",
+    "run_cli": (
+        "(*, as_json: 'bool', show_all: 'bool', watch: 'bool', out: 'TextIO', "
+        "stop: 'threading.Event | None' = None) -> 'int'"
+    ),
     "size_bucket": "(size: 'int') -> 'str'",
 }
 

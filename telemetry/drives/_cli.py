@@ -1,4 +1,4 @@
-"""``telemetry drives [--json] [--all] [--watch]``: the ``run()`` that the main CLI calls."""
+"""``telemetry drives [--json] [--all] [--watch]``: ``run_cli()``, which the main CLI calls."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import json
 import threading
 from typing import TextIO
 
-from . import DriveMonitor, list_drives
+from ._listing import list_drives
 from ._model import Drive, DriveEvent
+from ._monitor import DriveMonitor
 
-__all__ = ["format_size", "format_table", "run"]
+__all__ = ["format_size", "format_table", "run_cli"]
 
 
 def format_size(size: int) -> str:
@@ -41,7 +42,7 @@ def format_table(drives: list[Drive]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def run(
+def run_cli(
     *,
     as_json: bool,
     show_all: bool,
@@ -49,7 +50,8 @@ def run(
     out: TextIO,
     stop: threading.Event | None = None,
 ) -> int:
-    """List drives (flash targets only unless ``show_all``), then optionally watch.
+    """The ``telemetry drives`` command: list drives (flash targets only unless ``show_all``),
+    then optionally watch.
 
     ``as_json`` prints one JSON object per line: a drive (``Drive.to_json()`` field names)
     per drive, and in ``watch`` mode one ``{"event": …, "drive": {…}}`` per event.
