@@ -14,7 +14,7 @@ from ._facts import DiskFacts, ScsiFacts
 from ._model import LARGE_DRIVE_BYTES, Drive, Mountpoint
 from ._text import clean, description, vendor_model
 
-__all__ = ["SYSTEM_MOUNTS", "classify", "resolve_system_disks"]
+__all__ = ["SYSTEM_MOUNTS", "classify", "drive_warnings", "resolve_system_disks"]
 
 #: Mount points whose backing disk is a system disk (plus every swap device).
 SYSTEM_MOUNTS: Final = frozenset({"/", "/boot", "/boot/efi", "/usr", "/var", "/home"})
@@ -115,23 +115,31 @@ def _drive_type(
     return {"NVME": "nvme", "SATA": "sata", "ATA": "sata", "VIRTIO": "virtio"}.get(bus, "other")
 
 
-def _is_system(*, system_backing: bool, is_virtual: bool, is_removable: bool) -> bool:
+def _is_system(system_backing: bool, *, is_virtual: bool, is_removable: bool) -> bool:
     """Backs a system mount or swap, or is an internal fixed disk (NVMe, SATA, eMMC …)."""
     return system_backing or not (is_virtual or is_removable)
 
 
-def _warnings(facts: DiskFacts, *, is_system: bool, mounted: bool) -> tuple[str, ...]:
-    """The subset of ``WARNINGS`` that applies, in their order."""
+def drive_warnings(
+    *, read_only: bool, is_system: bool, size: int, mounted: bool
+) -> tuple[str, ...]:
+    """The subset of ``WARNINGS`` that applies, in their order (``large`` only if not system)."""
     warnings: list[str] = []
-    if facts.read_only:
+    if read_only:
         warnings.append("locked")
     if is_system:
         warnings.append("system")
-    elif facts.size > LARGE_DRIVE_BYTES:
+    elif size > LARGE_DRIVE_BYTES:
         warnings.append("large")
     if mounted:
         warnings.append("mounted")
     return tuple(warnings)
+
+
+def _warnings(facts: DiskFacts, *, is_system: bool, mounted: bool) -> tuple[str, ...]:
+    return drive_warnings(
+        read_only=facts.read_only, is_system=is_system, size=facts.size, mounted=mounted
+    )
 
 
 def _by_path_link(props: Mapping[str, str]) -> str | None:
@@ -170,9 +178,7 @@ def classify(
     is_usb = _is_usb(facts)
     is_reader, card_type = _card_slot(facts, is_usb=is_usb)
     is_removable = is_usb or card_type is not None or facts.removable
-    is_system = _is_system(
-        system_backing=system_backing, is_virtual=is_virtual, is_removable=is_removable
-    )
+    is_system = _is_system(system_backing, is_virtual=is_virtual, is_removable=is_removable)
     bus = _bus_type(facts, is_usb=is_usb, is_virtual=is_virtual)
     drive_type = _drive_type(
         facts, is_usb=is_usb, is_reader=is_reader, is_virtual=is_virtual, bus=bus
