@@ -1,5 +1,8 @@
-"""``DiskFacts`` of one whole disk, read from sysfs: its parents (USB, SCSI, MMC, NVMe,
-virtio), its own attributes, its partitions and, when udev did not say, its partition table.
+"""``DiskFacts`` of one whole disk, read from sysfs.
+
+Its parents (USB device and interface, SCSI device and host, MMC card and host, NVMe,
+virtio), its own attributes, its partitions' labels and, when udev did not say, its
+partition table (sniffed from the first sectors).
 """
 
 from __future__ import annotations
