@@ -394,7 +394,7 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_drives(args: argparse.Namespace, out: TextIO) -> int:
-    from telemetry.drives.cli import run
+    from telemetry.drives import run_cli as run
 
     return run(as_json=args.json, show_all=args.all, watch=args.watch, out=out)
 

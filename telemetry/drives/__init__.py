@@ -2,16 +2,16 @@
 
 # ``list_drives()`` returns ``Drive`` objects with drivelist's fields (snake case) plus a drive
 # type, card type, warnings and an ``is_flash_target`` verdict; ``DriveMonitor`` reports
-# hot-plug events. On Linux the sysfs parent chain is read by ``_udev`` (the only pyudev
-# importer); other platforms, or Linux without pyudev/libudev, get the psutil fallback
-# (``_fallback``), which only knows mounted removable volumes.
+# hot-plug events; ``run_cli()`` is the ``telemetry drives`` command. On Linux the scan
+# (``_scan``) reads sysfs and the parent chain of each disk (``_sysfs``, ``_disk_facts``)
+# and classifies it (``_classify``); ``_udev`` is the only pyudev importer. Other platforms,
+# or Linux without pyudev/libudev, get the psutil fallback (``_fallback``), which only knows
+# mounted removable volumes.
 
 from __future__ import annotations
 
-import logging
-import sys
-from typing import Literal
-
+from ._cli import run_cli
+from ._listing import backend_name, list_drives
 from ._model import (
     CARD_TYPES,
     DRIVE_TYPES,
@@ -35,54 +35,6 @@ __all__ = [
     "Mountpoint",
     "backend_name",
     "list_drives",
+    "run_cli",
     "size_bucket",
 ]
-
-_log = logging.getLogger(__name__)
-
-Backend = Literal["auto", "udev", "psutil"]
-
-
-def _udev_usable() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        from . import _udev  # noqa: F401 - imports pyudev
-    except ImportError:
-        return False
-    return True
-
-
-def backend_name() -> str:
-    """``"udev"`` when the pyudev backend is used by default here, else ``"psutil"``."""
-    return "udev" if _udev_usable() else "psutil"
-
-
-def list_drives(*, all: bool = False, backend: Backend = "auto") -> list[Drive]:
-    """The drives of this machine, flash targets only unless ``all``.
-
-    ``all=True`` adds everything else the kernel lists as a disk: system disks, read-only
-    and empty ones (card-reader slots without a card), loop, zram, dm and md devices.
-    Optical drives, RAM disks and floppies are never listed (as in drivelist).
-    ``backend`` forces ``"udev"`` (Linux, pyudev) or ``"psutil"`` (mounted volumes only).
-    """
-    drives: list[Drive]
-    if backend == "psutil" or (backend == "auto" and not _udev_usable()):
-        from ._fallback import collect_drives as collect_fallback
-
-        drives = collect_fallback(include_all=all)
-    else:
-        from ._udev import collect_drives as collect_udev
-
-        try:
-            drives = collect_udev()
-        except ImportError as exc:  # pyudev present but libudev.so missing
-            if backend == "udev":
-                raise
-            _log.info("libudev unavailable, using the psutil fallback: %s", exc)
-            from ._fallback import collect_drives as collect_fallback
-
-            drives = collect_fallback(include_all=all)
-    if all:
-        return drives
-    return [d for d in drives if d.is_flash_target]

@@ -10,8 +10,8 @@ from typing import Any
 
 from telemetry import _system
 
-from ._classify import SYSTEM_MOUNTS
-from ._model import LARGE_DRIVE_BYTES, Drive, Mountpoint
+from ._classify import SYSTEM_MOUNTS, drive_warnings
+from ._model import Drive, Mountpoint
 
 __all__ = ["collect_drives", "is_removable_mount"]
 
@@ -42,6 +42,53 @@ def _is_system_mount(path: str) -> bool:
     return False
 
 
+def _mounted_volumes() -> dict[str, list[Any]]:
+    """psutil's mounted partitions with a device and a real filesystem, by device."""
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for part in _system.disk_partitions(all=False):
+        if not part.device or part.fstype in _PSEUDO_FS:
+            continue
+        grouped[part.device].append(part)
+    return grouped
+
+
+def _volume_drive(device: str, mounts: list[Any], *, removable: bool, system: bool) -> Drive:
+    """The ``Drive`` of one mounted volume (all it is known by: its mount table entries)."""
+    size = next((t for m in mounts if (t := _system.disk_total(m.mountpoint))), 0)
+    read_only = all("ro" in m.opts.split(",") for m in mounts)
+    label = os.path.basename(mounts[0].mountpoint.rstrip("/\\")) or mounts[0].mountpoint
+    has_media = size > 0
+    return Drive(
+        device=device,
+        device_path=None,
+        raw=device,
+        description=label,
+        display_name=device,
+        size=size,
+        block_size=512,
+        logical_block_size=512,
+        mountpoints=tuple(Mountpoint(m.mountpoint, None) for m in mounts),
+        partition_table_type=None,
+        bus_type="UNKNOWN",
+        bus_version=None,
+        enumerator="psutil",
+        is_read_only=read_only,
+        is_system=system,
+        is_virtual=False,
+        is_removable=removable,
+        is_card=False,
+        is_scsi=False,
+        is_usb=False,
+        is_uas=False,
+        has_media=has_media,
+        card_type=None,
+        usb_driver=None,
+        drive_type="other",
+        warnings=drive_warnings(read_only=read_only, is_system=system, size=size, mounted=True),
+        is_flash_target=has_media and removable and not system and not read_only,
+    )
+
+
 def collect_drives(*, include_all: bool = False) -> list[Drive]:
     """Mounted volumes as drives: removable ones, or every device-backed one with ``all``.
 
@@ -58,61 +105,11 @@ def collect_drives(*, include_all: bool = False) -> list[Drive]:
       mount points (``/``, ``/boot``, ``C:\\`` …), and ``is_flash_target`` also needs
       "removable" (internal disks cannot be told apart here).
     """
-    parts = _system.disk_partitions(all=False)
-    grouped: dict[str, list[Any]] = defaultdict(list)
-    for part in parts:
-        if not part.device or part.fstype in _PSEUDO_FS:
-            continue
-        grouped[part.device].append(part)
     drives: list[Drive] = []
-    for device, mounts in grouped.items():
+    for device, mounts in _mounted_volumes().items():
         removable = any(is_removable_mount(device, m.mountpoint, m.opts) for m in mounts)
         system = any(_is_system_mount(m.mountpoint) for m in mounts)
-        if not (removable or include_all):
-            continue
-        size = next((t for m in mounts if (t := _system.disk_total(m.mountpoint))), 0)
-        read_only = all("ro" in m.opts.split(",") for m in mounts)
-        mountpoints = tuple(Mountpoint(m.mountpoint, None) for m in mounts)
-        warnings: list[str] = []
-        if read_only:
-            warnings.append("locked")
-        if system:
-            warnings.append("system")
-        elif size > LARGE_DRIVE_BYTES:
-            warnings.append("large")
-        warnings.append("mounted")
-        label = os.path.basename(mounts[0].mountpoint.rstrip("/\\")) or mounts[0].mountpoint
-        has_media = size > 0
-        drives.append(
-            Drive(
-                device=device,
-                device_path=None,
-                raw=device,
-                description=label,
-                display_name=device,
-                size=size,
-                block_size=512,
-                logical_block_size=512,
-                mountpoints=mountpoints,
-                partition_table_type=None,
-                bus_type="UNKNOWN",
-                bus_version=None,
-                enumerator="psutil",
-                is_read_only=read_only,
-                is_system=system,
-                is_virtual=False,
-                is_removable=removable,
-                is_card=False,
-                is_scsi=False,
-                is_usb=False,
-                is_uas=False,
-                has_media=has_media,
-                card_type=None,
-                usb_driver=None,
-                drive_type="other",
-                warnings=tuple(warnings),
-                is_flash_target=has_media and removable and not system and not read_only,
-            )
-        )
+        if removable or include_all:
+            drives.append(_volume_drive(device, mounts, removable=removable, system=system))
     drives.sort(key=lambda d: d.device)
     return drives

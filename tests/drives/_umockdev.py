@@ -138,7 +138,7 @@ def run_listing(
     """List drives under ``umockdev-run`` with the given fixtures; returns the child's JSON.
 
     ``mode`` is ``list`` (``list_drives(all=True)`` as ``to_json()`` dicts plus telemetry
-    properties), ``default`` (``list_drives()``), ``cli-json`` / ``cli-table`` (``cli.run``).
+    properties), ``default`` (``list_drives()``), ``cli-json`` / ``cli-table`` (``run_cli``).
     """
     merged = merge([description(name, udev=udev) for name in fixtures])
     tmp_path.mkdir(parents=True, exist_ok=True)

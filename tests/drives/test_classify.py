@@ -10,16 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telemetry.drives import CARD_TYPES, DRIVE_TYPES, WARNINGS, Drive, Mountpoint
-from telemetry.drives._classify import (
-    DiskFacts,
-    MmcFacts,
-    PartitionFacts,
-    ScsiFacts,
-    UsbFacts,
-    classify,
-    decode_udev_string,
-    resolve_system_disks,
-)
+from telemetry.drives._classify import classify, resolve_system_disks
+from telemetry.drives._facts import DiskFacts, MmcFacts, PartitionFacts, ScsiFacts, UsbFacts
+from telemetry.drives._text import decode_udev_string
 
 TELEMETRY_KEYS = {
     "drive_type",

@@ -1,4 +1,4 @@
-"""``telemetry drives [--json] [--all] [--watch]`` through ``cli.run()``."""
+"""``telemetry drives [--json] [--all] [--watch]`` through ``run_cli()``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from telemetry.drives import list_drives
-from telemetry.drives.cli import format_size, run
+from telemetry.drives import run_cli as run
+from telemetry.drives._cli import format_size
 
 from . import _umockdev as um
 from .test_model import DRIVELIST_FIELDS, OUR_FIELDS
@@ -73,7 +74,7 @@ def test_watch_runs_until_stopped() -> None:
 
 
 def test_empty_list_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    import telemetry.drives.cli as cli
+    import telemetry.drives._cli as cli
 
     monkeypatch.setattr(cli, "list_drives", lambda all=False: [])
     out = io.StringIO()

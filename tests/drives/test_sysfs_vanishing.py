@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from telemetry.drives import _udev
+from telemetry.drives import _scan, _sysfs, _udev
 
 
 def _device(root: Path, devpath: str, subsystem: str, uevent: dict[str, str], **attrs: str) -> Path:
@@ -80,16 +80,16 @@ def fake_sys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # a class/block entry whose device is already gone
     os.symlink("../../devices/virtual/block/gone", tmp_path / "sys" / "class" / "block" / "gone")
     sys_root = str(tmp_path / "sys")
-    monkeypatch.setattr(_udev, "_SYS", sys_root)
-    monkeypatch.setattr(_udev, "_SYS_DEVICES", sys_root + "/devices")
-    monkeypatch.setattr(_udev, "_SYS_CLASS_BLOCK", sys_root + "/class/block")
-    monkeypatch.setattr(_udev._UdevDatabase, "present", staticmethod(lambda: False))
+    monkeypatch.setattr(_sysfs, "SYS", sys_root)
+    monkeypatch.setattr(_sysfs, "SYS_DEVICES", sys_root + "/devices")
+    monkeypatch.setattr(_sysfs, "SYS_CLASS_BLOCK", sys_root + "/class/block")
+    monkeypatch.setattr(_udev.UdevDatabase, "present", staticmethod(lambda: False))
     monkeypatch.setattr(psutil, "PROCFS_PATH", str(tmp_path / "no-procfs"))
     return tmp_path
 
 
 def test_fake_sysfs_lists_both_luns(fake_sys: Path) -> None:
-    drives = _udev.collect_drives()
+    drives = _scan.collect_drives()
     assert [(d.device, d.drive_type, d.size) for d in drives] == [
         # two disks on one USB interface: the LUNs of a card reader
         ("/dev/sdb", "usb-card-reader", 8011120640),
@@ -100,7 +100,7 @@ def test_fake_sysfs_lists_both_luns(fake_sys: Path) -> None:
 def test_a_disk_vanishing_mid_read_is_tolerated(
     fake_sys: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_read = _udev._read
+    real_read = _sysfs.read
     victim = next((fake_sys / "sys" / "devices").rglob("block/sdc"))
 
     def read(path: str) -> str | None:
@@ -108,8 +108,8 @@ def test_a_disk_vanishing_mid_read_is_tolerated(
             shutil.rmtree(victim.parents[2])  # the whole SCSI device goes, mid-read
         return real_read(path)
 
-    monkeypatch.setattr(_udev, "_read", read)
-    drives = _udev.collect_drives()
+    monkeypatch.setattr(_sysfs, "read", read)
+    drives = _scan.collect_drives()
     by_dev = {d.device: d for d in drives}
     assert by_dev["/dev/sdb"].size == 8011120640
     # sdc was half read: it may be reported without media, but nothing raised
@@ -118,13 +118,13 @@ def test_a_disk_vanishing_mid_read_is_tolerated(
 
 def test_every_file_vanishing_is_tolerated(fake_sys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reads failing at any point (device unplugged while listing) give a partial list."""
-    real_read = _udev._read
+    real_read = _sysfs.read
     calls = {"n": 0}
 
     def flaky(path: str) -> str | None:
         calls["n"] += 1
         return None if calls["n"] % 3 == 0 else real_read(path)
 
-    monkeypatch.setattr(_udev, "_read", flaky)
+    monkeypatch.setattr(_sysfs, "read", flaky)
     for _ in range(5):
-        _udev.collect_drives()
+        _scan.collect_drives()

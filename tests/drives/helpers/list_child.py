@@ -14,7 +14,7 @@ import psutil
 
 psutil.PROCFS_PATH = os.environ.get("DRIVES_TEST_PROCFS", "/proc")
 
-from telemetry.drives import cli, list_drives  # noqa: E402
+from telemetry.drives import list_drives, run_cli  # noqa: E402
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "list"
 if mode in ("list", "default"):
@@ -23,7 +23,7 @@ if mode in ("list", "default"):
     print(json.dumps(out))
 elif mode in ("cli-json", "cli-table", "cli-json-all"):
     buf = io.StringIO()
-    status = cli.run(
+    status = run_cli(
         as_json=mode.startswith("cli-json"),
         show_all=mode.endswith("-all"),
         watch=False,

@@ -1,15 +1,17 @@
-"""``telemetry drives [--json] [--all] [--watch]``: the ``run()`` that the main CLI calls."""
+"""``telemetry drives [--json] [--all] [--watch]``: ``run_cli()``, which the main CLI calls."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
-from . import DriveMonitor, list_drives
+from ._listing import list_drives
 from ._model import Drive, DriveEvent
+from ._monitor import DriveMonitor
 
-__all__ = ["format_size", "format_table", "run"]
+__all__ = ["format_size", "format_table", "run_cli"]
 
 
 def format_size(size: int) -> str:
@@ -41,22 +43,7 @@ def format_table(drives: list[Drive]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def run(
-    *,
-    as_json: bool,
-    show_all: bool,
-    watch: bool,
-    out: TextIO,
-    stop: threading.Event | None = None,
-) -> int:
-    """List drives (flash targets only unless ``show_all``), then optionally watch.
-
-    ``as_json`` prints one JSON object per line: a drive (``Drive.to_json()`` field names)
-    per drive, and in ``watch`` mode one ``{"event": …, "drive": {…}}`` per event.
-    ``watch`` runs until Ctrl-C (or until ``stop`` is set, for embedding and tests).
-    Returns the process exit status.
-    """
-    drives = list_drives(all=show_all)
+def _write_drives(drives: list[Drive], *, as_json: bool, show_all: bool, out: TextIO) -> None:
     if as_json:
         for drive in drives:
             out.write(json.dumps(drive.to_json(), sort_keys=False) + "\n")
@@ -65,9 +52,10 @@ def run(
     else:
         out.write("No drives found." + ("" if show_all else " (--all shows every disk)") + "\n")
     out.flush()
-    if not watch:
-        return 0
 
+
+def _event_writer(*, as_json: bool, show_all: bool, out: TextIO) -> Callable[[DriveEvent], None]:
+    """The monitor callback printing each event (of a flash target, unless ``show_all``)."""
     lock = threading.Lock()
 
     def on_event(event: DriveEvent) -> None:
@@ -87,6 +75,11 @@ def run(
                 )
             out.flush()
 
+    return on_event
+
+
+def _watch(on_event: Callable[[DriveEvent], None], stop: threading.Event | None) -> None:
+    """Run a ``DriveMonitor`` until Ctrl-C or ``stop``."""
     done = stop if stop is not None else threading.Event()
     monitor = DriveMonitor(on_event)
     monitor.start()
@@ -97,4 +90,25 @@ def run(
         pass
     finally:
         monitor.stop()
+
+
+def run_cli(
+    *,
+    as_json: bool,
+    show_all: bool,
+    watch: bool,
+    out: TextIO,
+    stop: threading.Event | None = None,
+) -> int:
+    """The ``telemetry drives`` command: list drives (flash targets only unless ``show_all``),
+    then optionally watch.
+
+    ``as_json`` prints one JSON object per line: a drive (``Drive.to_json()`` field names)
+    per drive, and in ``watch`` mode one ``{"event": …, "drive": {…}}`` per event.
+    ``watch`` runs until Ctrl-C (or until ``stop`` is set, for embedding and tests).
+    Returns the process exit status.
+    """
+    _write_drives(list_drives(all=show_all), as_json=as_json, show_all=show_all, out=out)
+    if watch:
+        _watch(_event_writer(as_json=as_json, show_all=show_all, out=out), stop)
     return 0
