@@ -178,10 +178,16 @@ def cached_bundle(cache_dir: Path) -> Path:
 
 
 def _version() -> str:
-    import tomllib
+    """The package version, from the one place it is defined (``telemetry/_version.py``)."""
+    import ast
 
-    with (ROOT / "pyproject.toml").open("rb") as handle:
-        return str(tomllib.load(handle)["project"]["version"])
+    source = (ROOT / "telemetry" / "_version.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets
+        ):
+            return str(ast.literal_eval(node.value))
+    raise RuntimeError("telemetry/_version.py defines no __version__")
 
 
 def _glibc_floor() -> str:

@@ -6,6 +6,7 @@ Fixtures only some folders may use (autouse ones among them) are in ``tests/_fix
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,10 @@ import pytest
 
 if TYPE_CHECKING:
     import telemetry
+
+# Every folder that creates a QApplication (qt, demo, packaging) runs without a display, also
+# when run on its own: set before pytest-qt creates the application.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 @pytest.fixture
