@@ -1,9 +1,11 @@
 """The demo's composition root: command line, embedded collector, client, window, self-test.
 
 ``python -m demo_app`` starts a collector on 127.0.0.1 in a child process, points the telemetry
-client at it and opens the flasher; the child is stopped on exit. ``--endpoint URL`` sends to
-another collector, ``--no-collector`` sends nowhere (events wait on disk). When frozen by
-PyInstaller the collector child is this same executable run as ``--collector-child ...``.
+client at it and opens the flasher; the child stops with the demo, however the demo ends (see
+``demo_app.collector_child``). ``--endpoint URL`` sends to another collector, ``--no-collector``
+sends nowhere (events wait on disk). The collector child is the demo itself run as
+``--collector-child ...`` (``python -m demo_app``, or the executable when frozen by PyInstaller).
+SIGTERM and SIGINT end the demo as closing its window does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import getpass
 import json
 import lzma
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,9 +26,12 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 import platformdirs
+
+from demo_app import collector_child
 
 if TYPE_CHECKING:
     import telemetry
@@ -58,14 +65,20 @@ def default_root() -> Path:
 
 
 def collector_command(args: Sequence[str]) -> list[str]:
-    """The command line starting the collector child (the bundle itself when frozen)."""
+    """The command line starting the collector child: the demo itself (the bundle when frozen)."""
     if getattr(sys, "frozen", False):
         return [sys.executable, COLLECTOR_CHILD_FLAG, *args]
-    return [sys.executable, "-m", "telemetry.collector", *args]
+    return [sys.executable, "-m", "demo_app", COLLECTOR_CHILD_FLAG, *args]
 
 
 class EmbeddedCollector:
-    """The local collector as a child process on 127.0.0.1 (a free port)."""
+    """The local collector as a child process on 127.0.0.1 (a free port).
+
+    The child stops when this process is gone, even after SIGKILL: its stdin is a pipe from
+    this process, and on Linux it also gets SIGTERM when the starting thread ends. That death
+    signal is only asked for when :meth:`start` runs on the main thread, since a worker thread
+    may end long before the demo does.
+    """
 
     def __init__(self, database: Path, *, log_file: Path | None = None) -> None:
         self.database = database
@@ -77,12 +90,16 @@ class EmbeddedCollector:
         """Start the child and wait (bounded) until it listens; returns its base URL."""
         self.database.parent.mkdir(parents=True, exist_ok=True)
         ready = Path(tempfile.mkdtemp(prefix="demo-collector-")) / "ready"
+        tie = [collector_child.PARENT_FLAG, str(os.getpid())]
+        if threading.current_thread() is threading.main_thread():
+            tie.append(collector_child.DEATH_SIGNAL_FLAG)
         args = ["--host", "127.0.0.1", "--port", "0", "--database", str(self.database),
                 "--ready-file", str(ready)]  # fmt: skip
         with open(self.log_file, "ab") as log:
+            # stdin: the pipe whose write end only this process holds (never written to).
             self._proc = subprocess.Popen(
-                collector_command(args),
-                stdin=subprocess.DEVNULL,
+                collector_command([*tie, *args]),
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -96,6 +113,10 @@ class EmbeddedCollector:
                 if self._proc.poll() is not None:
                     break
                 time.sleep(0.05)
+        except BaseException:
+            # Interrupted (SIGTERM, Ctrl+C) while waiting: the child stops too.
+            self.stop()
+            raise
         finally:
             with contextlib.suppress(OSError):
                 ready.unlink()
@@ -117,26 +138,23 @@ class EmbeddedCollector:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the child (SIGTERM, then SIGKILL after ``timeout``)."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if proc.stdin is not None:
+            proc.stdin.close()
 
     def rows(self) -> list[dict[str, Any]]:
         """Every event the collector stored, oldest first (read-only)."""
         from telemetry.collector import stored_events
 
         return stored_events(self.database)
-
-
-def _collector_child(argv: Sequence[str]) -> int:
-    from telemetry.collector import main as collector_main
-
-    return collector_main(list(argv))
 
 
 # ---------------------------------------------------------------------------- client and window
@@ -278,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m demo_app`` and the ``demo-app`` script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == [COLLECTOR_CHILD_FLAG]:
-        return _collector_child(args_list[1:])
+        return collector_child.run(args_list[1:])
     args = _parser().parse_args(args_list)
     if args.telemetry_catalogue:
         sys.stdout.write(CATALOGUE_PATH.read_text(encoding="utf-8"))
@@ -309,15 +327,96 @@ def _start_collector(root: Path) -> EmbeddedCollector:
     return collector
 
 
+class _QuitOnSignals:
+    """SIGTERM and SIGINT end the demo as closing its window does, so the clean-up runs (the
+    client is closed, the collector child stopped gracefully); the exit code is 128 + signal.
+
+    Before the Qt event loop runs, the signal raises ``SystemExit`` where Python code is
+    running. While it runs, Qt's C++ loop gives Python no chance to run a signal handler, so
+    the signal also wakes a socket that Qt watches (``signal.set_wakeup_fd``) and the handler
+    then ends the loop.
+    """
+
+    SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+        self._app: Any = None
+        self._looping = False
+        self._previous: dict[int, Any] = {}
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._previous_wakeup = -1
+        self._notifier: Any = None
+
+    def __enter__(self) -> _QuitOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            for sock in self._wakeup:
+                sock.close()
+
+    def exec(self, app: Any) -> int:
+        """Run ``app``'s event loop; its exit code, or 128 + signal if a signal ended it."""
+        from PySide6.QtCore import QSocketNotifier, QTimer
+
+        if self._previous and self._wakeup is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._wakeup = (reader, writer)
+            self._previous_wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            self._notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
+            self._notifier.activated.connect(self._drain)
+        self._app = app
+        QTimer.singleShot(0, self._started)
+        try:
+            code = int(app.exec())
+        finally:
+            self._looping = False
+        return code if self.code is None else self.code
+
+    def _started(self) -> None:
+        self._looping = True
+        if self.code is not None:  # a signal came while Qt code ran, before the loop
+            self._app.exit(self.code)
+            return
+        print("demo: window open; close it or press Ctrl+C to quit", flush=True)
+
+    def _drain(self) -> None:
+        # Running this slot lets Python call the signal handler; the bytes only woke Qt.
+        if self._wakeup is not None:
+            with contextlib.suppress(OSError):
+                while self._wakeup[0].recv(512):
+                    pass
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.code = 128 + signum
+        if self._looping:
+            self._app.exit(self.code)
+        else:
+            raise SystemExit(self.code)
+
+
 def _run(args: argparse.Namespace) -> int:
     root: Path = args.data_dir or default_root()
     with contextlib.ExitStack() as stack:
+        quit_on_signals = stack.enter_context(_QuitOnSignals())
         endpoint = args.endpoint
         if endpoint is None and not args.no_collector:
             collector = _start_collector(root)
             stack.callback(collector.stop)
             endpoint = collector.url
-            print(f"demo: local collector on {endpoint} (database {collector.database})")
+            print(
+                f"demo: local collector on {endpoint} "
+                f"(pid {collector.pid}, database {collector.database})",
+                flush=True,
+            )
         elif args.no_collector:
             print("demo: no collector; events wait on disk (see 'Telemetry data')")
         client = make_client(root / "telemetry", endpoint)
@@ -332,7 +431,7 @@ def _run(args: argparse.Namespace) -> int:
             window.shutdown()
             window.deleteLater()
             return 0 if ok else 1
-        code = int(app.exec())
+        code = quit_on_signals.exec(app)
         window.shutdown()
         return code
 
