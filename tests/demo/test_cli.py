@@ -166,10 +166,11 @@ def test_frozen_bundle_starts_the_collector_from_its_own_executable(
         "0",
     ]
     monkeypatch.delattr(sys, "frozen")
-    assert demo_main.collector_command(["--port", "0"])[:3] == [
+    assert demo_main.collector_command(["--port", "0"])[:4] == [
         sys.executable,
         "-m",
-        "telemetry.collector",
+        "demo_app",
+        "--collector-child",
     ]
 
 
