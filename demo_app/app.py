@@ -331,7 +331,7 @@ class _QuitOnSignals:
     """SIGTERM and SIGINT end the demo as closing its window does, so the clean-up runs (the
     client is closed, the collector child stopped gracefully); the exit code is 128 + signal.
 
-    Before the Qt event loop runs, the signal raises ``SystemExit`` where Python code is
+    Outside the Qt event loop, the signal raises ``SystemExit`` where Python code is
     running. While it runs, Qt's C++ loop gives Python no chance to run a signal handler, so
     the signal also wakes a socket that Qt watches (``signal.set_wakeup_fd``) and the handler
     then ends the loop.
