@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from telemetry.collector import _limits as L
-from telemetry.collector._validation import RequestRejected, error_body, strict_json_loads
+from telemetry.collector._strict_json import NotUtf8, storable_text, strict_json_loads
+from telemetry.collector._validation import RequestRejected, error_body
 
 __all__ = ["DeletionRequest", "parse_deletion"]
 
@@ -33,6 +34,8 @@ def parse_deletion(body: bytes) -> DeletionRequest:
         raise _reject(L.ERROR_MISSING_BODY)
     try:
         payload = strict_json_loads(body)
+    except NotUtf8:
+        raise _reject(L.ERROR_NOT_UTF8) from None
     except (ValueError, RecursionError):
         raise _reject(L.ERROR_INVALID_JSON) from None
     if not isinstance(payload, dict):
@@ -47,10 +50,8 @@ def parse_deletion(body: bytes) -> DeletionRequest:
             raise _reject(f"{L.ERROR_WRONG_TYPE}: {key}")
     project, device_id, reason = payload["project"], payload["device_id"], payload["reason"]
     for key, value in (("project", project), ("device_id", device_id), ("reason", reason)):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: not storable as text
-            raise _reject(f"{L.ERROR_WRONG_TYPE}: {key}") from None
+        if not storable_text(value):  # a NUL or a lone surrogate: not storable as text
+            raise _reject(f"{L.ERROR_WRONG_TYPE}: {key}")
     if not project.strip() or len(project) > L.MAX_API_KEY_LENGTH:
         raise _reject(L.ERROR_INVALID_API_KEY)
     if not device_id.strip() or len(device_id) > L.MAX_INSERT_ID_LENGTH:

@@ -12,8 +12,13 @@ never send the same row at once), sends them and settles them:
   dropped);
 * **429**: rows wait ``Retry-After`` seconds (30 s when absent, as Amplitude advises);
 * **400**: the events Amplitude names (``events_with_invalid_fields``,
-  ``events_with_missing_fields``, ``silenced_events``) are dropped and the rest resent at once;
-  a 400 naming none is retried with backoff (e.g. a bad token, fixed by a configuration change);
+  ``events_with_missing_fields``, ``events_with_invalid_id_lengths``, ``silenced_events``) are
+  dropped and the rest resent at once. A 400 naming none is narrowed down: the request is split
+  in halves, each sent again, until the refused events are alone in their request and dropped
+  (counted in ``forward_dropped_events``, logged without their contents). A 400 about the
+  request itself (its ``missing_field`` set, ``error`` mentioning the API key, or a body that is
+  not a JSON object) is retried with backoff instead: a bad token is fixed by a configuration
+  change, and no event is to blame;
 * **5xx, other statuses, network errors**: exponential backoff with jitter, 5 s doubling up to
   10 min;
 * rows still unsent 7 days after they were stored are dropped (past Amplitude's dedup window a
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -82,6 +88,20 @@ def _chunks(rows: Sequence[ForwardRow], token: str) -> list[list[ForwardRow]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _blames_the_request(raw_body: bytes) -> bool:
+    """Whether a 400 answer naming no event refuses the request itself rather than its events:
+    it names a missing request field, speaks of the API key, or is not a JSON object."""
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return True
+    if not isinstance(body, dict):
+        return True
+    error = body.get("error")
+    about_key = isinstance(error, str) and "api key" in error.lower().replace("_", " ")
+    return body.get("missing_field") is not None or about_key
 
 
 def _retry_after(response: Response) -> float:
@@ -174,23 +194,36 @@ class Forwarder:
                 lambda: store.forward_retry(ids, self._now_ms() + int(wait * 1000))
             )
         elif status == 400:
-            named = rejected_indexes(response.body, len(rows))
-            if not named:
-                logger.warning("destination refused %d events of %r (400)", len(rows), project)
-                await self._backoff(rows)
-                return
-            dropped = [rows[i].id for i in sorted(named)]
-            await run_in_threadpool(store.forward_done, dropped)
-            metrics.inc("forward_dropped_events", len(dropped))
-            logger.warning("destination refused %d events of %r: dropped", len(dropped), project)
-            rest = [row for i, row in enumerate(rows) if i not in named]
-            if rest:
-                await self._send(project, token, rest)
+            await self._refused(project, token, rows, response.body)
         else:
             logger.warning(
                 "destination answered %d for %d events of %r", status, len(rows), project
             )
             await self._backoff(rows)
+
+    async def _refused(
+        self, project: str, token: str, rows: list[ForwardRow], answer: bytes
+    ) -> None:
+        """Settle a 400: drop the named events and resend the rest; else narrow it down by
+        halves to the refused events (alone: dropped), unless the request itself is to blame."""
+        named = rejected_indexes(answer, len(rows))
+        if not named and _blames_the_request(answer):
+            logger.warning("destination refused the request for %r (400)", project)
+            await self._backoff(rows)
+            return
+        if not named and len(rows) > 1:
+            half = len(rows) // 2
+            logger.info("destination refused %d events of %r (400): halving", len(rows), project)
+            await self._send(project, token, rows[:half])
+            await self._send(project, token, rows[half:])
+            return
+        dropped = [rows[i].id for i in sorted(named)] if named else [rows[0].id]
+        await run_in_threadpool(self._state.storage.forward_done, dropped)
+        self._state.metrics.inc("forward_dropped_events", len(dropped))
+        logger.warning("destination refused %d events of %r: dropped", len(dropped), project)
+        rest = [row for i, row in enumerate(rows) if i not in named] if named else []
+        if rest:
+            await self._send(project, token, rest)
 
     async def _backoff(self, rows: Sequence[ForwardRow]) -> None:
         attempts = max(r.attempts for r in rows)

@@ -18,8 +18,11 @@ DEFAULT_MIN_ID_LENGTH: Final = 5
 #: Longest accepted ``api_key`` (project name) and ``insert_id``.
 MAX_API_KEY_LENGTH: Final = 256
 MAX_INSERT_ID_LENGTH: Final = 1024
-#: Largest accepted ``time`` (ms since the epoch); keeps the value inside SQLite's 64-bit INTEGER.
-MAX_TIME_MS: Final = 2**63 - 1
+#: Largest accepted ``time`` (ms since the epoch): 9999-12-31T23:59:59.999Z. A clock-skew
+#: correction added to it stays far inside the databases' 64-bit integers.
+MAX_TIME_MS: Final = 253_402_300_799_999
+#: Longest top-level event key a 400 answer names as the invalid field (a longer one: ``"event"``).
+MAX_NAMED_FIELD_LENGTH: Final = 128
 #: ``Retry-After`` seconds sent with a 503 when storage is unavailable.
 RETRY_AFTER_STORAGE_SECONDS: Final = 5
 
@@ -54,6 +57,7 @@ ERROR_INVALID_EVENTS: Final = "Invalid field values on some events"
 ERROR_PAYLOAD_TOO_LARGE: Final = "Payload too large"
 # Our own additions, same body shape.
 ERROR_INVALID_OPTIONS: Final = "Invalid options: min_id_length must be a positive integer"
+ERROR_NOT_UTF8: Final = "Invalid request body: JSON must be UTF-8 without a byte order mark"
 ERROR_INVALID_GZIP: Final = "Invalid gzip request body"
 ERROR_UNSUPPORTED_ENCODING: Final = "Unsupported Content-Encoding (use gzip or none)"
 ERROR_STORAGE_UNAVAILABLE: Final = "Service unavailable: events were not stored, retry later"

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from telemetry.collector import _limits as L
 from telemetry.collector._validation import Batch
 from telemetry.errors import TelemetryError
 
@@ -117,6 +118,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _clamp_time(ms: int) -> int:
+    """``ms`` brought into the range of an accepted ``time`` (0 to ``MAX_TIME_MS``)."""
+    return min(L.MAX_TIME_MS, max(0, ms))
+
+
 def event_rows(
     batch: Batch, received_at: int, skew_ms: int, refused_devices: set[str]
 ) -> tuple[list[tuple[Any, ...]], int]:
@@ -127,7 +133,7 @@ def event_rows(
         if event.device_id is not None and event.device_id in refused_devices:
             refused += 1
             continue
-        corrected = None if event.time is None else max(0, event.time + skew_ms)
+        corrected = None if event.time is None else _clamp_time(event.time + skew_ms)
         rows.append(
             (
                 batch.project,

@@ -2,18 +2,22 @@
 
 Rules (Amplitude semantics; the HTTP answers are listed in the ``telemetry.collector`` docstring):
 
-* the body is strict JSON (UTF-8; no ``NaN``/``Infinity``; no key repeated in an object) and an
-  object with ``api_key`` (non-empty string: the project name), ``events``
-  (non-empty list, at most 2,000 items) and optional ``options.min_id_length`` (int >= 1);
+* the body is strict JSON (UTF-8 without a byte order mark, so no UTF-16/32; no
+  ``NaN``/``Infinity``; no key repeated in an object) and an object with ``api_key`` (non-empty
+  string without NUL: the project name), ``events`` (non-empty list, at most 2,000 items) and
+  optional ``options.min_id_length`` (int >= 1);
 * every event is an object with a non-empty string ``event_type`` and at least one *valid*
   ``device_id`` / ``user_id``: a string of at least ``min_id_length`` characters that is not a
   placeholder such as ``"null"`` or the all-zero UUID (case-insensitive). An invalid id next to a
   valid one is ignored (not used for the ``device_id`` / ``user_id`` columns), as Amplitude drops
   it; an event with no valid id is refused;
-* ``time``, when present and not null, is an integer number of milliseconds (>= 0);
+* every string of an event (keys included) has no NUL and no lone surrogate (``"\\ud800"``),
+  every number is finite (``1e999`` is not) and every integer fits in a signed 64-bit integer;
+  the offending top-level key is named (``"event"`` when it is the key itself that is bad);
+* ``time``, when present and not null, is an integer number of milliseconds from 0 to
+  253402300799999 (the end of year 9999 UTC);
 * ``insert_id``, when present and not null, is a non-empty string of at most 1,024 characters;
-* an event serialises to at most 32 KiB of compact UTF-8 JSON (a string holding a lone
-  surrogate such as ``"\\ud800"`` cannot be UTF-8: the event is invalid).
+* an event serialises to at most 32 KiB of compact UTF-8 JSON.
 
 If any event breaks a rule, the whole request is refused with 400 and Amplitude's body
 (``events_with_invalid_fields`` / ``events_with_missing_fields`` map a field name to the list of
@@ -23,12 +27,18 @@ offending event indexes); the client drops those events and resends the others.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from telemetry.collector import _limits as L
+from telemetry.collector._strict_json import (
+    NotUtf8,
+    compact_json,
+    storable_text,
+    storable_value,
+    strict_json_loads,
+)
 
 __all__ = [
     "GENERATED_INSERT_ID_PREFIX",
@@ -38,7 +48,6 @@ __all__ = [
     "error_body",
     "generated_insert_id",
     "parse_batch",
-    "strict_json_loads",
 ]
 
 #: Prefix of the ``insert_id`` the collector derives for an event that arrived without one.
@@ -106,29 +115,6 @@ def _reject(error: str, *, missing_field: str | None = None) -> NoReturn:
     raise RequestRejected(400, error_body(400, error, missing_field=missing_field))
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in a JSON object")
-    return result
-
-
-def strict_json_loads(body: bytes) -> Any:
-    """Parse ``body`` as strict JSON: UTF-8, no ``NaN``/``Infinity``, no duplicate object keys.
-
-    Raises ``ValueError`` (or ``RecursionError`` when nested too deeply).
-    """
-    return json.loads(body, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-
-
-def _compact(value: Any, *, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
-
-
 def generated_insert_id(stored_event: dict[str, Any]) -> str:
     """The deterministic ``insert_id`` of an event that has none.
 
@@ -137,7 +123,7 @@ def generated_insert_id(stored_event: dict[str, Any]) -> str:
     to the same id and is stored once; two events identical in every field are also stored once,
     which is why clients should send their own ``insert_id`` (a UUID).
     """
-    canonical = _compact(stored_event, sort_keys=True).encode("utf-8")
+    canonical = compact_json(stored_event, sort_keys=True).encode("utf-8")
     return GENERATED_INSERT_ID_PREFIX + hashlib.sha256(canonical).hexdigest()
 
 
@@ -147,15 +133,6 @@ def _valid_id(value: Any, min_length: int) -> str | None:
     if value.strip().lower() in L.PLACEHOLDER_IDS:
         return None
     return value
-
-
-def _is_utf8_text(value: str) -> bool:
-    """Whether ``value`` has no lone surrogate (so it can be stored as UTF-8)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _is_int(value: Any) -> bool:
@@ -186,6 +163,8 @@ def parse_batch(body: bytes) -> Batch:
         _reject(L.ERROR_MISSING_BODY)
     try:
         payload = strict_json_loads(body)
+    except NotUtf8:
+        _reject(L.ERROR_NOT_UTF8)
     except (ValueError, RecursionError):
         _reject(L.ERROR_INVALID_JSON)
     if not isinstance(payload, dict):
@@ -196,7 +175,7 @@ def parse_batch(body: bytes) -> Batch:
     project = payload["api_key"]
     if not isinstance(project, str) or not project.strip() or len(project) > L.MAX_API_KEY_LENGTH:
         _reject(L.ERROR_INVALID_API_KEY)
-    if not _is_utf8_text(project):
+    if not storable_text(project):
         _reject(L.ERROR_INVALID_API_KEY)
 
     events = payload.get("events")
@@ -220,9 +199,14 @@ def parse_batch(body: bytes) -> Batch:
     if invalid or missing:
         error = L.ERROR_INVALID_EVENTS if invalid else L.ERROR_MISSING_FIELD
         raise RequestRejected(
-            400, error_body(400, error, invalid=dict(invalid), missing=dict(missing))
+            400, error_body(400, error, invalid=_distinct(invalid), missing=_distinct(missing))
         )
     return Batch(project=project, events=tuple(accepted), payload_size_bytes=len(body))
+
+
+def _distinct(named: defaultdict[str, list[int]]) -> dict[str, list[int]]:
+    """Each field's event indexes, in order and once."""
+    return {field: sorted(set(indexes)) for field, indexes in named.items()}
 
 
 def _parse_event(
@@ -241,8 +225,9 @@ def _parse_event(
         return None
     device_id = _valid_id(event.get("device_id"), min_id_length)
     user_id = _valid_id(event.get("user_id"), min_id_length)
+    content_ok = _content_ok(index, event, invalid)
     checks = (
-        _size_ok(index, event, invalid),
+        content_ok and _size_ok(index, event, invalid),
         _event_type_ok(index, event, invalid, missing),
         _ids_ok(index, event, device_id is not None or user_id is not None, invalid, missing),
         _time_ok(index, event, invalid),
@@ -262,17 +247,31 @@ def _parse_event(
         device_id=device_id,
         user_id=user_id,
         time=event.get("time"),
-        event_json=_compact(stored),
+        event_json=compact_json(stored),
     )
+
+
+def _content_ok(index: int, event: dict[str, Any], invalid: defaultdict[str, list[int]]) -> bool:
+    """Every key and value of the event is storable strict JSON (see ``storable_value``); each
+    offending top-level key is named, or ``"event"`` when the key itself is bad or too long."""
+    ok = True
+    for key, value in event.items():
+        if not storable_text(key) or len(key) > L.MAX_NAMED_FIELD_LENGTH:
+            invalid[WHOLE_EVENT_FIELD].append(index)
+            ok = False
+        elif not storable_value(value):
+            invalid[key].append(index)
+            ok = False
+    return ok
 
 
 def _size_ok(index: int, event: dict[str, Any], invalid: defaultdict[str, list[int]]) -> bool:
     """The event serialises to at most ``MAX_EVENT_BYTES`` of UTF-8 JSON."""
     try:
-        too_big = len(_compact(event).encode("utf-8")) > L.MAX_EVENT_BYTES
+        too_big = len(compact_json(event).encode("utf-8")) > L.MAX_EVENT_BYTES
     except RecursionError:  # nested too deeply to serialise again in this thread
         too_big = True
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not storable as UTF-8 text
+    except ValueError:  # not strict JSON; ``_content_ok`` names such events first
         too_big = True
     if too_big:
         invalid[WHOLE_EVENT_FIELD].append(index)

@@ -1,7 +1,10 @@
 """A loopback server speaking Amplitude's HTTP V2 API (``POST /2/httpapi``), for forwarding tests.
 
-It checks what Amplitude checks first (JSON content type, ``api_key``, ``events``), records every
+It checks what Amplitude checks first (JSON content type, strict JSON: ``NaN``/``Infinity`` make
+a 400 "Invalid JSON request body" naming no event, ``api_key``, ``events``), records every
 request, and answers what the test's ``decide`` callback says (default: Amplitude's 200 body).
+:func:`refuse_unnamed` builds a ``decide`` answering a 400 that names no event, as Amplitude does
+for a request it cannot read, whenever the request holds an event the test marks as bad.
 """
 
 from __future__ import annotations
@@ -52,6 +55,23 @@ def accept(received: Received) -> Decision:
     )
 
 
+def refuse_unnamed(
+    bad: Callable[[dict[str, Any]], bool], then: Callable[[Received], Decision] = accept
+) -> Callable[[Received], Decision]:
+    """A ``decide``: a 400 naming no event while the request holds an event ``bad`` picks."""
+
+    def decide(received: Received) -> Decision:
+        if any(bad(e) for e in received.events):
+            return (400, {}, {"code": 400, "error": "Invalid JSON request body"})
+        return then(received)
+
+    return decide
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
 @dataclass
 class FakeAmplitude:
     url: str
@@ -79,7 +99,7 @@ def fake_amplitude(decide: Callable[[Received], Decision] = accept) -> Iterator[
         if not request.headers.get("content-type", "").startswith("application/json"):
             return JSONResponse({"code": 400, "error": "Invalid content type"}, status_code=400)
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_reject_constant)
         except ValueError:
             return JSONResponse({"code": 400, "error": "Invalid JSON request body"}, 400)
         if not isinstance(body, dict) or "api_key" not in body or "events" not in body:

@@ -1,0 +1,92 @@
+"""Strict JSON in and out: decoding a body (UTF-8 only, RFC 8259), telling which parsed values
+the collector can store and forward, and writing them back as compact strict JSON."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+from typing import Any, Final
+
+__all__ = ["NotUtf8", "compact_json", "storable_text", "storable_value", "strict_json_loads"]
+
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**63 - 1
+
+
+class NotUtf8(ValueError):
+    """The body is not UTF-8 text, or starts with a byte order mark."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in a JSON object")
+    return result
+
+
+def strict_json_loads(body: bytes) -> Any:
+    """Parse ``body`` as strict JSON: UTF-8 without a byte order mark (so no UTF-16 or UTF-32),
+    no ``NaN``/``Infinity`` literals, no key repeated in an object.
+
+    Raises :class:`NotUtf8` for the encoding, ``ValueError`` for the rest (``RecursionError``
+    when nested too deeply). A number too large for a float (``1e999``) still parses, as
+    infinity: :func:`storable_value` is what refuses it.
+    """
+    if body.startswith(codecs.BOM_UTF8):
+        raise NotUtf8("byte order mark")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8(str(exc)) from None
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
+def storable_text(value: str) -> bool:
+    """Whether ``value`` has no NUL and no lone surrogate (``"\\ud800"``): PostgreSQL text refuses
+    the first, UTF-8 cannot encode the second."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_value(value: Any) -> bool:
+    """Whether a parsed JSON value holds only storable text (keys included), finite numbers and
+    integers of the signed 64-bit range (what the databases and the forward target accept)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not storable_text(item):
+                return False
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not _MIN_INT <= item <= _MAX_INT:
+                return False
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
+def compact_json(value: Any, *, sort_keys: bool = False) -> str:
+    """``value`` as compact RFC 8259 JSON (``ValueError`` for a non-finite float)."""
+    return json.dumps(
+        value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=sort_keys
+    )
