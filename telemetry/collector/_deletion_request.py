@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from telemetry.collector import _limits as L
-from telemetry.collector._strict_json import NotUtf8, storable_text, strict_json_loads
+from telemetry.collector._strict_json import storable_text, strict_json_loads
 from telemetry.collector._validation import RequestRejected, error_body
 
 __all__ = ["DeletionRequest", "parse_deletion"]
@@ -34,8 +34,6 @@ def parse_deletion(body: bytes) -> DeletionRequest:
         raise _reject(L.ERROR_MISSING_BODY)
     try:
         payload = strict_json_loads(body)
-    except NotUtf8:
-        raise _reject(L.ERROR_NOT_UTF8) from None
     except (ValueError, RecursionError):
         raise _reject(L.ERROR_INVALID_JSON) from None
     if not isinstance(payload, dict):

@@ -57,7 +57,6 @@ ERROR_INVALID_EVENTS: Final = "Invalid field values on some events"
 ERROR_PAYLOAD_TOO_LARGE: Final = "Payload too large"
 # Our own additions, same body shape.
 ERROR_INVALID_OPTIONS: Final = "Invalid options: min_id_length must be a positive integer"
-ERROR_NOT_UTF8: Final = "Invalid request body: JSON must be UTF-8 without a byte order mark"
 ERROR_INVALID_GZIP: Final = "Invalid gzip request body"
 ERROR_UNSUPPORTED_ENCODING: Final = "Unsupported Content-Encoding (use gzip or none)"
 ERROR_STORAGE_UNAVAILABLE: Final = "Service unavailable: events were not stored, retry later"

@@ -8,14 +8,10 @@ import json
 import math
 from typing import Any, Final
 
-__all__ = ["NotUtf8", "compact_json", "storable_text", "storable_value", "strict_json_loads"]
+__all__ = ["compact_json", "storable_text", "storable_value", "strict_json_loads"]
 
 _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**63 - 1
-
-
-class NotUtf8(ValueError):
-    """The body is not UTF-8 text, or starts with a byte order mark."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -33,16 +29,12 @@ def strict_json_loads(body: bytes) -> Any:
     """Parse ``body`` as strict JSON: UTF-8 without a byte order mark (so no UTF-16 or UTF-32),
     no ``NaN``/``Infinity`` literals, no key repeated in an object.
 
-    Raises :class:`NotUtf8` for the encoding, ``ValueError`` for the rest (``RecursionError``
-    when nested too deeply). A number too large for a float (``1e999``) still parses, as
-    infinity: :func:`storable_value` is what refuses it.
+    Raises ``ValueError`` (``RecursionError`` when nested too deeply). A number too large for a
+    float (``1e999``) still parses, as infinity: :func:`storable_value` is what refuses it.
     """
     if body.startswith(codecs.BOM_UTF8):
-        raise NotUtf8("byte order mark")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NotUtf8(str(exc)) from None
+        raise ValueError("byte order mark")
+    text = body.decode("utf-8")  # a UnicodeDecodeError is a ValueError
     return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 

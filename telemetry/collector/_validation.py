@@ -33,7 +33,6 @@ from typing import Any, Final, NoReturn
 
 from telemetry.collector import _limits as L
 from telemetry.collector._strict_json import (
-    NotUtf8,
     compact_json,
     storable_text,
     storable_value,
@@ -163,8 +162,6 @@ def parse_batch(body: bytes) -> Batch:
         _reject(L.ERROR_MISSING_BODY)
     try:
         payload = strict_json_loads(body)
-    except NotUtf8:
-        _reject(L.ERROR_NOT_UTF8)
     except (ValueError, RecursionError):
         _reject(L.ERROR_INVALID_JSON)
     if not isinstance(payload, dict):

@@ -64,9 +64,10 @@ def _render(index: int, slots: list[tuple[str, str]]) -> tuple[str, bool]:
     bad = False
     for n, (place, token) in enumerate(slots):
         marker = f"@@{n}@@"
-        if place == "key":  # a string token as a property name; any other as its text
+        if place == "key":  # a string token in a property name; any other as its text
             base["event_properties"][marker] = n
-            raw[marker] = token if token.startswith('"') else json.dumps(token)
+            text = json.loads(token) if token.startswith('"') else token
+            raw[marker] = json.dumps(f"k{n}:{text}")  # json.dumps escapes NUL and surrogates
             bad = bad or token in _STRING_BAD_TOKENS
             continue
         raw[marker] = token
