@@ -16,18 +16,25 @@ Wire protocol (``POST /2/httpapi`` and ``POST /amplitude/2/httpapi``): a JSON bo
   ``events_with_invalid_fields`` and ``events_with_missing_fields``, each mapping a field name to
   event indexes). Nothing of the batch is stored; the client drops the named events and resends
   the others. An event that is not an object or is over 32 KiB is named under the field
-  ``"event"``; an event with neither ``device_id`` nor ``user_id`` under ``"device_id"``.
+  ``"event"``; an event with neither ``device_id`` nor ``user_id`` under ``"device_id"``. An
+  event holding a string (key or value) with a NUL or a lone surrogate, a non-finite number
+  (``1e999``) or an integer outside the signed 64-bit range is named under its top-level key
+  (``"event"`` when the key itself is bad or over 128 characters); a ``time`` that is not an
+  integer from 0 to 253402300799999 (end of year 9999) under ``"time"``.
+* **400** "Invalid JSON request body", naming no event, for a body that is not strict JSON:
+  not UTF-8, a byte order mark, UTF-16 or UTF-32, ``NaN``/``Infinity``, a repeated key.
 * **413** ``{"code": 413, "error": "Payload too large"}``: more than 2,000 events, or a body over
   1 MiB after decompression (decompression is streamed and stops at the cap).
 * **415** for a ``Content-Encoding`` other than gzip/identity.
 * **400** "Unknown project" when a configuration is given and does not list the ``api_key``.
 * **429** with ``Retry-After`` when a device sends more than its rate (``[rate_limit]``).
 * **503** with ``Retry-After: 5`` when the database cannot be written; nothing was committed.
+  Nothing a client can send gets a 5xx.
 
-Events are stored as received (compact JSON), except that an ``ip`` key is dropped: the
-collector keeps no IP address, neither the sender's nor one written into an event. An event
-without ``insert_id`` gets a deterministic one, ``"collector-sha256:" + sha256(canonical JSON of
-the event)``, so a retried batch is still stored once.
+Events are stored as received, as compact RFC 8259 JSON on both databases, except that an ``ip`` key
+is dropped: the collector keeps no IP address, neither the sender's nor one written into an event.
+An event without ``insert_id`` gets a deterministic one, ``"collector-sha256:" + sha256(canonical
+JSON of the event)``, so a retried batch is still stored once.
 
 Deletion requests (``POST /deletion`` and ``POST /amplitude/deletion``): a JSON body exactly
 ``{"project": str, "device_id": str, "reason": str}`` (any other key or type: 400). Every stored
