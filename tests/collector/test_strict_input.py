@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from telemetry.collector import EventStore, Storage
@@ -179,3 +180,12 @@ def test_stored_events_are_strict_json(served: tuple[str, Storage]) -> None:
     for text in texts:
         strict_loads(text)
     assert strict_loads(texts[0])["event_properties"] == edges
+
+
+@pytest.mark.parametrize("key", ["project", "device_id", "reason"])
+def test_a_nul_in_a_deletion_request_is_refused(served: tuple[str, Storage], key: str) -> None:
+    url, _ = served
+    request = {"project": PROJECT, "device_id": "device-12345", "reason": "opt-out"}
+    request[key] += "\x00"
+    answer = httpx.post(url + "/deletion", json=request, timeout=10)
+    assert answer.status_code == 400, answer.text
