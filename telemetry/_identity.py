@@ -14,6 +14,7 @@ from typing import Final
 
 from telemetry._store import EventStore
 from telemetry.errors import ConfigError
+from telemetry.events import describe_unprintable
 
 SESSION_TIMEOUT_MS: Final = 30 * 60 * 1000
 MIN_ID_LENGTH: Final = 5
@@ -31,13 +32,18 @@ _SESSION_KEY: Final = "session"
 
 
 def check_id(value: object, what: str) -> str:
-    """Return ``value`` if it is a usable device or user id, else raise ConfigError."""
+    """Return ``value`` if it is a usable device or user id, else raise ConfigError.
+
+    An id is a str of at most 1,024 printable characters (no control characters, no lone
+    surrogates) that is not one of Amplitude's placeholders."""
     if not isinstance(value, str):
         raise ConfigError(f"{what} must be a str, not {type(value).__name__}")
     if value.strip().lower() in INVALID_IDS:
         raise ConfigError(f"{what} {value!r} is a placeholder that Amplitude refuses")
     if len(value) > 1024:
         raise ConfigError(f"{what} is longer than 1,024 characters")
+    if not value.isprintable():
+        raise ConfigError(f"{what} {value!r} contains {describe_unprintable(value)}")
     return value
 
 

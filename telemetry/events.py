@@ -3,9 +3,14 @@
 Every stored event is an Amplitude HTTP V2 event object, so it can go to our collector or to
 Amplitude unchanged. This module owns the rules a property must follow before it is stored:
 
-- JSON values only (str, int, finite float, bool, None, lists and str-keyed dicts), no cycles;
+- strict JSON values only (RFC 8259): str, int, finite float, bool, None, lists and
+  str-keyed dicts, no cycles, at most :data:`MAX_DEPTH` levels of nested objects and arrays;
+- text that is valid Unicode (no lone surrogates) and free of NUL characters; event names
+  and property keys printable (no control, format or separator characters but the space);
+- integers within ±(2^53 − 1), the range a JSON consumer that reads numbers as doubles
+  (JavaScript, Amplitude's charts) keeps exact;
 - nested objects flattened to dotted, lower-cased keys as Etcher did (``drive.isusb``), while
-  lists are kept as they are;
+  lists are kept as they are; two keys that flatten to the same key are refused;
 - path-like values in error and path fields rewritten to ``[PERSONAL PATH]/<tail>``;
 - an event name of at most 1,024 characters and at most 32 KiB per serialised event.
 
@@ -27,6 +32,10 @@ from telemetry.errors import InvalidEventError
 MAX_EVENT_TYPE_LENGTH: Final = 1024
 MAX_EVENT_BYTES: Final = 32 * 1024
 IDENTIFY_EVENT: Final = "$identify"
+#: Objects and arrays may nest this deep inside one property value (``{"a": {"b": 1}}`` is 1).
+MAX_DEPTH: Final = 10
+#: The largest integer magnitude stored: 2^53 − 1, exact in every JSON consumer's double.
+MAX_SAFE_INTEGER: Final = 2**53 - 1
 
 #: Flattened keys whose values are path-anonymised (Etcher's list). Any key whose last segment
 #: ends in "path" (``imagePath``, ``image.path``) is anonymised as well.
@@ -36,7 +45,6 @@ PATH_KEYS: Final = frozenset(
 PERSONAL_PATH: Final = "[PERSONAL PATH]"
 ANONYMIZE_FAILED: Final = "[ANONYMIZE PATH FAILED]"
 
-_SIMPLE_TYPES: Final = (str, int, bool, type(None))
 _PATH_RE: Final = re.compile(r"(.*)(^|\s)(file://)?(\w:)?([\\/].+)")
 _PATH_MARKERS: Final = ("app.asar", "Resources")
 
@@ -52,6 +60,11 @@ def validate_event_type(event_type: object) -> str:
         )
     if not event_type.strip():
         raise InvalidEventError("event_type must not be empty or blank")
+    if not event_type.isprintable():
+        raise InvalidEventError(
+            f"event_type {event_type!r} contains {describe_unprintable(event_type)}; "
+            "event names must be printable text"
+        )
     if len(event_type) > MAX_EVENT_TYPE_LENGTH:
         raise InvalidEventError(
             f"event_type is {len(event_type)} characters long; "
@@ -86,15 +99,16 @@ def normalize_properties(
     out: Properties = {}
     for key, value in properties.items():
         _check_key(key, "")
-        if isinstance(value, _SIMPLE_TYPES):
-            out[key] = value
-        elif isinstance(value, float):
-            _check_float(value, key)
+        if key in out:
+            raise _collision(key)
+        if isinstance(value, str):
+            out[key] = _check_text(value, key)
+        elif value is None or value is True or value is False:
             out[key] = value
         elif isinstance(value, Mapping):
-            _flatten_into(out, key.lower(), value, key, {id(properties)})
+            _flatten_into(out, key.lower(), value, key, {id(properties)}, 1)
         else:
-            out[key] = _copy_json(value, key, {id(properties)})
+            out[key] = _copy_json(value, key, {id(properties)}, 0)
     if anonymize:
         for key, value in out.items():
             if value is not None and _is_path_key(key):
@@ -113,11 +127,36 @@ def filter_properties(properties: Properties, allowlist: Iterable[str]) -> tuple
     return kept, len(properties) - len(kept)
 
 
-def copy_json_mapping(values: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """A validated deep copy of a str-keyed mapping of JSON values (not flattened)."""
-    copied = _copy_json(values, path, set())
+def copy_json_mapping(
+    values: Mapping[str, Any], path: str, *, levels_above: int = 0
+) -> dict[str, Any]:
+    """A validated deep copy of a str-keyed mapping of JSON values (not flattened).
+
+    ``values`` is checked like a properties mapping; ``levels_above`` adds that many levels
+    to the depth limit (2 for a whole event, whose properties sit inside it).
+    """
+    if not isinstance(values, Mapping):
+        raise InvalidEventError(
+            f"{path!r} must be a mapping, not {type(values).__name__}", key=path
+        )
+    copied = _copy_json(values, path, set(), -1 - levels_above)
     assert isinstance(copied, dict)
     return copied
+
+
+def describe_unprintable(text: str) -> str:
+    """Where and what the first non-printable character of ``text`` is, for a message."""
+    for index, char in enumerate(text):
+        if not char.isprintable():
+            code = ord(char)
+            if 0xD800 <= code <= 0xDFFF:
+                kind = "a lone surrogate"
+            elif code < 0x20 or 0x7F <= code < 0xA0:
+                kind = "a control character"
+            else:
+                kind = "a non-printable character"
+            return f"{kind} (U+{code:04X}) at index {index}"
+    return "no unprintable character"
 
 
 #: Compact JSON, UTF-8 kept, NaN refused (a reused encoder is several µs faster per call).
@@ -208,7 +247,7 @@ def _check_key(key: object, parent: str) -> None:
     if not isinstance(key, str):
         where = f" inside {parent!r}" if parent else ""
         raise InvalidEventError(
-            f"property keys must be str; got {type(key).__name__} {key!r}{where}",
+            f"property keys must be str; got {type(key).__name__} {_safe_repr(key)}{where}",
             key=parent or None,
         )
     if not key:
@@ -216,22 +255,82 @@ def _check_key(key: object, parent: str) -> None:
             f"property keys must not be empty{f' (inside {parent!r})' if parent else ''}",
             key=parent or key,
         )
-
-
-def _check_float(value: float, path: str) -> None:
-    if not math.isfinite(value):
+    if not key.isprintable():
+        path = f"{parent}.{key}" if parent else key
         raise InvalidEventError(
-            f"property {path!r} is {value!r}; NaN and infinity are not JSON values", key=path
+            f"property key {path!r} contains {describe_unprintable(key)}; "
+            "keys must be printable text",
+            key=path,
         )
 
 
-def _flatten_into(
-    out: Properties, prefix: str, mapping: Mapping[Any, Any], path: str, seen: set[int]
-) -> None:
-    if id(mapping) in seen:
+def _check_text(value: str, path: str) -> str:
+    if "\x00" in value:
+        raise InvalidEventError(
+            f"property {path!r} contains a NUL character (U+0000), which PostgreSQL and many "
+            "JSON consumers refuse",
+            key=path,
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEventError(
+                f"property {path!r} contains a lone surrogate "
+                f"(U+{ord(value[exc.start]):04X}) at index {exc.start}; only valid Unicode "
+                "text can be stored",
+                key=path,
+            ) from None
+    return value
+
+
+def _check_number(value: int | float, path: str) -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEventError(
+                f"property {path!r} is {value!r}; NaN and infinity are not JSON values", key=path
+            )
+    elif not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise InvalidEventError(
+            f"property {path!r} is an integer beyond ±(2^53 − 1), which JSON consumers that "
+            "read numbers as doubles cannot keep exact",
+            key=path,
+        )
+
+
+def _collision(flat_key: str) -> InvalidEventError:
+    return InvalidEventError(
+        f"two properties are both stored as {flat_key!r} (nested objects are flattened to "
+        "dotted, lower-cased keys); rename one of them",
+        key=flat_key,
+    )
+
+
+def _enter(value: object, path: str, seen: set[int], depth: int) -> set[int]:
+    """The ``seen`` set inside container ``value``; raise for a cycle or too deep a nesting."""
+    if id(value) in seen:
         raise InvalidEventError(f"property {path!r} contains a reference to itself", key=path)
-    seen = seen | {id(mapping)}
+    if depth > MAX_DEPTH:
+        raise InvalidEventError(
+            f"property {path!r} is nested more than {MAX_DEPTH} levels deep "
+            "(objects and arrays inside one property)",
+            key=path,
+        )
+    return seen | {id(value)}
+
+
+def _flatten_into(
+    out: Properties,
+    prefix: str,
+    mapping: Mapping[Any, Any],
+    path: str,
+    seen: set[int],
+    depth: int,
+) -> None:
+    seen = _enter(mapping, path, seen, depth)
     if not mapping:
+        if prefix in out:
+            raise _collision(prefix)
         out[prefix] = {}
         return
     for key, value in mapping.items():
@@ -239,33 +338,41 @@ def _flatten_into(
         child_path = f"{path}.{key}"
         flat_key = f"{prefix}.{key.lower()}"
         if isinstance(value, Mapping):
-            _flatten_into(out, flat_key, value, child_path, seen)
+            _flatten_into(out, flat_key, value, child_path, seen, depth + 1)
+        elif flat_key in out:
+            raise _collision(flat_key)
         else:
-            out[flat_key] = _copy_json(value, child_path, seen)
+            out[flat_key] = _copy_json(value, child_path, seen, depth)
 
 
-def _copy_json(value: Any, path: str, seen: set[int]) -> JSONValue:
-    if isinstance(value, _SIMPLE_TYPES):
+def _copy_json(value: Any, path: str, seen: set[int], depth: int) -> JSONValue:
+    """A checked copy of ``value``, which sits inside ``depth`` containers of its property."""
+    if isinstance(value, str):
+        return _check_text(value, path)
+    if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, float):
-        _check_float(value, path)
+    if isinstance(value, (int, float)):
+        _check_number(value, path)
         return value
     if isinstance(value, (list, tuple)):
-        if id(value) in seen:
-            raise InvalidEventError(f"property {path!r} contains a reference to itself", key=path)
-        inner = seen | {id(value)}
-        return [_copy_json(item, f"{path}[{i}]", inner) for i, item in enumerate(value)]
+        inner = _enter(value, path, seen, depth + 1)
+        return [_copy_json(item, f"{path}[{i}]", inner, depth + 1) for i, item in enumerate(value)]
     if isinstance(value, Mapping):
-        if id(value) in seen:
-            raise InvalidEventError(f"property {path!r} contains a reference to itself", key=path)
-        inner = seen | {id(value)}
+        inner = _enter(value, path, seen, depth + 1)
         copied: dict[str, Any] = {}
         for key, item in value.items():
             _check_key(key, path)
-            copied[key] = _copy_json(item, f"{path}.{key}", inner)
+            copied[key] = _copy_json(item, f"{path}.{key}" if path else key, inner, depth + 1)
         return copied
     raise InvalidEventError(
-        f"property {path!r} has a {type(value).__name__} value ({value!r:.60}); "
+        f"property {path!r} has a {type(value).__name__} value ({_safe_repr(value)}); "
         "only str, int, float, bool, None, lists and dicts are JSON values",
         key=path,
     )
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return f"{value!r:.60}"
+    except Exception:  # noqa: BLE001 - a message must not fail on a broken __repr__
+        return f"<{type(value).__name__}>"
