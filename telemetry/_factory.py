@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from telemetry._identity import MIN_ID_LENGTH, SESSION_TIMEOUT_MS, check_id
 from telemetry._options import (
@@ -60,6 +60,7 @@ def create_client(
     catalogue: EventCatalogue | str | os.PathLike[str] | None = None,
     destination: Destination | None = None,
     clock: Clock | None = None,
+    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Client:
     """Create a client for ``project_name`` (the backend's project, sent as ``api_key``).
 
@@ -89,6 +90,14 @@ def create_client(
             :class:`telemetry.testing.RecordingDestination`). Consent applies as usual.
         clock: the time the uploader's schedule runs on (for tests:
             :class:`telemetry.testing.FakeClock`); default: the real clock.
+        before_send: called with each event (a copy of the Amplitude event object, the
+            client's own ``$identify`` included) right before it is stored; it returns the
+            event to store (changed or not) or ``None`` to drop it (counted as
+            ``dropped_before_send``). If it raises, the event is dropped, logged and counted
+            (``before_send_errors``); a result that is not a valid event (strict JSON, the
+            size limit, a valid name, ``insert_id`` unchanged) is dropped and counted
+            (``before_send_invalid``). It runs under the client's record lock: keep it
+            quick, and do not call the client from it.
 
     Raises:
         ConfigError: a name, id, policy or catalogue is unusable.
@@ -118,6 +127,7 @@ def create_client(
         catalogue=load_catalogue(catalogue),
         destination=destination,
         clock=clock,
+        before_send=before_send,
     ).check()
     return _start(options)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -123,6 +123,8 @@ class ClientOptions:
     #: ``True`` for tools that inspect a data dir (``open_client``): the client records no
     #: event of its own (no ``$identify``, no client info written).
     inspector: bool = False
+    #: Sees each event right before it is stored: returns it (changed or not) or None.
+    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -149,6 +151,8 @@ class ClientOptions:
                     raise ConfigError(f"throttle interval for {name!r} must be positive")
         if self.close_timeout < 0:
             raise ConfigError("close_timeout must not be negative")
+        if self.before_send is not None and not callable(self.before_send):
+            raise ConfigError("before_send must be a callable (event dict -> dict or None)")
         return self
 
 

@@ -5,10 +5,16 @@ several times faster) and handed to the store, which makes it durable before ``t
 returns. Whether recording is allowed at all is the consent flow's decision; the recorder
 asks it under the flow's record lock, so an opt-out waits for an append in progress and no
 append starts after it.
+
+An app's ``before_send`` hook sees each finished event (a copy of the Amplitude event object)
+under that lock, right before the store: what it returns is checked again and is what is
+stored, sent and shown by the inspector. A hook that drops, raises or returns an invalid
+event costs that one event (logged and counted), never an exception in the app.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -29,6 +35,11 @@ log = logging.getLogger("telemetry")
 THROTTLED: Final = "dropped_throttled"
 PROPERTIES_FILTERED: Final = "properties_filtered"
 INTERNAL_ERRORS: Final = "internal_errors"
+DROPPED_BEFORE_SEND: Final = "dropped_before_send"
+BEFORE_SEND_ERRORS: Final = "before_send_errors"
+BEFORE_SEND_INVALID: Final = "before_send_invalid"
+
+BeforeSend = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class Recorder:
@@ -51,6 +62,8 @@ class Recorder:
         self._record_lock = record_lock
         self._on_appended = on_appended
         self._allowlist = options.property_allowlist
+        self._before_send: BeforeSend | None = options.before_send
+        self._in_hook = threading.local()
         self._last_by_name: dict[str, float] = {}
         self._throttle_lock = threading.Lock()
         self._id_lock = threading.Lock()
@@ -88,18 +101,31 @@ class Recorder:
             return None
         return self.record(event_type, props, None)
 
-    def identify(self, operations: Mapping[str, Mapping[str, Any]]) -> str | None:
-        """Validate and record one ``$identify``; see :meth:`telemetry.Client.identify`."""
+    def identify(
+        self, operations: Mapping[str, Mapping[str, Any]], *, library: bool = False
+    ) -> str | None:
+        """Validate and record one ``$identify``; see :meth:`telemetry.Client.identify`.
+
+        The values are checked like event properties and, unless ``library`` (the client's
+        own identify of the app's name and library version), against the catalogue."""
+        if not isinstance(operations, Mapping):
+            raise InvalidEventError(
+                f"identify needs a mapping of operation to properties, "
+                f"not {type(operations).__name__}"
+            )
+        catalogue = None if library else self._options.catalogue
         ops: dict[str, Any] = {}
         for op, values in operations.items():
-            if not isinstance(op, str) or not op.startswith("$"):
+            if not isinstance(op, str) or not op.startswith("$") or not op.isprintable():
                 raise InvalidEventError(
                     f"identify operations are names like '$set' or '$setOnce'; got {op!r}",
                     key=str(op),
                 )
             if not isinstance(values, Mapping):
                 raise InvalidEventError(f"identify operation {op!r} needs a mapping", key=op)
-            ops[op] = _events.copy_json_mapping(values, op)
+            ops[op] = _events.copy_json_mapping(values, "")
+            if catalogue is not None:
+                catalogue.check_user_properties(op, ops[op])
         if not ops or not self._may_record():
             return None
         return self.record(_events.IDENTIFY_EVENT, None, ops)
@@ -108,6 +134,8 @@ class Recorder:
         self, event_type: str, props: dict[str, Any] | None, user_props: dict[str, Any] | None
     ) -> str | None:
         """Append one event (already validated) unless recording is off or the client closed."""
+        if getattr(self._in_hook, "active", False):
+            raise InvalidEventError("before_send must not record events (it runs inside one)")
         with self._record_lock:  # an opt-out waits for an append in progress, then none starts
             if not self._may_record():
                 return None
@@ -130,11 +158,39 @@ class Recorder:
             log.exception("telemetry could not build event %r", event_type)
             self._store.increment(INTERNAL_ERRORS)
             return None
+        if self._before_send is not None:
+            hooked = self._run_before_send(self._before_send, event_type, insert_id, payload)
+            if hooked is None:
+                return None
+            event_type, payload, type_json = hooked
         self._store.append(insert_id, event_type, now, payload, type_json)
         if self._log_payloads:
             log.info("telemetry event recorded: %s", payload)
         self._on_appended()
         return insert_id
+
+    def _run_before_send(
+        self, hook: BeforeSend, event_type: str, insert_id: str, payload: str
+    ) -> tuple[str, str, str] | None:
+        """The hook's (event type, payload, type JSON), or None when the event is dropped."""
+        self._in_hook.active = True
+        try:
+            result = hook(json.loads(payload))
+        except Exception:
+            log.exception("telemetry before_send raised on event %r; it is dropped", event_type)
+            self._store.increment(BEFORE_SEND_ERRORS)
+            return None
+        finally:
+            self._in_hook.active = False
+        if result is None:
+            self._store.increment(DROPPED_BEFORE_SEND)
+            return None
+        try:
+            return _checked_result(result, event_type, insert_id)
+        except InvalidEventError as exc:
+            log.warning("telemetry before_send returned an unusable event; dropped: %s", exc)
+            self._store.increment(BEFORE_SEND_INVALID)
+            return None
 
     def _payload(
         self,
@@ -200,3 +256,19 @@ class Recorder:
             self._event_id = self._event_id_end = 0
         with self._throttle_lock:
             self._last_by_name.clear()
+
+
+def _checked_result(result: object, event_type: str, insert_id: str) -> tuple[str, str, str]:
+    """A hook's event checked like ``track()`` input; raise InvalidEventError if unusable."""
+    if not isinstance(result, Mapping):
+        raise InvalidEventError(f"before_send must return a dict or None, not {type(result)}")
+    event = _events.copy_json_mapping(result, "", levels_above=2)
+    new_type = event.get("event_type")
+    if new_type != event_type:
+        _events.validate_event_type(new_type)
+    if event.get("insert_id") != insert_id:
+        raise InvalidEventError("before_send must not change insert_id", key="insert_id")
+    assert isinstance(new_type, str)
+    payload = _events.encode_json(event)
+    _events.check_size(new_type, payload)
+    return new_type, payload, _events.encode_json(new_type)

@@ -16,63 +16,57 @@ This module owns the catalogue's file format, its strict validation (a bad file 
     flashInstanceUuid = { type = "string", description = "Random id of this flash." }
     "drive.size" = { type = "integer", description = "Size of the target drive in bytes." }
 
+    drives = { type = "array", description = "Target drives.", items = {
+        size = { type = "integer", description = "Bytes." } } }
+
+    [user_properties]
+    plan = { type = "string", description = "Subscription plan." }
+
 Types are ``string``, ``integer`` (an int: not bool, not float), ``number`` (int or float),
-``boolean``, ``array`` (a list of JSON values) and ``null``, or a list of them
-(``["string", "null"]``).
+``boolean``, ``array`` and ``null``, or a list of them (``["string", "null"]``).
 There is no ``object``: nested objects are flattened to dotted, lower-cased keys, so
-``{"drive": {"size": 1}}`` is declared as ``"drive.size"``. Property names match
-case-insensitively. Declared properties are optional. Event names starting with ``$`` (the
-library's own ``$identify``) are always allowed and never checked.
+``{"drive": {"size": 1}}`` is declared as ``"drive.size"``. An array holds scalars and
+arrays of them, unless it declares ``items``: then each item is an object whose (flattened)
+keys are declared there. Property names match case-insensitively. Declared properties are
+optional. User properties (``identify``, ``set_user_properties``) are declared in
+``[user_properties]``; with a catalogue, an undeclared one is refused. The library's own
+``$identify`` of the app's name and library version is always allowed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any, Final
 
+from telemetry._catalogue_spec import (
+    CLASSIFICATIONS,
+    TYPES,
+    Declared,
+    PropertySpec,
+    check_description,
+    check_keys,
+    check_values,
+    flat_view,
+    index_properties,
+    kind,
+    parse_properties,
+    properties_to_dict,
+    property_rows,
+)
 from telemetry.errors import ConfigError, InvalidEventError
 from telemetry.events import validate_event_type
 
-#: JSON types a property may declare, and the Python types of a normalized value of each.
-TYPES: Final[Mapping[str, tuple[type, ...]]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list, tuple),
-    "null": (type(None),),
-}
-#: Data categories a property may be classified in: Mozilla's data-collection categories 1
-#: (technical data) and 2 (interaction data). Categories 3 and 4 (browsing activity, data that
-#: identifies a person) are not offered: a desktop app's usage statistics never need them.
-CLASSIFICATIONS: Final = ("technical", "interaction")
+__all__ = ["CLASSIFICATIONS", "TYPES", "EventCatalogue", "EventSpec", "PropertySpec"]
 
 _EVENT_KEYS: Final = frozenset({"description", "properties"})
-_PROPERTY_KEYS: Final = frozenset({"type", "description", "classification"})
-
-
-@dataclass(frozen=True)
-class PropertySpec:
-    """One declared property: its type (a name from :data:`TYPES`, or a sequence of them),
-    a one-line description and an optional classification (``technical`` or ``interaction``).
-    A sequence of types is stored as a tuple."""
-
-    type: str | tuple[str, ...]
-    description: str
-    classification: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.type, list):  # from a file, or a list given in code
-            object.__setattr__(self, "type", tuple(self.type))
-
-    @property
-    def types(self) -> tuple[str, ...]:
-        """The allowed type names, always as a tuple."""
-        return (self.type,) if isinstance(self.type, str) else self.type
+_TOP_KEYS: Final = frozenset({"events", "user_properties"})
+#: ``$identify`` operations whose values are checked against the declared types (the others,
+#: such as ``$unset`` or ``$add``, only need declared names).
+_TYPED_OPS: Final = frozenset({"$set", "$setOnce"})
 
 
 @dataclass(frozen=True)
@@ -86,17 +80,23 @@ class EventSpec:
 
 
 class EventCatalogue:
-    """The event types and properties an app may send; see the module docstring.
+    """The event types, properties and user properties an app may send; see the module
+    docstring.
 
     Raises:
         ConfigError: a declaration is unusable (unknown type, missing description, duplicate
             names, a reserved or malformed event name...); the message names the entry.
     """
 
-    def __init__(self, events: Iterable[EventSpec]) -> None:
+    def __init__(
+        self,
+        events: Iterable[EventSpec],
+        *,
+        user_properties: Mapping[str, PropertySpec] | None = None,
+    ) -> None:
         specs = tuple(events)
         by_name: dict[str, EventSpec] = {}
-        by_event_props: dict[str, dict[str, tuple[str, PropertySpec]]] = {}
+        by_event_props: dict[str, Declared] = {}
         for spec in specs:
             if not isinstance(spec, EventSpec):
                 raise ConfigError(
@@ -106,70 +106,44 @@ class EventCatalogue:
             _check_event_name(spec.name)
             if spec.name in by_name:
                 raise ConfigError(f"{where} is declared twice in the event catalogue")
-            _check_description(spec.description, where)
-            if not isinstance(spec.properties, Mapping):
-                raise ConfigError(f"{where}: properties must be a mapping of name to PropertySpec")
-            props: dict[str, tuple[str, PropertySpec]] = {}
-            for prop_name, prop in spec.properties.items():
-                lowered = _check_property(spec.name, prop_name, prop)
-                if lowered in props:
-                    raise ConfigError(
-                        f"{where}: properties {props[lowered][0]!r} and {prop_name!r} are the "
-                        "same name (property names are matched case-insensitively)"
-                    )
-                props[lowered] = (prop_name, prop)
+            check_description(spec.description, where)
+            by_event_props[spec.name] = index_properties(spec.properties, where)
             by_name[spec.name] = spec
-            by_event_props[spec.name] = props
         self._events = specs
         self._by_name = by_name
         self._props = by_event_props
+        self._user_properties: Mapping[str, PropertySpec] = dict(user_properties or {})
+        self._user_index = index_properties(self._user_properties, "the user properties")
 
     # ------------------------------------------------------------------ loading
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EventCatalogue:
         """A catalogue from the file's structure: ``{"events": {name: {"description": ...,
-        "properties": {prop: {"type": ..., "description": ...}}}}}``."""
+        "properties": {prop: {"type": ..., "description": ..., "items": {...}}}}},
+        "user_properties": {prop: {...}}}`` (``user_properties`` optional)."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"an event catalogue must be a table/object, not {_kind(data)}")
-        _check_keys(data, frozenset({"events"}), "the event catalogue")
+            raise ConfigError(f"an event catalogue must be a table/object, not {kind(data)}")
+        check_keys(data, _TOP_KEYS, "the event catalogue")
         if "events" not in data:
             raise ConfigError('the event catalogue has no "events" table')
         events = data["events"]
         if not isinstance(events, Mapping):
             raise ConfigError(
-                f'the catalogue\'s "events" must be a table/object, not {_kind(events)}'
+                f'the catalogue\'s "events" must be a table/object, not {kind(events)}'
             )
         specs: list[EventSpec] = []
         for name, entry in events.items():
             where = f"event {name!r}"
             if not isinstance(entry, Mapping):
-                raise ConfigError(f"{where} must be a table/object, not {_kind(entry)}")
-            _check_keys(entry, _EVENT_KEYS, where)
+                raise ConfigError(f"{where} must be a table/object, not {kind(entry)}")
+            check_keys(entry, _EVENT_KEYS, where)
             if "description" not in entry:
                 raise ConfigError(f"{where} has no description")
-            raw_props = entry.get("properties", {})
-            if not isinstance(raw_props, Mapping):
-                raise ConfigError(
-                    f"{where}: properties must be a table/object, not {_kind(raw_props)}"
-                )
-            props: dict[str, PropertySpec] = {}
-            for prop_name, prop in raw_props.items():
-                pwhere = f"property {prop_name!r} of {where}"
-                if not isinstance(prop, Mapping):
-                    raise ConfigError(
-                        f"{pwhere} must be a table/object with type and description, "
-                        f"not {_kind(prop)}"
-                    )
-                _check_keys(prop, _PROPERTY_KEYS, pwhere)
-                for required in ("type", "description"):
-                    if required not in prop:
-                        raise ConfigError(f"{pwhere} has no {required}")
-                props[prop_name] = PropertySpec(
-                    prop["type"], prop["description"], prop.get("classification")
-                )
+            props = parse_properties(entry.get("properties", {}), where)
             specs.append(EventSpec(name, entry["description"], props))
-        return cls(specs)
+        user = parse_properties(data.get("user_properties", {}), "the user properties")
+        return cls(specs, user_properties=user)
 
     @classmethod
     def from_file(cls, path: str | PathLike[str]) -> EventCatalogue:
@@ -202,6 +176,11 @@ class EventCatalogue:
         """The declared events, in declaration order."""
         return self._events
 
+    @property
+    def user_properties(self) -> Mapping[str, PropertySpec]:
+        """The declared user properties (name to :class:`PropertySpec`)."""
+        return self._user_properties
+
     def __contains__(self, event_type: object) -> bool:
         return isinstance(event_type, str) and (
             event_type in self._by_name or event_type.startswith("$")
@@ -213,7 +192,7 @@ class EventCatalogue:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EventCatalogue):
             return NotImplemented
-        return self._events == other._events
+        return self._events == other._events and self._user_properties == other._user_properties
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -222,10 +201,11 @@ class EventCatalogue:
 
     def check(self, event_type: str, properties: Mapping[str, Any]) -> None:
         """Raise InvalidEventError unless the event and every property are declared, with
-        values of the declared types.
+        values of the declared types, and the keys of array items are declared.
 
         ``properties`` is the already-normalized dict (flattened, dotted keys); names
-        match case-insensitively. ``key`` names the undeclared event or the bad property.
+        match case-insensitively. ``key`` names the undeclared event or the bad property
+        (``drives[0].serial`` inside an array).
         """
         if event_type.startswith("$"):
             return
@@ -239,21 +219,22 @@ class EventCatalogue:
                 + (f" (did you mean {hint[0]!r}?)" if hint else ""),
                 key=event_type,
             )
-        declared = self._props[event_type]
-        for key, value in properties.items():
-            entry = declared.get(key.lower())
-            if entry is None:
-                names = ", ".join(sorted(n for n, _ in declared.values())) or "none"
+        check_values(self._props[event_type], properties, ("property", f" of event {event_type!r}"))
+
+    def check_user_properties(self, operation: str, values: Mapping[str, Any]) -> None:
+        """Raise InvalidEventError unless every user property of one ``$identify``
+        operation is declared in ``user_properties`` (and, for ``$set`` and ``$setOnce``,
+        has a value of a declared type). Nested objects are matched by dotted keys."""
+        what = ("user property", f" ({operation})")
+        if operation in _TYPED_OPS:
+            check_values(self._user_index, flat_view(values), what)
+            return
+        for key in flat_view(values):
+            if key.lower() not in self._user_index:
+                names = ", ".join(sorted(n for n, _, _ in self._user_index.values())) or "none"
                 raise InvalidEventError(
-                    f"property {key!r} of event {event_type!r} is not declared in the event "
+                    f"user property {key!r} ({operation}) is not declared in the event "
                     f"catalogue (declared: {names})",
-                    key=key,
-                )
-            spec = entry[1]
-            if not any(_is_type(value, name) for name in spec.types):
-                raise InvalidEventError(
-                    f"property {key!r} of event {event_type!r} must be {' or '.join(spec.types)}, "
-                    f"not {_value_kind(value)} ({value!r:.60})",
                     key=key,
                 )
 
@@ -261,45 +242,42 @@ class EventCatalogue:
 
     def to_dict(self) -> dict[str, Any]:
         """The file structure (JSON-ready); ``from_dict(to_dict())`` gives an equal catalogue."""
-        events: dict[str, Any] = {}
-        for spec in self._events:
-            props: dict[str, Any] = {}
-            for name, prop in spec.properties.items():
-                entry: dict[str, Any] = {
-                    "type": prop.type if isinstance(prop.type, str) else list(prop.type),
-                    "description": prop.description,
-                }
-                if prop.classification is not None:
-                    entry["classification"] = prop.classification
-                props[name] = entry
-            events[spec.name] = {"description": spec.description, "properties": props}
-        return {"events": events}
+        events = {
+            spec.name: {
+                "description": spec.description,
+                "properties": properties_to_dict(spec.properties),
+            }
+            for spec in self._events
+        }
+        out: dict[str, Any] = {"events": events}
+        if self._user_properties:
+            out["user_properties"] = properties_to_dict(self._user_properties)
+        return out
 
     def to_text(self) -> str:
-        """A plain-text table of every event and property, for a privacy review."""
-        count = sum(len(spec.properties) for spec in self._events)
+        """A plain-text table of every event, property and user property, for a review."""
+        sections = [(spec.name, spec.description, property_rows(spec.properties))
+                    for spec in self._events]  # fmt: skip
+        if self._user_properties:
+            sections.append(
+                ("User properties", "Set with identify().", property_rows(self._user_properties))
+            )
+        count = sum(len(rows) for _, _, rows in sections)
         lines = [
             f"Event catalogue: {_plural(len(self._events), 'event type')}, "
             f"{_plural(count, 'property', 'properties')}.",
             "Events and properties not listed here are refused before anything is stored.",
         ]
-        rows = [
-            (name, " | ".join(prop.types), prop.classification or "-", prop.description)
-            for spec in self._events
-            for name, prop in spec.properties.items()
-        ]
         header = ("property", "type", "classification", "description")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-        for spec in self._events:
-            lines += ["", spec.name, f"  {spec.description}"]
-            if not spec.properties:
+        every = [header, *(row for _, _, rows in sections for row in rows)]
+        widths = [max(len(r[i]) for r in every) for i in range(3)]
+        for name, description, rows in sections:
+            lines += ["", name, f"  {description}"]
+            if not rows:
                 lines.append("  (no properties)")
                 continue
             lines.append(_row(header, widths))
-            lines += [
-                _row((name, " | ".join(p.types), p.classification or "-", p.description), widths)
-                for name, p in spec.properties.items()
-            ]
+            lines += [_row(row, widths) for row in rows]
         return "\n".join(lines) + "\n"
 
 
@@ -307,7 +285,7 @@ def _plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else many or one + 's'}"
 
 
-def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
     padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=False)]
     return "  " + "  ".join([*padded, cells[-1]]).rstrip()
 
@@ -317,79 +295,3 @@ def _check_event_name(name: object) -> None:
         validate_event_type(name)
     except InvalidEventError as exc:
         raise ConfigError(f"bad event name in the event catalogue: {exc}") from exc
-
-
-def _check_description(description: object, where: str) -> None:
-    if not isinstance(description, str) or not description.strip():
-        raise ConfigError(f"{where} needs a description (a non-empty one-line string)")
-    if "\n" in description.strip():
-        raise ConfigError(f"{where}: the description must be one line")
-
-
-def _check_property(event: str, name: object, prop: object) -> str:
-    where = f"property {name!r} of event {event!r}"
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: property names must be non-empty strings")
-    if not isinstance(prop, PropertySpec):
-        raise ConfigError(f"{where} must be a PropertySpec, not {type(prop).__name__}")
-    types: object = prop.type
-    if not isinstance(types, (str, tuple)):
-        raise ConfigError(
-            f"{where}: type must be a type name or a list of them, not {_kind(types)}"
-        )
-    if isinstance(types, tuple):
-        if not types:
-            raise ConfigError(f"{where}: the list of types is empty")
-        if len(set(types)) != len(types):
-            raise ConfigError(f"{where}: a type is listed twice in {list(types)}")
-    for type_name in prop.types:
-        if type_name == "object":
-            raise ConfigError(
-                f'{where}: type "object" is not allowed; nested objects are flattened, so '
-                f'declare each nested key instead (e.g. "{name}.size")'
-            )
-        if not isinstance(type_name, str) or type_name not in TYPES:
-            raise ConfigError(
-                f"{where}: unknown type {type_name!r} (use one of {', '.join(TYPES)}, "
-                "or a list of them)"
-            )
-    _check_description(prop.description, where)
-    if prop.classification is not None and prop.classification not in CLASSIFICATIONS:
-        raise ConfigError(
-            f"{where}: unknown classification {prop.classification!r} "
-            f"(use one of {', '.join(CLASSIFICATIONS)})"
-        )
-    return name.lower()
-
-
-def _check_keys(entry: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    unknown = sorted(str(k) for k in entry if k not in allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
-def _is_type(value: object, type_name: str) -> bool:
-    if isinstance(value, bool):
-        return type_name == "boolean"
-    return isinstance(value, TYPES[type_name])
-
-
-def _value_kind(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "an object (declare its flattened keys instead)"
-    if value is None:
-        return "null"
-    for name in ("boolean", "integer", "number", "string", "array"):
-        if _is_type(value, name):
-            return {"integer": "an integer", "array": "an array"}.get(name, f"a {name}")
-    return f"a {type(value).__name__}"
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"

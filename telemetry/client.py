@@ -346,7 +346,13 @@ class Client:
         return self._recorder.track(event_type, properties)
 
     def identify(self, operations: Mapping[str, Mapping[str, Any]]) -> str | None:
-        """Send a raw ``$identify`` with user-property operations (``$set``, ``$setOnce``...)."""
+        """Send a raw ``$identify`` with user-property operations (``$set``, ``$setOnce``...).
+
+        Raises:
+            InvalidEventError: a value is not strict JSON (as in :meth:`track`), or, with a
+                catalogue, a user property is not declared in its ``user_properties`` (or
+                a ``$set``/``$setOnce`` value is not of the declared type); nothing is stored.
+        """
         return self._recorder.identify(operations)
 
     def set_user_properties(
@@ -381,7 +387,8 @@ class Client:
             if final is None and device_id != user_id:
                 final = device_id
             self._identity.set_device_id(device_id)
-            self.identify({"$set": {USER_PROP_ANALYTICS_CLIENT_VERSION: library_version()}})
+            version = {USER_PROP_ANALYTICS_CLIENT_VERSION: library_version()}
+            self._recorder.identify({"$set": version}, library=True)
             self._flow.apply_upload_decision()
         if final is None:
             self.regenerate_device_id()
@@ -395,7 +402,7 @@ class Client:
         }
         marker = {"device_id": self.device_id, **values}
         if force or self._store.get_state("identified") != marker:
-            self.identify({"$set": values})
+            self._recorder.identify({"$set": values}, library=True)
             self._store.set_state("identified", marker)
 
     def _appended(self) -> None:

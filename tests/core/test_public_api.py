@@ -19,7 +19,7 @@ TELEMETRY = {
     "ConfigError": None,
     "ConsentPolicy": None,
     "ConsentState": None,
-    "EventCatalogue": "events",
+    "EventCatalogue": "events, *, user_properties=",
     "InvalidEventError": "message, key=",
     "LocalExperiment": "name, client=, *, rand=",
     "NoopClient": "log_events=",
@@ -43,7 +43,7 @@ TELEMETRY = {
         "project_name, component_name, component_version=, endpoint=, device_id=, "
         "data_dir=, *, max_events=, max_bytes=, max_age_days=, session_timeout=, "
         "property_allowlist=, throttle=, upload=, upload_policy=, close_timeout=, "
-        "consent_policy=, catalogue=, destination=, clock="
+        "consent_policy=, catalogue=, destination=, clock=, before_send="
     ),
     "create_noop_client": "log_events=",
     "default_data_dir": "component_name",
