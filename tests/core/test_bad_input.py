@@ -29,8 +29,8 @@ def _nested_dicts(depth: int) -> dict[str, Any]:
     return value
 
 
-def _counters(client: telemetry.Client) -> dict[str, Any]:
-    return dict(client.status().get("counters") or {})
+def _counters(client: telemetry.Client) -> dict[str, int]:
+    return client._store.counters()
 
 
 def _assert_refused(
