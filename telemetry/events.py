@@ -98,20 +98,26 @@ def normalize_properties(
         )
     out: Properties = {}
     for key, value in properties.items():
-        _check_key(key, "")
+        if type(key) is not str or not key or not key.isprintable():
+            _check_key(key, "")
         if key in out:
             raise _collision(key)
-        if isinstance(value, str):
-            out[key] = _check_text(value, key)
-        elif value is None or value is True or value is False:
+        kind = type(value)
+        if kind is str:  # exact types first: the common case, several times faster
+            out[key] = value if value.isascii() and "\x00" not in value else _check_text(value, key)
+        elif (
+            value is None
+            or kind is bool
+            or (kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+        ):
             out[key] = value
-        elif isinstance(value, Mapping):
+        elif kind is dict or (kind is not str and isinstance(value, Mapping)):
             _flatten_into(out, key.lower(), value, key, {id(properties)}, 1)
         else:
             out[key] = _copy_json(value, key, {id(properties)}, 0)
     if anonymize:
         for key, value in out.items():
-            if value is not None and _is_path_key(key):
+            if value is not None and (key in PATH_KEYS or key[-4:].lower() == "path"):
                 out[key] = anonymize_path(value if isinstance(value, str) else json.dumps(value))
     return out
 
@@ -235,10 +241,6 @@ def _anonymize_line(line: str) -> str:
     return f"{before}{space}{file_prefix or ''}{PERSONAL_PATH}{separator}{separator.join(tail)}"
 
 
-def _is_path_key(key: str) -> bool:
-    return key in PATH_KEYS or key.rsplit(".", 1)[-1].lower().endswith("path")
-
-
 def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") or fnmatch.fnmatchcase(key, p) for p in patterns)
 
@@ -334,10 +336,11 @@ def _flatten_into(
         out[prefix] = {}
         return
     for key, value in mapping.items():
-        _check_key(key, path)
+        if type(key) is not str or not key or not key.isprintable():
+            _check_key(key, path)
         child_path = f"{path}.{key}"
         flat_key = f"{prefix}.{key.lower()}"
-        if isinstance(value, Mapping):
+        if type(value) is dict or (type(value) is not str and isinstance(value, Mapping)):
             _flatten_into(out, flat_key, value, child_path, seen, depth + 1)
         elif flat_key in out:
             raise _collision(flat_key)
@@ -347,10 +350,19 @@ def _flatten_into(
 
 def _copy_json(value: Any, path: str, seen: set[int], depth: int) -> JSONValue:
     """A checked copy of ``value``, which sits inside ``depth`` containers of its property."""
+    kind = type(value)
+    if kind is str:  # exact types first: the common case, several times faster
+        text: str = value
+        return text if text.isascii() and "\x00" not in text else _check_text(text, path)
+    if (
+        value is None
+        or kind is bool
+        or (kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    ):
+        scalar: int | None = value
+        return scalar
     if isinstance(value, str):
         return _check_text(value, path)
-    if value is None or isinstance(value, bool):
-        return value
     if isinstance(value, (int, float)):
         _check_number(value, path)
         return value

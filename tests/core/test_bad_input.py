@@ -202,3 +202,36 @@ def test_set_user_id_refuses_control_characters_and_surrogates(
     with pytest.raises(telemetry.ConfigError, match=re.escape(message)):
         client.set_user_id(user_id)
     assert client.user_id is None
+
+
+def test_items_and_user_properties_round_trip_and_print() -> None:
+    cat = EventCatalogue.from_dict(CATALOGUE)
+    assert EventCatalogue.from_dict(cat.to_dict()) == cat
+    assert cat.to_dict()["user_properties"]["plan"]["type"] == "string"
+    text = cat.to_text()
+    assert "drives[].bus.type" in text and "User properties" in text and "seats" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"events": {"F": {"description": "F.", "properties": {
+                "n": {"type": "integer", "description": "N.", "items": {}}}}}},
+            "property 'n' of event 'F': items are declared for arrays only",
+        ),
+        (
+            {"events": {"F": {"description": "F.", "properties": {
+                "d": {"type": "array", "description": "D.", "items": {"x": {"type": "int"}}}}}}},
+            "property 'd[].x' of event 'F' has no description",
+        ),
+        (
+            {"events": {}, "user_properties": {"plan": {"type": "str", "description": "P."}}},
+            "property 'plan' of the user properties: unknown type 'str'",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_items_or_user_properties_are_refused(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(telemetry.ConfigError) as info:
+        EventCatalogue.from_dict(data)
+    assert message in str(info.value)
