@@ -2,10 +2,11 @@
 
 Public API (other test suites rely on it; keep it stable):
 
-``CollectorProcess(database: Path | str, *, extra_args: Sequence[str] = ())``
+``CollectorProcess(database: Path | str, *, extra_args: Sequence[str] = (), fd_limit=None)``
     Context manager running ``python -m telemetry.collector --host 127.0.0.1 --port P
     --database DB`` as a real child process (``sys.executable``). ``database`` is a SQLite file
-    or a ``postgresql://`` URL; ``extra_args`` go after (e.g. ``--config``)::
+    or a ``postgresql://`` URL; ``extra_args`` go after (e.g. ``--config``); ``fd_limit`` (POSIX)
+    sets the child's soft and hard ``RLIMIT_NOFILE`` (like ``ulimit -n``)::
 
         with CollectorProcess(tmp_path / "collector.db") as collector:
             httpx.post(f"{collector.url}/2/httpapi", json=batch)
@@ -71,7 +72,10 @@ _POLL_SECONDS = 0.02
 class CollectorProcess:
     """The collector as a child process; see the module docstring for the API."""
 
-    def __init__(self, database: Path | str, *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, database: Path | str, *, extra_args: Sequence[str] = (), fd_limit: int | None = None
+    ) -> None:
+        self.fd_limit = fd_limit
         self.database: Path | str = (
             database if str(database).startswith("postgresql://") else Path(database)
         )
@@ -135,7 +139,14 @@ class CollectorProcess:
                 stderr=err,
                 env=env,
                 creationflags=creationflags if sys.platform == "win32" else 0,
+                preexec_fn=None if self.fd_limit is None else self._limit_fds,
             )
+
+    def _limit_fds(self) -> None:
+        import resource
+
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], deadline: float) -> str | None:
         while time.monotonic() < deadline:

@@ -136,6 +136,8 @@ class IngestRoute:
             return await run_in_threadpool(parse_batch, body)
         except RequestRejected as rejected:
             self._state.metrics.inc("events_rejected", _named_event_count(rejected.body))
+            if rejected.status == 413:
+                self._state.metrics.inc("batches_over_event_limit")
             return JSONResponse(rejected.body, status_code=rejected.status)
 
     def _refusal(self, batch: Batch) -> Response | None:

@@ -1,4 +1,5 @@
-"""The collector's logging: one JSON object per line on stderr, with IP addresses redacted."""
+"""The collector's logging: one JSON object per line on stderr, with IP addresses redacted, and
+repeated messages rate-limited (at most 5 alike per minute, then one "N more like this" line)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import ipaddress
 import json
 import logging
 import re
+import threading
+import time
 from typing import Any, Final
 
-__all__ = ["LOG_CONFIG", "JsonLogFormatter", "redact_addresses"]
+__all__ = ["LOG_CONFIG", "JsonLogFormatter", "RateLimitedStreamHandler", "redact_addresses"]
+
+#: Records alike (same logger, level, message template and exception type) written per window.
+LOG_REPEATS_PER_WINDOW: Final = 5
+LOG_WINDOW_SECONDS: Final = 60.0
+#: Longest exception text written (a longer traceback is cut).
+_MAX_EXCEPTION_CHARS: Final = 8000
+_MAX_KEYS: Final = 1000
 
 # Logs go to stderr as one JSON object per line and never carry a client address: uvicorn's
 # access log is off, its "Uvicorn running on ..." line is not emitted (we pass our own socket), and
@@ -46,8 +56,70 @@ class JsonLogFormatter(logging.Formatter):
             "message": redact_addresses(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = redact_addresses(self.formatException(record.exc_info))
+            text = self.formatException(record.exc_info)[-_MAX_EXCEPTION_CHARS:]
+            entry["exception"] = redact_addresses(text)
         return json.dumps(entry, ensure_ascii=False)
+
+
+_Key = tuple[str, int, str, str]
+
+
+class RateLimitedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler writing at most ``LOG_REPEATS_PER_WINDOW`` records alike per
+    ``LOG_WINDOW_SECONDS``; the rest are counted and summarised in one line ("N more like this
+    in the last minute") when the window ends, so no flood of identical errors or tracebacks."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._windows: dict[_Key, list[float]] = {}  # key -> [window start, written, suppressed]
+        self._guard = threading.Lock()
+
+    @staticmethod
+    def _key(record: logging.LogRecord) -> _Key:
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        return (record.name, record.levelno, str(record.msg)[:200], exc)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        with self._guard:
+            summaries = self._expired(now)
+            window = self._windows.setdefault(self._key(record), [now, 0, 0])
+            allowed = window[1] < LOG_REPEATS_PER_WINDOW
+            window[1 if allowed else 2] += 1
+        for summary in summaries:
+            super().emit(summary)
+        if allowed:
+            super().emit(record)
+
+    def _expired(self, now: float) -> list[logging.LogRecord]:
+        """Summaries of the windows that ended (and forget those windows)."""
+        ended = [k for k, w in self._windows.items() if now - w[0] >= LOG_WINDOW_SECONDS]
+        if len(self._windows) - len(ended) >= _MAX_KEYS:
+            ended = list(self._windows)
+        summaries = []
+        for key in ended:
+            suppressed = int(self._windows.pop(key)[2])
+            if suppressed:
+                summaries.append(_summary(key, suppressed))
+        return summaries
+
+    def flush_summaries(self) -> None:
+        """Write the summaries of every window now (e.g. at shutdown)."""
+        with self._guard:
+            summaries = self._expired(float("inf"))
+        for summary in summaries:
+            super().emit(summary)
+
+    def close(self) -> None:
+        self.flush_summaries()
+        super().close()
+
+
+def _summary(key: _Key, suppressed: int) -> logging.LogRecord:
+    name, level, template, exc = key
+    about = f"{template} ({exc})" if exc else template
+    message = f"{suppressed} more like this in the last minute: {about}"
+    return logging.LogRecord(name, level, __file__, 0, "%s", (message,), None)
 
 
 LOG_CONFIG: Final[dict[str, Any]] = {
@@ -56,7 +128,7 @@ LOG_CONFIG: Final[dict[str, Any]] = {
     "formatters": {"json": {"()": JsonLogFormatter}},
     "handlers": {
         "stderr": {
-            "class": "logging.StreamHandler",
+            "class": "telemetry.collector._logging.RateLimitedStreamHandler",
             "formatter": "json",
             "stream": "ext://sys.stderr",
         }
@@ -66,5 +138,7 @@ LOG_CONFIG: Final[dict[str, Any]] = {
         "uvicorn.error": {"level": "INFO"},
         "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         "telemetry.collector": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "asyncio": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
 }

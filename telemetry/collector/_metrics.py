@@ -17,6 +17,7 @@ _COUNTERS: Final = {
     "events_duplicates": "Events ignored because already stored (same project and insert_id).",
     "events_rejected": "Events refused: invalid, unknown project, tombstoned device, throttled.",
     "requests": "Ingest requests by HTTP status.",
+    "batches_over_event_limit": "Batches refused (413) while parsing: over 2,000 events.",
     "deletions": "Deletion requests honoured.",
     "events_deleted": "Event rows deleted by deletion requests.",
     "forwarded_events": "Events forwarded to the destination (answered 200).",

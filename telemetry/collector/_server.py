@@ -22,6 +22,13 @@ from uvicorn.server import HANDLED_SIGNALS
 
 from telemetry.collector._app import create_app
 from telemetry.collector._config import CollectorConfig
+from telemetry.collector._connections import (
+    HEADER_TIMEOUT_SECONDS,
+    ConnectionGuard,
+    bounded_protocol,
+    connection_limit,
+    raise_fd_limit,
+)
 from telemetry.collector._logging import LOG_CONFIG
 from telemetry.collector._open_storage import open_storage
 from telemetry.collector._storage import Storage, StorageUnavailable
@@ -79,10 +86,11 @@ def socket_url(sock: socket.socket) -> str:
 
 
 def uvicorn_config(app: Any, *, log_config: dict[str, Any] | None) -> uvicorn.Config:
-    """The uvicorn settings the collector runs with (no access log, no proxy headers)."""
+    """The uvicorn settings the collector runs with (no access log, no proxy headers), with
+    connections bounded by ``_connections`` (timeouts, at most :func:`connection_limit` open)."""
     return uvicorn.Config(
         app,
-        http="h11",
+        http=bounded_protocol(ConnectionGuard(connection_limit())),
         ws="none",
         lifespan="on",
         access_log=False,
@@ -90,7 +98,7 @@ def uvicorn_config(app: Any, *, log_config: dict[str, Any] | None) -> uvicorn.Co
         server_header=False,
         log_config=log_config,
         timeout_graceful_shutdown=5,
-        timeout_keep_alive=5,
+        timeout_keep_alive=int(HEADER_TIMEOUT_SECONDS),
     )
 
 
@@ -147,6 +155,7 @@ def serve(
     to start, 4 if the address cannot be bound.
     """
     logging.config.dictConfig(LOG_CONFIG)
+    raise_fd_limit()
     try:
         store: Storage = open_storage(database)
     except StorageUnavailable as exc:

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from telemetry.collector import _limits as L
+from telemetry.collector._batch_json import TooManyEvents, load_batch_json
 from telemetry.collector._strict_json import (
     compact_json,
     storable_text,
     storable_value,
-    strict_json_loads,
 )
 
 __all__ = [
@@ -161,7 +161,9 @@ def parse_batch(body: bytes) -> Batch:
     if not body.strip():
         _reject(L.ERROR_MISSING_BODY)
     try:
-        payload = strict_json_loads(body)
+        payload = load_batch_json(body, L.MAX_EVENTS_PER_BATCH)
+    except TooManyEvents:  # counted while parsing: the rest of the array is never decoded
+        raise RequestRejected(413, {"code": 413, "error": L.ERROR_PAYLOAD_TOO_LARGE}) from None
     except (ValueError, RecursionError):
         _reject(L.ERROR_INVALID_JSON)
     if not isinstance(payload, dict):
