@@ -4,7 +4,9 @@ event count enforced while parsing, and logs that cannot flood."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import logging
 import resource
 import select
 import socket
@@ -21,6 +23,7 @@ import pytest
 
 from telemetry.collector._batch_json import TooManyEvents, load_batch_json
 from telemetry.collector._connections import BODY_GRACE_SECONDS, HEADER_TIMEOUT_SECONDS
+from telemetry.collector._logging import JsonLogFormatter, RateLimitedStreamHandler
 from tests.collector_process import CollectorProcess
 
 from ._support import PROJECT, batch, event
@@ -196,3 +199,28 @@ def test_many_empty_events_get_413_without_materialising_them(tmp_path: Path) ->
     assert statuses == [413] * 64
     assert "collector_batches_over_event_limit_total 64" in metrics
     assert rss_growth < 200 * 2**20
+
+
+def test_repeated_log_records_are_summarised() -> None:
+    stream = io.StringIO()
+    handler = RateLimitedStreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    log = logging.getLogger("tests.collector.bounds")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        for _ in range(100):
+            try:
+                raise ConnectionResetError("reset by peer")
+            except ConnectionResetError:
+                log.exception("connection from %s failed", "10.1.2.3")
+        log.warning("something else")
+        handler.flush_summaries()
+    finally:
+        log.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == [
+        *["connection from [ip] failed"] * 5,
+        "something else",
+        "95 more like this in the last minute: connection from %s failed (ConnectionResetError)",
+    ]
