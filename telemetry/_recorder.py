@@ -123,7 +123,7 @@ class Recorder:
                 )
             if not isinstance(values, Mapping):
                 raise InvalidEventError(f"identify operation {op!r} needs a mapping", key=op)
-            ops[op] = _events.copy_json_mapping(values, "")
+            ops[op] = _events.copy_json_mapping(values, "", anonymize=True)
             if catalogue is not None:
                 catalogue.check_user_properties(op, ops[op])
         if not ops or not self._may_record():

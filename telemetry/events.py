@@ -11,7 +11,8 @@ Amplitude unchanged. This module owns the rules a property must follow before it
   (JavaScript, Amplitude's charts) keeps exact;
 - nested objects flattened to dotted, lower-cased keys as Etcher did (``drive.isusb``), while
   lists are kept as they are; two keys that flatten to the same key are refused;
-- path-like values in error and path fields rewritten to ``[PERSONAL PATH]/<tail>``;
+- every str value anonymised (paths, the user's name, home and host name replaced; see
+  :mod:`telemetry._anonymise`);
 - an event name of at most 1,024 characters and at most 32 KiB per serialised event.
 
 A violation raises :class:`~telemetry.errors.InvalidEventError` naming the offending key.
@@ -23,10 +24,10 @@ import fnmatch
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from telemetry import _anonymise
 from telemetry.errors import InvalidEventError
 
 MAX_EVENT_TYPE_LENGTH: Final = 1024
@@ -37,16 +38,7 @@ MAX_DEPTH: Final = 10
 #: The largest integer magnitude stored: 2^53 − 1, exact in every JSON consumer's double.
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
-#: Flattened keys whose values are path-anonymised (Etcher's list). Any key whose last segment
-#: ends in "path" (``imagePath``, ``image.path``) is anonymised as well.
-PATH_KEYS: Final = frozenset(
-    {"error.description", "error.message", "error.stack", "image", "image.path", "path"}
-)
-PERSONAL_PATH: Final = "[PERSONAL PATH]"
-ANONYMIZE_FAILED: Final = "[ANONYMIZE PATH FAILED]"
-
-_PATH_RE: Final = re.compile(r"(.*)(^|\s)(file://)?(\w:)?([\\/].+)")
-_PATH_MARKERS: Final = ("app.asar", "Resources")
+ANONYMIZE_FAILED: Final = _anonymise.ANONYMIZE_FAILED
 
 JSONValue = str | int | float | bool | None | list[Any] | dict[str, Any]
 Properties = dict[str, Any]
@@ -116,9 +108,7 @@ def normalize_properties(
         else:
             out[key] = _copy_json(value, key, {id(properties)}, 0)
     if anonymize:
-        for key, value in out.items():
-            if value is not None and (key in PATH_KEYS or key[-4:].lower() == "path"):
-                out[key] = anonymize_path(value if isinstance(value, str) else json.dumps(value))
+        _anonymise.current().values(out)
     return out
 
 
@@ -134,12 +124,13 @@ def filter_properties(properties: Properties, allowlist: Iterable[str]) -> tuple
 
 
 def copy_json_mapping(
-    values: Mapping[str, Any], path: str, *, levels_above: int = 0
+    values: Mapping[str, Any], path: str, *, levels_above: int = 0, anonymize: bool = False
 ) -> dict[str, Any]:
     """A validated deep copy of a str-keyed mapping of JSON values (not flattened).
 
     ``values`` is checked like a properties mapping; ``levels_above`` adds that many levels
-    to the depth limit (2 for a whole event, whose properties sit inside it).
+    to the depth limit (2 for a whole event, whose properties sit inside it). With
+    ``anonymize``, every str value in the copy is anonymised like event properties.
     """
     if not isinstance(values, Mapping):
         raise InvalidEventError(
@@ -147,6 +138,8 @@ def copy_json_mapping(
         )
     copied = _copy_json(values, path, set(), -1 - levels_above)
     assert isinstance(copied, dict)
+    if anonymize:
+        _anonymise.current().values(copied)
     return copied
 
 
@@ -214,31 +207,8 @@ if hasattr(os, "register_at_fork"):  # a forked child must not reuse the parent'
 
 
 def anonymize_path(text: str) -> str:
-    """Replace absolute paths in ``text`` by ``[PERSONAL PATH]`` and a non-identifying tail.
-
-    Follows Etcher's rule, line by line: the tail kept is everything from the last
-    ``app.asar`` or ``Resources`` segment on, otherwise only the basename. A ``file://``
-    prefix is kept and a Windows drive letter dropped.
-    """
-    try:
-        return "\n".join(_anonymize_line(line) for line in text.split("\n"))
-    except Exception:  # noqa: BLE001 - the documented fallback for any failure
-        return ANONYMIZE_FAILED
-
-
-def _anonymize_line(line: str) -> str:
-    match = _PATH_RE.match(line)
-    if match is None:
-        return line
-    before, space, file_prefix, _drive, path = match.groups()
-    separator = path[0]
-    segments = path.split(separator)
-    tail: list[str] = [segments[-1]]
-    for index in range(len(segments) - 1, -1, -1):
-        if segments[index] in _PATH_MARKERS:
-            tail = segments[index:]
-            break
-    return f"{before}{space}{file_prefix or ''}{PERSONAL_PATH}{separator}{separator.join(tail)}"
+    """``text`` anonymised as every str property value is (see :mod:`telemetry._anonymise`)."""
+    return _anonymise.current().text(text)
 
 
 def _allowed(key: str, patterns: tuple[str, ...]) -> bool:
