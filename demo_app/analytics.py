@@ -4,7 +4,8 @@ Every event carries ``applicationSessionUuid`` (one per launch) and ``flashingWo
 (one per "flash another" cycle); flash events add ``flashInstanceUuid`` (and ``uuid``, as
 Etcher sends both). Drives are described only by ``Drive.telemetry_properties()``, images only
 by kind and size (``ImageSource.telemetry_properties()``): never a path, file name, label or
-serial. Telemetry never breaks the app: a failing ``track`` is logged and ignored.
+serial (a failure's ``errorMessage`` is the system's text, which the client anonymises).
+Telemetry never breaks the app: a failing ``track`` is logged and ignored.
 """
 
 from __future__ import annotations
@@ -172,8 +173,14 @@ class FlashAnalytics:
 
     def failed(self, error: FlashError, *, duration: float, bytes_written: int | None) -> None:
         """Etcher's event for the code (``Drive unplugged``, ``Validation error``...), then
-        ``Write failed`` with the code and the duration."""
-        details = {**self._flash, "errorCode": error.code, "errno": error.errno}
+        ``Write failed`` with the code and the duration. ``errorMessage`` is the system's
+        error text, paths included: the telemetry client anonymises every property text."""
+        details = {
+            **self._flash,
+            "errorCode": error.code,
+            "errno": error.errno,
+            "errorMessage": error.detail,
+        }
         self.track(error.event_name, details)
         self.track(
             "Write failed",

@@ -41,16 +41,24 @@ def privilege_hint() -> str:
 class FlashError(Exception):
     """A flash (or image) failure: ``code`` (``EACCES``, ``ENOSPC``, ``EIO``, ``EUNPLUGGED``,
     ``EVALIDATION``, ``EBUSY``, ``EBADIMAGE``...), a sentence for the user in ``message`` and,
-    when there is one, what to do about it in ``hint``. ``errno`` is the OS error number."""
+    when there is one, what to do about it in ``hint``. ``errno`` is the OS error number and
+    ``detail`` the text of the exception behind it (with its paths: telemetry anonymises it)."""
 
     def __init__(
-        self, code: str, message: str, hint: str | None = None, *, os_errno: int | None = None
+        self,
+        code: str,
+        message: str,
+        hint: str | None = None,
+        *,
+        os_errno: int | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint
         self.errno = os_errno
+        self.detail = detail
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}" if self.hint else self.message
@@ -65,6 +73,12 @@ class FlashError(Exception):
         """An error met while reading the image."""
         if isinstance(exc, FlashError):
             return exc
+        error = cls._from_source(exc, source)
+        error.detail = str(exc)
+        return error
+
+    @classmethod
+    def _from_source(cls, exc: BaseException, source: ImageSource | None) -> FlashError:
         if isinstance(exc, (EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error)) or (
             isinstance(exc, OSError) and exc.errno is None
         ):
@@ -99,6 +113,16 @@ class FlashError(Exception):
         a drive that vanished is reported as unplugged, whatever the errno was (the kernel
         answers EIO, ENODEV or ENXIO depending on where the write was).
         """
+        error = cls._from_target(
+            exc, target_present=target_present, block_device=block_device, action=action
+        )
+        error.detail = str(exc)
+        return error
+
+    @classmethod
+    def _from_target(
+        cls, exc: OSError, *, target_present: bool, block_device: bool, action: str
+    ) -> FlashError:
         what = "drive" if block_device else "target file"
         code = exc.errno
         if not target_present or code in _UNPLUGGED_ERRNOS:
