@@ -86,6 +86,7 @@ class Anonymiser:
 
     def __init__(self, *, user: str | None, home: str | None, host: str | None) -> None:
         homes = {h for h in (home, home and home.replace("\\", "/")) if h and len(h) > 2}
+        homes = {h for h in homes if "/" in h or "\\" in h}
         names = [n for n in (user,) if n and len(n) >= 3 and n.lower() not in _IMPERSONAL_USERS]
         hosts = {h for h in (host, host and host.split(".")[0]) if h and len(h) >= 3}
         words = sorted({*names, *hosts}, key=len, reverse=True)
@@ -94,15 +95,20 @@ class Anonymiser:
         self._homes = sorted(homes, key=len, reverse=True)
         self._replace = replace
         self._words = re.compile("|".join(_word(w) for w in words), re.I) if words else None
-        literals = [re.escape(x) for x in (*self._homes, *words)]
-        self._trigger: Callable[[str], object] = re.compile(
-            "|".join([r"[\\/~]", *literals]), re.I
-        ).search
+        # A home directory always holds a separator: the quick test below need not look for it.
+        self._lower_words = tuple(replace)
 
     def text(self, value: str) -> str:
         """``value`` anonymised; the same object when there is nothing to replace."""
-        if self._trigger(value) is None:
-            return value
+        if "/" not in value and "\\" not in value and "~" not in value:  # the common case
+            if not self._lower_words:
+                return value
+            lower = value.lower()
+            for word in self._lower_words:
+                if word in lower:
+                    break
+            else:
+                return value
         try:
             return self._slow(value)
         except Exception:  # noqa: BLE001 - never store what could not be anonymised
