@@ -22,10 +22,17 @@ Everything outside this package uses :class:`EventStore` and the names exported 
 
 from __future__ import annotations
 
-from telemetry._store._db import DB_FILENAME, STORE_RECOVERED_CORRUPT, STORE_WRITE_ERRORS
+from telemetry._store._db import (
+    DB_FILENAME,
+    STORE_FILE_VANISHED,
+    STORE_RECOVERED_CORRUPT,
+    STORE_SALVAGE_LOST,
+    STORE_SALVAGED,
+    STORE_WRITE_ERRORS,
+)
 from telemetry._store._event_store import EventStore
 from telemetry._store._ingest import JOURNAL_DIR, JOURNAL_ORPHANS, JOURNAL_TORN_LINES
-from telemetry._store._overflow import DROPPED_OVERFLOW, OVERFLOW_SIZE
+from telemetry._store._overflow import DROPPED_DISK_FULL, DROPPED_OVERFLOW, OVERFLOW_SIZE
 from telemetry._store._queue import (
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_BYTES,
@@ -49,6 +56,7 @@ __all__ = [
     "DROPPED_AGE",
     "DROPPED_CAP_BYTES",
     "DROPPED_CAP_COUNT",
+    "DROPPED_DISK_FULL",
     "DROPPED_LOG_SIZE",
     "DROPPED_OVERFLOW",
     "DROPPED_PURGED",
@@ -58,7 +66,10 @@ __all__ = [
     "JOURNAL_TORN_LINES",
     "OVERFLOW_SIZE",
     "SENT_LOG_SIZE",
+    "STORE_FILE_VANISHED",
     "STORE_RECOVERED_CORRUPT",
+    "STORE_SALVAGED",
+    "STORE_SALVAGE_LOST",
     "STORE_WRITE_ERRORS",
     "EventStore",
     "QueueStats",

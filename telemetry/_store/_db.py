@@ -26,7 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from telemetry._store import _schema
+from telemetry._store import _salvage, _schema
+from telemetry._store._connect import (
+    connect,
+    connect_read_only,
+    enter_wal,
+    is_corruption,
+    is_disk_full,
+    move_aside,
+)
 from telemetry.errors import StoreError
 
 # One logger for every module of the store, so an app filters or silences it by one name.
@@ -40,6 +48,10 @@ DB_FILENAME: Final = "telemetry.db"
 # Counter names this module increments itself (also shown by `telemetry status`).
 STORE_WRITE_ERRORS: Final = "store_write_errors"
 STORE_RECOVERED_CORRUPT: Final = "store_recovered_corrupt"
+#: Events carried into a fresh file after corruption or a vanished file, and those lost.
+STORE_SALVAGED: Final = "store_salvaged_events"
+STORE_SALVAGE_LOST: Final = "store_salvage_lost"
+STORE_FILE_VANISHED: Final = "store_file_vanished"
 
 #: A row in ``counters`` that proves the file is writable when it is opened; not a counter.
 OPENED_ROW: Final = "opened"
@@ -72,6 +84,11 @@ class Database:
         self.path: Path | None = data_dir / DB_FILENAME if data_dir is not None else None
         #: Why the store runs in memory or was rebuilt, if it did; ``None`` when healthy.
         self.degraded: str | None = None
+        #: Set when a read or write found the file corrupt: housekeeping recovers it.
+        self.corrupt: str | None = None
+        #: Set while writes fail for lack of space (cleared by the next write that works).
+        self.full: str | None = None
+        self._file_id: tuple[int, int] | None = None
         self.write_lock = threading.Lock()
         self.lock = threading.RLock()
         #: Counter increments the database could not take yet (written by the next flush).
@@ -83,6 +100,20 @@ class Database:
         """True when nothing is written to disk (no data dir, or the file was unusable)."""
         return self.path is None or (self.degraded or "").startswith("in memory")
 
+    def status(self) -> str | None:
+        """What is wrong now or was repaired (``None``: healthy), for ``status()``."""
+        now = self.corrupt or self.full
+        return "; ".join(filter(None, (now, self.degraded))) or None
+
+    def note_failure(self, exc: BaseException) -> None:
+        """Remember a failed read or write that calls for recovery or means a full disk."""
+        if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc):
+            if self.corrupt is None:
+                log.error("telemetry database %s found corrupt: %s", self.path, exc)
+            self.corrupt = f"database corrupt ({exc}); recovering"
+        elif is_disk_full(exc):
+            self.full = f"disk full: {exc}"
+
     # ------------------------------------------------------------------ opening and recovery
 
     def _open(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
@@ -93,7 +124,7 @@ class Database:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             return self._open_file(self.path)
         except sqlite3.DatabaseError as exc:
-            if _is_corruption(exc):
+            if is_corruption(exc):
                 return self._replace_corrupt(self.path, exc)
             return self._open_memory(f"cannot open {self.path}: {exc}")
         except OSError as exc:
@@ -102,7 +133,7 @@ class Database:
     def _replace_corrupt(
         self, path: Path, exc: sqlite3.DatabaseError
     ) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-        moved = _move_aside(path)
+        moved = move_aside(path)
         log.error("telemetry database %s is corrupt (%s); moved to %s", path, exc, moved)
         try:
             writer, conn = self._open_file(path)
@@ -110,10 +141,38 @@ class Database:
             return self._open_memory(f"cannot recreate database: {again}")
         self.degraded = f"corrupt database moved to {moved.name}"
         bump(conn, STORE_RECOVERED_CORRUPT, 1)
+        try:
+            source = connect_read_only(moved)
+        except sqlite3.Error as exc:
+            log.error("telemetry database %s cannot be read at all: %s", moved, exc)
+            return writer, conn
+        try:
+            self._carry_over(source, conn, f"corrupt database {moved.name}")
+        finally:
+            source.close()
         return writer, conn
 
+    def _carry_over(self, source: sqlite3.Connection, dest: sqlite3.Connection, what: str) -> None:
+        """Copy every readable row of ``source`` into ``dest``; count and log the outcome."""
+        try:
+            found = _salvage.copy_rows(source, dest)
+        except sqlite3.Error as exc:
+            log.error("telemetry could not salvage %s: %s", what, exc)
+            return
+        bump(dest, STORE_SALVAGED, found.events)
+        bump(dest, STORE_SALVAGE_LOST, found.events_lost)
+        log.error(
+            "telemetry salvaged %d queued events from %s; %d could not be read"
+            " (%d other rows lost%s)",
+            found.events,
+            what,
+            found.events_lost,
+            found.other_lost,
+            f"; unreadable: {', '.join(found.unreadable)}" if found.unreadable else "",
+        )
+
     def _open_file(self, path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-        conn = _connect(str(path), busy_ms=5_000)
+        conn = connect(str(path), busy_ms=5_000)
         try:
             enter_wal(conn, timeout=5.0)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -122,28 +181,65 @@ class Database:
             _schema.migrate(conn)
             # Probe that we can really write (a read-only file or dir fails here, not later).
             conn.execute("INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", (OPENED_ROW,))
-            writer = _connect(str(path), busy_ms=1_000)
+            writer = connect(str(path), busy_ms=1_000)
             writer.execute("PRAGMA wal_autocheckpoint=0")
+            info = os.stat(path)
         except BaseException:
             conn.close()
             raise
+        self._file_id = (info.st_dev, info.st_ino)
         return writer, conn
 
     def _open_memory(self, reason: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         log.warning("telemetry store runs in memory only: %s", reason)
         self.degraded = f"in memory only: {reason}"
         uri = f"file:telemetry-{id(self)}?mode=memory&cache=shared"
-        conn = _connect(uri, busy_ms=5_000, uri=True)
+        conn = connect(uri, busy_ms=5_000, uri=True)
         _schema.migrate(conn)
-        writer = _connect(uri, busy_ms=1_000, uri=True)
+        writer = connect(uri, busy_ms=1_000, uri=True)
         return writer, conn
 
     def recover(self) -> None:
-        """Reopen after a runtime fault; a database found corrupt is moved aside first."""
+        """Reopen after a runtime fault; a database found corrupt is moved aside first and
+        what can be read of it carried over."""
         with self.write_lock, self.lock:
             self._close_connections()
-            self.degraded = None
+            self.degraded = self.corrupt = None
             self.writer, self.conn = self._open()
+
+    def vanished(self) -> bool:
+        """True when the file at :attr:`path` is gone or is not the one we have open."""
+        if self._file_id is None or self.path is None or self.in_memory:
+            return False
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return True
+        return (info.st_dev, info.st_ino) != self._file_id
+
+    def replace_vanished(self) -> bool:
+        """Recreate a vanished or replaced database file and carry over what the open (maybe
+        unlinked) file still holds; False when it cannot be recreated (the old file is kept)."""
+        assert self.path is not None
+        assert self.data_dir is not None
+        with self.write_lock, self.lock:
+            old_writer, old_conn = self.writer, self.conn
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                self.writer, self.conn = self._open_file(self.path)
+            except (sqlite3.Error, OSError) as exc:
+                if self.degraded is None or "vanished" not in self.degraded:
+                    log.error("telemetry database %s vanished; cannot recreate: %s", self.path, exc)
+                self.degraded = f"database file vanished; cannot recreate: {exc}"
+                return False
+            log.error("telemetry database %s vanished or was replaced; recreating it", self.path)
+            bump(self.conn, STORE_FILE_VANISHED, 1)
+            self._carry_over(old_conn, self.conn, "the vanished database")
+            for conn in (old_writer, old_conn):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self.degraded = "database file vanished; recreated"
+            return True
 
     def close(self) -> None:
         """Close both connections (waiting for a statement in progress on either)."""
@@ -164,6 +260,7 @@ class Database:
                 return self.conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             log.warning("telemetry store read failed: %s", exc)
+            self.note_failure(exc)
             return []
 
     def write(self, work: Callable[[sqlite3.Connection], _T], default: _D) -> _T | _D:
@@ -179,9 +276,11 @@ class Database:
                     with contextlib.suppress(sqlite3.Error):
                         self.conn.execute("ROLLBACK")
                     raise
+                self.full = None
                 return result
         except sqlite3.Error as exc:
             log.warning("telemetry store write failed: %s", exc)
+            self.note_failure(exc)
             with self.lock:
                 self.pending_counts[STORE_WRITE_ERRORS] += 1
             return default
@@ -193,7 +292,8 @@ class Database:
         try:
             with self.lock:
                 bump(self.conn, name, amount)
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            self.note_failure(exc)
             with self.lock:
                 self.pending_counts[name] += amount
 
@@ -230,28 +330,6 @@ class Database:
             log.debug("telemetry checkpoint skipped: %s", exc)
 
 
-def connect_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that reads ``path`` without writing anything: for looking at a database
-    that must stay untouched.
-
-    A closed database (no write-ahead log left) is opened ``immutable``, which creates not even
-    a lock file. While an app has it open, what it committed may still be in the log only, so
-    the log is read too (read-only, through the ``-shm`` index the app already created).
-
-    Raises:
-        sqlite3.Error: the file cannot be opened.
-    """
-    wal = Path(f"{path}-wal")
-    if wal.exists() and wal.stat().st_size > 0 and Path(f"{path}-shm").exists():
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.Error:
-            conn.close()  # fall back to the main file alone
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-
-
 #: What a read-only query may do; sqlite-utils wraps each query in a savepoint.
 _READ_ACTIONS: Final = frozenset(
     {
@@ -266,56 +344,3 @@ _READ_ACTIONS: Final = frozenset(
 
 def _read_only_authorizer(action: int, *_args: object) -> int:
     return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
-
-
-def _connect(target: str, *, busy_ms: int, uri: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        target, isolation_level=None, check_same_thread=False, uri=uri, timeout=busy_ms / 1000
-    )
-    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-def enter_wal(conn: sqlite3.Connection, *, timeout: float) -> str:
-    """Switch ``conn``'s database to WAL, waiting up to ``timeout`` s for other openers.
-
-    Returns the journal mode SQLite reports afterwards (``"wal"`` unless the file system
-    cannot hold one). Two processes opening a new database at once both read it, then both
-    ask for the exclusive lock the switch needs; SQLite answers one of them "database is
-    locked" at once, without calling its busy handler (waiting there could deadlock). The
-    other finishes within milliseconds, so trying again shortly succeeds.
-    """
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    """True for "database is locked" / "busy": another connection holds the lock."""
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename a corrupt database and its WAL and shared-memory files; returns the new name."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            with contextlib.suppress(OSError):
-                os.replace(source, Path(f"{target}{suffix}"))
-    return target

@@ -66,8 +66,9 @@ class EventStore:
 
     @property
     def degraded(self) -> str | None:
-        """Why the store runs in memory or was rebuilt, if it did; ``None`` when healthy."""
-        return self._db.degraded
+        """What is wrong now (corrupt, disk full) or why the store runs in memory or was
+        rebuilt; ``None`` when healthy."""
+        return self._db.status()
 
     @property
     def in_memory(self) -> bool:
@@ -200,8 +201,23 @@ class EventStore:
         """Copy the WAL back into the database file (off the caller's thread)."""
         self._db.checkpoint(mode)
 
+    def check_files(self) -> None:
+        """Recover a database found corrupt, and recreate a database or journal that vanished
+        or was replaced (carrying over what the open files still hold)."""
+        if self.path is None or self.in_memory:
+            return
+        if self._db.vanished():
+            self._ingest.sync_journal()  # into the old (unlinked) file, carried over next
+            self._db.replace_vanished()
+        self._ingest.replace_moved_journal()
+        if self._db.corrupt is not None:
+            self._ingest.sync_journal()
+            self._db.recover()
+
     def maintain(self) -> None:
-        """One housekeeping pass: journals, overflow, pending counters, caps, checkpoint."""
+        """One housekeeping pass: damaged or vanished files, journals, overflow, pending
+        counters, caps, checkpoint."""
+        self.check_files()
         self.sync_journal()
         self.ingest_orphans()
         self.flush_overflow()
@@ -308,6 +324,8 @@ class EventStore:
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self.check_files()
         self._ingest.close()
         with contextlib.suppress(sqlite3.Error):
             self.flush_overflow()

@@ -123,6 +123,17 @@ class Ingest:
             old.close(remove=False)
         self._ingested = 0
 
+    def replace_moved_journal(self) -> None:
+        """Start a fresh journal when ours was removed or replaced (its open descriptor still
+        reads what was appended: that is copied first)."""
+        journal = self.journal
+        if journal is None or not journal.moved():
+            return
+        log.error("telemetry journal %s vanished or was replaced; starting a new one", journal.path)
+        with self._lock:
+            if self.journal is journal:
+                self._rotate(journal)
+
     def close(self) -> None:
         """Copy the rest of our journal and release it (removed when fully copied)."""
         journal = self.journal

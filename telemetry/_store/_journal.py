@@ -113,6 +113,15 @@ class JournalFile:
                 raise OSError(errno.ENOSPC, "short write to the telemetry journal")
             self.size += written
 
+    def moved(self) -> bool:
+        """True when :attr:`path` no longer names the file we write (removed or replaced)."""
+        try:
+            info = os.stat(self.path)
+            own = os.fstat(self._fd)
+        except OSError:
+            return True
+        return (info.st_dev, info.st_ino) != (own.st_dev, own.st_ino)
+
     def read_from(self, offset: int) -> bytes:
         """This journal's bytes from ``offset`` up to its last complete line."""
         return read_from(self._fd, offset)

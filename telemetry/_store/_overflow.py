@@ -17,8 +17,10 @@ from telemetry.events import utf8_size
 
 OVERFLOW_SIZE: Final = 1_000
 
-# Counter name (also shown by `telemetry status`).
+# Counter names (also shown by `telemetry status`): events dropped from the full overflow,
+# while the disk was full (``dropped_disk_full``) or for another write failure.
 DROPPED_OVERFLOW: Final = "dropped_overflow"
+DROPPED_DISK_FULL: Final = "dropped_disk_full"
 
 _INSERT_EVENT: Final = (
     "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
@@ -56,13 +58,16 @@ class Overflow:
     def keep(self, row: Row, exc: Exception) -> None:
         """Hold an event the journal or the database refused (``exc``: why)."""
         db = self._db
+        db.note_failure(exc)
         with db.lock:
             db.pending_counts[STORE_WRITE_ERRORS] += 1
             if len(self._rows) >= OVERFLOW_SIZE:
                 self._rows.popleft()
-                db.pending_counts[DROPPED_OVERFLOW] += 1
+                db.pending_counts[DROPPED_DISK_FULL if db.full else DROPPED_OVERFLOW] += 1
             self._rows.append(row)
-        log.warning("telemetry event kept in memory, database write failed: %s", exc)
+            first = len(self._rows) == 1
+        if first:  # once per episode, not once per event
+            log.warning("telemetry event kept in memory, database write failed: %s", exc)
 
     def flush(self) -> int:
         """Move events kept in memory after a failed write into the database."""
@@ -79,12 +84,15 @@ class Overflow:
                     db.writer.execute(
                         _INSERT_EVENT, (insert_id, event_type, time_ms, utf8_size(payload), payload)
                     )
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
+                db.note_failure(exc)
                 break
             with db.lock:
                 if self._rows and self._rows[0] is row:
                     self._rows.popleft()
             moved += 1
+        if moved and not self._rows:
+            db.full = None
         return moved
 
     def clear(self) -> int:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from telemetry._store._db import DB_FILENAME, OPENED_ROW, Database, connect_read_only
+from telemetry._store._connect import connect_read_only
+from telemetry._store._db import DB_FILENAME, OPENED_ROW, Database
 
 EVENT_ID_BLOCK: Final = 10_000
 
