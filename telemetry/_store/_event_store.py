@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from telemetry._store import _journal, _lease, _links, _state
-from telemetry._store._db import Database
+from telemetry._store import _journal, _lease, _links, _reserve, _state
+from telemetry._store._db import Database, log
 from telemetry._store._ingest import JOURNAL_DIR, Ingest
-from telemetry._store._overflow import Overflow
+from telemetry._store._overflow import DROPPED_DISK_FULL, DROPPED_OVERFLOW, Overflow
 from telemetry._store._queue import (
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_BYTES,
@@ -63,6 +63,7 @@ class EventStore:
         self._queue = Queue(self._db, self._ingest, self._overflow)
         if self.path is not None and not self.in_memory:
             self._ingest.start()
+            _reserve.ensure(self.path.parent)
 
     @property
     def degraded(self) -> str | None:
@@ -118,6 +119,8 @@ class EventStore:
             try:
                 journal.append(_journal.encode_line(insert_id, time_ms, type_json, payload))
                 return True
+            except _journal.Retired:  # swapped meanwhile: the current journal takes it
+                return self.append(insert_id, event_type, time_ms, payload, type_json)
             except OSError as exc:
                 self._overflow.keep((insert_id, event_type, time_ms, payload), exc)
                 return False
@@ -224,6 +227,8 @@ class EventStore:
         self.flush_counters()
         self.enforce_limits()
         self.checkpoint()
+        if self.path is not None and not self.in_memory and self._db.full is None:
+            _reserve.ensure(self.path.parent)
 
     # ------------------------------------------------------------------ state and counters
 
@@ -329,9 +334,24 @@ class EventStore:
         self._ingest.close()
         with contextlib.suppress(sqlite3.Error):
             self.flush_overflow()
-            self.flush_counters()
+            self._save_losses()
             self.checkpoint("TRUNCATE")
         self._db.close()
+
+    def _save_losses(self) -> None:
+        """Count the events still in memory as lost and write every pending counter, giving
+        up the reserved space when the disk is full."""
+        db = self._db
+        left = self._overflow.clear()
+        if left:
+            log.error("telemetry lost %d events it could not write (%s)", left, db.full)
+            with db.lock:
+                db.pending_counts[DROPPED_DISK_FULL if db.full else DROPPED_OVERFLOW] += left
+        self.flush_counters()
+        if db.pending_counts and self.path is not None and _reserve.release(self.path.parent):
+            self.flush_counters()
+        if db.pending_counts:
+            log.error("telemetry counters could not be saved: %s", dict(db.pending_counts))
 
     def __enter__(self) -> EventStore:
         return self

@@ -109,6 +109,7 @@ class Ingest:
         """Appends go to ``new`` (``None``: to SQLite directly) from now on."""
         with old.lock:  # an append in progress finishes in the old file first
             self.journal = new
+            old.retired = True  # one that comes later is sent to ``new``
 
     def _rotate(self, old: _journal.JournalFile) -> None:
         new = self._new_journal()

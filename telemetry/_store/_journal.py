@@ -72,6 +72,10 @@ def split_lines(data: bytes) -> tuple[list[tuple[str, str, str, str]], int]:
     return good, damaged
 
 
+class Retired(OSError):
+    """This journal was swapped for a fresh one: append to the store's current journal."""
+
+
 class JournalFile:
     """The journal file this process appends to (thread-safe)."""
 
@@ -95,14 +99,19 @@ class JournalFile:
             raise
         self.size = 0
         self.lock = threading.Lock()
+        #: Set (under :attr:`lock`) when appends must go to a newer journal.
+        self.retired = False
 
     def append(self, line: bytes) -> None:
         """Write one line with one ``write(2)``; on failure nothing of it stays in the file.
 
         Raises:
             OSError: the write failed (disk full, I/O error); the caller keeps the event.
+            Retired: this journal was swapped for another one; nothing was written.
         """
         with self.lock:
+            if self.retired:
+                raise Retired(errno.ESTALE, "telemetry journal swapped")
             try:
                 written = os.write(self._fd, line)
             except OSError:
