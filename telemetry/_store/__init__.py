@@ -10,12 +10,15 @@ is ingested by the next process that opens the store. Without a usable journal (
 ``fcntl``, or the journal cannot be created) ``append`` commits to SQLite directly
 (:mod:`._overflow`), on a writer connection whose auto-checkpoint is off so it never pays
 for a WAL checkpoint. A second connection serves everything else (upload, housekeeping,
-CLI, inspector); :mod:`._db` is the only module that opens either.
+CLI, inspector); :mod:`._db` is the only module that opens either (through :mod:`._connect`).
 
-Runtime faults never raise into the app. A corrupt file is moved aside and a fresh one
-created; an unwritable data dir falls back to an in-memory database; a failed write (disk
-full, locked) keeps the event in a small in-memory overflow that is retried later. Every loss
-is counted in ``counters``.
+Runtime faults never raise into the app. A corrupt file is moved aside and what can still be
+read of it is copied into a fresh one (:mod:`._salvage`), at open or by the housekeeping pass
+after a read or write found it corrupt; a database or journal that vanished is recreated with
+what the open descriptors still hold; an unwritable data dir falls back to an in-memory
+database; a failed write (disk full, locked) keeps the event in a small in-memory overflow that
+is retried later. Every loss is counted in ``counters`` (:mod:`._reserve` keeps room for that
+on a full disk).
 
 Everything outside this package uses :class:`EventStore` and the names exported here.
 """
