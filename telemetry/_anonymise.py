@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import platform
 import re
-import socket
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -150,5 +150,5 @@ def current() -> Anonymiser:
     return Anonymiser(
         user=_safe(getpass.getuser),
         home=_safe(lambda: os.path.expanduser("~")),
-        host=_safe(socket.gethostname),
+        host=_safe(platform.node),
     )

@@ -13,7 +13,6 @@ uploader's backoff at once.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +33,8 @@ def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
+    import ipaddress  # one parse per uploader: kept off the start-up path
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
