@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from telemetry._identity import Identity
+from telemetry._identity import Identity, installation_secret
 from telemetry._store import EventStore
 from telemetry.consent import (
     ANSWERED_KEY,
@@ -29,6 +29,7 @@ from telemetry.consent import (
     decide,
     load_state,
 )
+from telemetry.wire import device_proof
 
 if TYPE_CHECKING:
     from telemetry._delivery import Uploader
@@ -155,6 +156,8 @@ class ConsentFlow:
         exposed = [d for d in self._store.get_state(EXPOSED_KEY) or [] if isinstance(d, str)]
         now = time.time_ns() // 1_000_000
         project = self._project
+        # The proofs are made now: the secret is erased with the device id below.
+        secret = installation_secret(self._store, create=True) or b""
 
         def with_requests(queued: Any) -> list[Any] | None:
             # One transaction: the uploader dropping a delivered request meanwhile loses nothing.
@@ -167,6 +170,7 @@ class ConsentFlow:
                             "device_id": device,
                             "project": project,
                             "reason": "opt_out",
+                            "proof": device_proof(secret, project, device),
                             "created_at": now,
                         }
                     )

@@ -1,12 +1,16 @@
 """Who the events are about: the random device id, the optional user id and the session.
 
 The device id is a random UUID4 persisted in the store: never derived from hardware, the
-user name or the host name. A session is identified by its start time in ms and ends after
+user name or the host name. Next to it lives the installation's random secret (32 bytes,
+hex), from which the proofs of ownership of its device ids are made
+(:func:`telemetry.wire.device_proof`); it never leaves the machine and is erased with the
+device id at opt-out. A session is identified by its start time in ms and ends after
 30 minutes without events (Amplitude's rule).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import uuid
@@ -15,6 +19,7 @@ from typing import Final
 from telemetry._store import EventStore
 from telemetry.errors import ConfigError
 from telemetry.events import describe_unprintable
+from telemetry.wire import SECRET_BYTES
 
 SESSION_TIMEOUT_MS: Final = 30 * 60 * 1000
 MIN_ID_LENGTH: Final = 5
@@ -29,6 +34,22 @@ INVALID_IDS: Final = frozenset(
 _DEVICE_KEY: Final = "device_id"
 _USER_KEY: Final = "user_id"
 _SESSION_KEY: Final = "session"
+#: State key of the installation secret (hex).
+SECRET_KEY: Final = "device_secret"
+
+
+def installation_secret(store: EventStore, *, create: bool = False) -> bytes | None:
+    """The installation's secret; with ``create``, a new random one if there is none (another
+    process on the same data dir creating one at the same moment: theirs is kept)."""
+    stored = store.get_state(SECRET_KEY)
+    if not (isinstance(stored, str) and stored) and create:
+        stored = store.setdefault_state(SECRET_KEY, secrets.token_hex(SECRET_BYTES))
+    if isinstance(stored, str) and stored:
+        try:
+            return bytes.fromhex(stored)
+        except ValueError:
+            return None
+    return None
 
 
 def check_id(value: object, what: str) -> str:
@@ -69,6 +90,8 @@ class Identity:
         self._requested = None if device_id is None else check_id(device_id, "device_id")
         persisted = store.get_state(_DEVICE_KEY)
         self._device_id = persisted if isinstance(persisted, str) and persisted else ""
+        if self._device_id:  # an installation from before secrets existed gets one now
+            installation_secret(store, create=True)
         if create:
             self.ensure_device_id()
         user = store.get_state(_USER_KEY)
@@ -97,6 +120,7 @@ class Identity:
                 self._device_id = check_id(stored or None, "device_id")
             except ConfigError:  # an unusable value where the id should be: replace it
                 self.set_device_id(fresh)
+        installation_secret(self._store, create=True)
         return self._device_id
 
     @property
@@ -108,6 +132,7 @@ class Identity:
         """Use ``device_id`` from now on (persisted)."""
         self._device_id = check_id(device_id, "device_id")
         self._store.set_state(_DEVICE_KEY, self._device_id)
+        installation_secret(self._store, create=True)
 
     def regenerate_device_id(self) -> str:
         """Switch to a fresh random device id (the user id is kept)."""
@@ -160,5 +185,5 @@ class Identity:
             self._user_id = None
             self._session_id = -1
             self._last_event = self._saved_last = 0
-        for key in (_DEVICE_KEY, _USER_KEY, _SESSION_KEY):
+        for key in (_DEVICE_KEY, _USER_KEY, _SESSION_KEY, SECRET_KEY):
             self._store.set_state(key, None)

@@ -1,15 +1,17 @@
 """The deletion-request queue: requests an opt-out left in the store, sent one at a time.
 
-An opt-out appends ``{"project", "device_id", "reason"}`` under the ``deletion_requests``
-state key (see :mod:`telemetry.consent`); the uploader sends the oldest, plain JSON, to the
+An opt-out appends ``{"project", "device_id", "reason", "proof"}`` under the
+``deletion_requests`` state key (see :mod:`telemetry.consent`), the proof of ownership made
+while the installation secret still existed; the uploader sends the oldest, plain JSON, to the
 endpoint's deletion URL, and forgets it once the collector took it (or refused it for good).
-Only those three fields ever leave the machine.
+Only those four fields ever leave the machine.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,12 +42,17 @@ class DeletionQueue:
 
     @staticmethod
     def body(request: dict[str, Any]) -> bytes:
-        """The request's JSON body: only the device id, project and reason."""
+        """The request's JSON body: only the device id, project, reason and proof.
+
+        A request queued by a version without proofs gets a random one: its device never sent
+        a proof hash, so the collector takes the first proof it is given."""
+        proof = request.get("proof")
         return json.dumps(
             {
                 "project": request.get("project"),
                 "device_id": request.get("device_id"),
                 "reason": request.get("reason"),
+                "proof": proof if isinstance(proof, str) and proof else secrets.token_hex(32),
             },
             separators=(",", ":"),
         ).encode()

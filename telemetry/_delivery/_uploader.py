@@ -39,6 +39,7 @@ from telemetry._delivery._connectivity import Connectivity
 from telemetry._delivery._deletions import DeletionQueue
 from telemetry._delivery._outcomes import Outcomes
 from telemetry._delivery._policy import DELETION_ATTEMPTS, UploadPolicy
+from telemetry._delivery._proofs import batch_proofs
 from telemetry._delivery._schedule import Schedule
 from telemetry._delivery._status import StatusWriter
 from telemetry._store import EventStore, StoredEvent
@@ -352,8 +353,13 @@ class Uploader:
                 )
             return self._destination
 
-    def _body(self, events_json: str) -> str:
-        return request_body(self.api_key, events_json, min_id_length=self.policy.min_id_length)
+    def _body(self, events_json: str, proofs: dict[str, str] | None = None) -> str:
+        return request_body(
+            self.api_key,
+            events_json,
+            min_id_length=self.policy.min_id_length,
+            device_proofs=proofs,
+        )
 
     def _post(self, body: bytes, *, deletion: bool = False) -> Response | str:
         """One request, within the stop deadline and counted against the per-minute cap.
@@ -391,7 +397,8 @@ class Uploader:
 
     def _send(self, batch: Sequence[StoredEvent]) -> str:
         events_json = ",".join(e.json for e in batch)
-        body_gzip = gzip.compress(self._body(events_json).encode("utf-8"), compresslevel=6)
+        body = self._body(events_json, batch_proofs(self.store, self.api_key, batch))
+        body_gzip = gzip.compress(body.encode("utf-8"), compresslevel=6)
         response = self._post(body_gzip)
         if isinstance(response, str):
             return response

@@ -4,8 +4,11 @@ It plays the role of balena's analytics-backend for the telemetry client. The cl
 imports this package.
 
 Wire protocol (``POST /2/httpapi`` and ``POST /amplitude/2/httpapi``): a JSON body
-``{"api_key": PROJECT, "events": [...], "options": {"min_id_length": N}}``, plain or with
-``Content-Encoding: gzip``. Answers:
+``{"api_key": PROJECT, "events": [...], "options": {"min_id_length": N}, "device_proofs":
+{DEVICE_ID: SHA256_HEX}}``, plain or with ``Content-Encoding: gzip``. ``device_proofs`` (optional)
+gives ``telemetry.wire.proof_hash`` of each device id's proof; the first hash per project and
+device id is kept (trust on first use, never replaced), the field is never stored in an event
+row nor forwarded. Answers:
 
 * **200** ``{"code": 200, "events_ingested": N, "payload_size_bytes": B,
   "server_upload_time": MS, "duplicates": D, "rejected": R}`` once the batch is committed.
@@ -37,11 +40,16 @@ An event without ``insert_id`` gets a deterministic one, ``"collector-sha256:" +
 JSON of the event)``, so a retried batch is still stored once.
 
 Deletion requests (``POST /deletion`` and ``POST /amplitude/deletion``): a JSON body exactly
-``{"project": str, "device_id": str, "reason": str}`` (any other key or type: 400). Every stored
-event of that project and device id, and its pending forwards, are deleted in one transaction;
-the answer is ``{"code": 200, "deleted": N, "forwards_deleted": M}``. A tombstone is kept, so
-events of that device arriving later are not stored (they are counted in the ingest answer's
-``rejected``). Repeating the request is harmless.
+``{"project": str, "device_id": str, "reason": str, "proof": str}`` (``proof``: 64 lowercase hex
+digits, ``telemetry.wire.device_proof``; any other key or type, or no proof: 400). When
+``sha256(proof)`` is the device's known proof hash (or none is known yet), every stored event of
+that project and device id, and its pending forwards, are deleted in one transaction and a
+tombstone keeps that hash: events of that device arriving later are not stored (counted in the
+ingest answer's ``rejected``) unless their batch carries a different proof hash. A wrong proof
+deletes nothing. The answer is always ``{"code": 200}``, the same for a right proof, a wrong one
+and an unknown device. Repeating the request is harmless. At most 100,000 tombstones per project
+(oldest dropped); 20 requests per network in a burst, then one per 6 s (429 with
+``Retry-After``).
 
 ``main(argv)`` is the command line (``python -m telemetry.collector``); ``stored_events(path)``
 reads back every event a SQLite database holds.

@@ -1,4 +1,4 @@
-"""Parsing a deletion request: ``{"project": str, "device_id": str, "reason": str}``, strictly."""
+"""Parsing a deletion request: exactly ``project``, ``device_id``, ``reason``, ``proof``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from telemetry.collector._validation import RequestRejected, error_body
 
 __all__ = ["DeletionRequest", "parse_deletion"]
 
-_KEYS: Final = frozenset({"project", "device_id", "reason"})
+_KEYS: Final = ("project", "device_id", "reason", "proof")
+_HEX: Final = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class DeletionRequest:
     project: str
     device_id: str
     reason: str
+    #: The device's proof of ownership (64 lowercase hex digits).
+    proof: str
 
 
 def _reject(error: str, *, missing_field: str | None = None) -> RequestRejected:
@@ -29,7 +32,8 @@ def _reject(error: str, *, missing_field: str | None = None) -> RequestRejected:
 
 def parse_deletion(body: bytes) -> DeletionRequest:
     """Validate a deletion request body; raise :class:`RequestRejected` (400) if it is not exactly
-    an object with the three string keys (no other key, no other type)."""
+    an object with the four string keys (no other key, no other type; ``proof`` 64 lowercase hex
+    digits)."""
     if not body.strip():
         raise _reject(L.ERROR_MISSING_BODY)
     try:
@@ -38,10 +42,10 @@ def parse_deletion(body: bytes) -> DeletionRequest:
         raise _reject(L.ERROR_INVALID_JSON) from None
     if not isinstance(payload, dict):
         raise _reject(L.ERROR_INVALID_JSON)
-    unknown = sorted(set(payload) - _KEYS)
+    unknown = sorted(set(payload) - set(_KEYS))
     if unknown:
         raise _reject(f"{L.ERROR_UNKNOWN_KEYS}: {', '.join(repr(k)[:40] for k in unknown[:5])}")
-    for key in ("project", "device_id", "reason"):
+    for key in _KEYS:
         if key not in payload:
             raise _reject(L.ERROR_MISSING_FIELD, missing_field=key)
         if not isinstance(payload[key], str):
@@ -54,4 +58,7 @@ def parse_deletion(body: bytes) -> DeletionRequest:
         raise _reject(L.ERROR_INVALID_API_KEY)
     if not device_id.strip() or len(device_id) > L.MAX_INSERT_ID_LENGTH:
         raise _reject(f"{L.ERROR_WRONG_TYPE}: device_id")
-    return DeletionRequest(project=project, device_id=device_id, reason=reason)
+    proof = payload["proof"]
+    if len(proof) != 64 or not set(proof) <= _HEX:
+        raise _reject(f"{L.ERROR_WRONG_TYPE}: proof")
+    return DeletionRequest(project=project, device_id=device_id, reason=reason, proof=proof)

@@ -64,3 +64,8 @@ ERROR_UNKNOWN_KEYS: Final = "Unknown keys in request"
 ERROR_WRONG_TYPE: Final = "Invalid field value (expected a non-empty string)"
 ERROR_UNKNOWN_PROJECT: Final = "Unknown project: it is not in the collector's configuration"
 ERROR_RATE_LIMITED: Final = "Too many requests for this device; retry after the given delay"
+ERROR_DELETIONS_RATE_LIMITED: Final = "Too many deletion requests; retry after the given delay"
+
+#: Deletion requests per network (an IPv4 /24, an IPv6 /48): a burst, then one per 6 s.
+DELETION_BURST: Final = 20
+DELETIONS_PER_SECOND: Final = 1 / 6

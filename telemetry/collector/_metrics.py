@@ -19,6 +19,8 @@ _COUNTERS: Final = {
     "requests": "Ingest requests by HTTP status.",
     "batches_over_event_limit": "Batches refused (413) while parsing: over 2,000 events.",
     "deletions": "Deletion requests honoured.",
+    "deletions_unverified": "Deletion requests whose proof did not match (nothing deleted).",
+    "deletions_rate_limited": "Deletion requests refused (429): too many from one network.",
     "events_deleted": "Event rows deleted by deletion requests.",
     "forwarded_events": "Events forwarded to the destination (answered 200).",
     "forward_dropped_events": "Events the destination refused (400) or that expired (7 days).",

@@ -19,10 +19,13 @@ __all__ = [
     "DEVICE_LOCK_NAMESPACE",
     "INSERT_EVENTS",
     "INSERT_LINK_HIT",
+    "INSERT_PROOFS",
+    "INSERT_TOMBSTONE",
     "LOCK_DEVICES_SHARED",
     "LOCK_DEVICE_EXCLUSIVE",
     "PG_MIGRATIONS",
     "PG_SCHEMA_VERSION",
+    "TRIM_TOMBSTONES",
     "migrate",
 ]
 
@@ -96,6 +99,20 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # Proof of ownership (trust on first use), as in the SQLite schema.
+        """
+        CREATE TABLE device_proofs (
+            project TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            proof_hash TEXT NOT NULL,
+            first_seen BIGINT NOT NULL,
+            PRIMARY KEY (project, device_id)
+        )
+        """,
+        "ALTER TABLE tombstones ADD COLUMN proof_hash TEXT",
+        "CREATE INDEX tombstones_age ON tombstones (project, deleted_at)",
+    ),
 )
 
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
@@ -149,6 +166,29 @@ CLAIM_FORWARDS: Final = """
     )
     UPDATE outbox AS o SET next_attempt_at = %(until)s FROM picked WHERE o.id = picked.id
     RETURNING o.id, o.project, o.insert_id, o.device_id, o.event, o.created_at, o.attempts
+"""
+
+#: Records the first proof hash of each device (``unnest`` of two arrays); never replaces one.
+INSERT_PROOFS: Final = """
+    INSERT INTO device_proofs (project, device_id, proof_hash, first_seen)
+    SELECT %s, u.device_id, u.proof_hash, %s
+    FROM unnest(%s::text[], %s::text[]) AS u(device_id, proof_hash)
+    ON CONFLICT (project, device_id) DO NOTHING
+"""
+
+#: Sets a tombstone, or gives a tombstone set before proofs existed its first proof hash.
+INSERT_TOMBSTONE: Final = """
+    INSERT INTO tombstones (project, device_id, deleted_at, reason, proof_hash)
+    VALUES (%s, %s, %s, %s, %s) ON CONFLICT (project, device_id) DO UPDATE
+    SET proof_hash = coalesce(tombstones.proof_hash, excluded.proof_hash)
+"""
+
+#: Keeps the newest ``max_tombstones`` tombstones of a project.
+TRIM_TOMBSTONES: Final = """
+    DELETE FROM tombstones WHERE ctid IN (
+        SELECT ctid FROM tombstones WHERE project = %s
+        ORDER BY deleted_at DESC, device_id DESC OFFSET %s
+    )
 """
 
 #: Takes the exclusive per-device lock of one device id (deletion requests hold it).

@@ -23,12 +23,16 @@ from telemetry.collector._postgres_schema import (
     DEVICE_LOCK_NAMESPACE,
     INSERT_EVENTS,
     INSERT_LINK_HIT,
+    INSERT_PROOFS,
+    INSERT_TOMBSTONE,
     LOCK_DEVICE_EXCLUSIVE,
     LOCK_DEVICES_SHARED,
+    TRIM_TOMBSTONES,
     migrate,
 )
 from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
+    MAX_TOMBSTONES,
     DeletionResult,
     ForwardRow,
     InsertResult,
@@ -38,6 +42,8 @@ from telemetry.collector._storage import (
     batch_devices,
     event_rows,
     now_ms,
+    proof_matches,
+    refused_devices,
 )
 from telemetry.collector._validation import Batch
 
@@ -73,18 +79,23 @@ class PostgresStore(Storage):
         devices = batch_devices(batch)
 
         def work(conn: psycopg.Connection[Any]) -> InsertResult:
-            refused_devices: set[str] = set()
+            tombstones: dict[str, str | None] = {}
             if devices:
                 conn.execute(LOCK_DEVICES_SHARED, (DEVICE_LOCK_NAMESPACE, batch.project, devices))
-                refused_devices = {
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT device_id FROM tombstones WHERE project = %s "
+                tombstones = dict(
+                    conn.execute(
+                        "SELECT device_id, proof_hash FROM tombstones WHERE project = %s "
                         "AND device_id = ANY(%s::text[])",
                         (batch.project, devices),
-                    )
-                }
-            rows, refused = event_rows(batch, received_at, skew_ms, refused_devices)
+                    ).fetchall()
+                )
+            proofs = {d: h for d, h in batch.device_proofs.items() if d not in tombstones}
+            if proofs:
+                conn.execute(
+                    INSERT_PROOFS, (batch.project, received_at, list(proofs), list(proofs.values()))
+                )
+            refused_by = refused_devices(tombstones, batch.device_proofs)
+            rows, refused = event_rows(batch, received_at, skew_ms, refused_by)
             if not rows:
                 return InsertResult(inserted=0, duplicates=0, rejected=refused)
             columns = list(zip(*rows, strict=True))
@@ -112,23 +123,37 @@ class PostgresStore(Storage):
         return self._pool.run("storing events", work)
 
     def delete_device(
-        self, project: str, device_id: str, reason: str, *, now: int | None = None
+        self,
+        project: str,
+        device_id: str,
+        reason: str,
+        *,
+        proof_hash: str | None = None,
+        now: int | None = None,
+        max_tombstones: int = MAX_TOMBSTONES,
     ) -> DeletionResult:
         at = now_ms() if now is None else now
+        key = (project, device_id)
 
         def work(conn: psycopg.Connection[Any]) -> DeletionResult:
-            conn.execute(LOCK_DEVICE_EXCLUSIVE, (DEVICE_LOCK_NAMESPACE, project, device_id))
-            conn.execute(
-                "INSERT INTO tombstones (project, device_id, deleted_at, reason) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (project, device_id) DO NOTHING",
-                (project, device_id, at, reason[:MAX_REASON_LENGTH]),
-            )
+            conn.execute(LOCK_DEVICE_EXCLUSIVE, (DEVICE_LOCK_NAMESPACE, *key))
+            known = conn.execute(
+                "SELECT 1, proof_hash FROM tombstones WHERE project = %s AND device_id = %s "
+                "UNION ALL SELECT 2, proof_hash FROM device_proofs WHERE project = %s "
+                "AND device_id = %s ORDER BY 1 LIMIT 1",
+                (*key, *key),
+            ).fetchone()  # the tombstone's, when there is one
+            if not proof_matches(known[1] if known else None, proof_hash):
+                return DeletionResult(deleted=0, forwards_deleted=0, verified=False)
+            conn.execute(INSERT_TOMBSTONE, (*key, at, reason[:MAX_REASON_LENGTH], proof_hash))
             deleted = conn.execute(
-                "DELETE FROM events WHERE project = %s AND device_id = %s", (project, device_id)
+                "DELETE FROM events WHERE project = %s AND device_id = %s", key
             ).rowcount
             forwards = conn.execute(
-                "DELETE FROM outbox WHERE project = %s AND device_id = %s", (project, device_id)
+                "DELETE FROM outbox WHERE project = %s AND device_id = %s", key
             ).rowcount
+            conn.execute("DELETE FROM device_proofs WHERE project = %s AND device_id = %s", key)
+            conn.execute(TRIM_TOMBSTONES, (project, max(1, max_tombstones)))
             return DeletionResult(deleted=deleted, forwards_deleted=forwards)
 
         return self._pool.run("deleting a device", work)

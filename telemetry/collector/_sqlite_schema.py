@@ -87,6 +87,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # Proof of ownership (trust on first use); a tombstone keeps the proof hash it was set
+        # with. Devices stored before this migration have no proof hash yet.
+        """
+        CREATE TABLE device_proofs (
+            project TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            proof_hash TEXT NOT NULL,
+            first_seen INTEGER NOT NULL,
+            PRIMARY KEY (project, device_id)
+        )
+        """,
+        "ALTER TABLE tombstones ADD COLUMN proof_hash TEXT",
+        "CREATE INDEX tombstones_age ON tombstones (project, deleted_at)",
+    ),
 )
 
 #: The schema version this code writes.

@@ -13,6 +13,7 @@ from telemetry.collector._sqlite_schema import INSERT_EVENT, LINK_COLUMNS, migra
 from telemetry.collector._sqlite_wal import enter_wal
 from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
+    MAX_TOMBSTONES,
     DeletionResult,
     ForwardRow,
     InsertResult,
@@ -22,6 +23,8 @@ from telemetry.collector._storage import (
     batch_devices,
     event_rows,
     now_ms,
+    proof_matches,
+    refused_devices,
 )
 from telemetry.collector._validation import Batch
 
@@ -130,18 +133,27 @@ class EventStore(Storage):
         devices = batch_devices(batch)
 
         def work(conn: sqlite3.Connection) -> InsertResult:
-            refused_devices: set[str] = set()
+            tombstones: dict[str, str | None] = {}
             if devices:
                 marks = ",".join("?" * len(devices))
-                refused_devices = {
-                    row[0]
-                    for row in conn.execute(
-                        f"SELECT device_id FROM tombstones WHERE project = ? "
+                tombstones = dict(
+                    conn.execute(
+                        f"SELECT device_id, proof_hash FROM tombstones WHERE project = ? "
                         f"AND device_id IN ({marks})",
                         (batch.project, *devices),
-                    )
-                }
-            rows, refused = event_rows(batch, received_at, skew_ms, refused_devices)
+                    ).fetchall()
+                )
+            refused_by = refused_devices(tombstones, batch.device_proofs)
+            rows, refused = event_rows(batch, received_at, skew_ms, refused_by)
+            conn.executemany(
+                "INSERT OR IGNORE INTO device_proofs (project, device_id, proof_hash, "
+                "first_seen) VALUES (?, ?, ?, ?)",
+                [
+                    (batch.project, device, digest, received_at)
+                    for device, digest in batch.device_proofs.items()
+                    if device not in tombstones
+                ],
+            )
             last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
             before = conn.total_changes
             conn.executemany(INSERT_EVENT, rows)
@@ -163,22 +175,45 @@ class EventStore(Storage):
         return result
 
     def delete_device(
-        self, project: str, device_id: str, reason: str, *, now: int | None = None
+        self,
+        project: str,
+        device_id: str,
+        reason: str,
+        *,
+        proof_hash: str | None = None,
+        now: int | None = None,
+        max_tombstones: int = MAX_TOMBSTONES,
     ) -> DeletionResult:
         at = now_ms() if now is None else now
+        key = (project, device_id)
 
         def work(conn: sqlite3.Connection) -> DeletionResult:
+            tombstone = conn.execute(
+                "SELECT proof_hash FROM tombstones WHERE project = ? AND device_id = ?", key
+            ).fetchone()
+            known = conn.execute(
+                "SELECT proof_hash FROM device_proofs WHERE project = ? AND device_id = ?", key
+            ).fetchone()
+            if not proof_matches(tombstone[0] if tombstone else known and known[0], proof_hash):
+                return DeletionResult(deleted=0, forwards_deleted=0, verified=False)
             conn.execute(
-                "INSERT OR IGNORE INTO tombstones (project, device_id, deleted_at, reason) "
-                "VALUES (?, ?, ?, ?)",
-                (project, device_id, at, reason[:MAX_REASON_LENGTH]),
+                "INSERT INTO tombstones (project, device_id, deleted_at, reason, proof_hash) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (project, device_id) DO UPDATE SET "
+                "proof_hash = coalesce(tombstones.proof_hash, excluded.proof_hash)",
+                (*key, at, reason[:MAX_REASON_LENGTH], proof_hash),
             )
             deleted = conn.execute(
-                "DELETE FROM events WHERE project = ? AND device_id = ?", (project, device_id)
+                "DELETE FROM events WHERE project = ? AND device_id = ?", key
             ).rowcount
             forwards = conn.execute(
-                "DELETE FROM outbox WHERE project = ? AND device_id = ?", (project, device_id)
+                "DELETE FROM outbox WHERE project = ? AND device_id = ?", key
             ).rowcount
+            conn.execute("DELETE FROM device_proofs WHERE project = ? AND device_id = ?", key)
+            conn.execute(
+                "DELETE FROM tombstones WHERE rowid IN (SELECT rowid FROM tombstones "
+                "WHERE project = ? ORDER BY deleted_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                (project, max(1, max_tombstones)),
+            )
             return DeletionResult(deleted=deleted, forwards_deleted=forwards)
 
         result: DeletionResult = self._transaction("deleting a device", work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from telemetry.collector import _limits as L
 from telemetry.collector._config import CollectorConfig
 from telemetry.collector._metrics import Metrics
 from telemetry.collector._ratelimit import DeviceRateLimiter
@@ -14,7 +15,8 @@ __all__ = ["CollectorState"]
 
 
 class CollectorState:
-    """What the routes share: storage, configuration, metrics, rate limiter."""
+    """What the routes share: storage, configuration, metrics, rate limiters (events per
+    device; deletion requests per network)."""
 
     def __init__(
         self,
@@ -31,6 +33,7 @@ class CollectorState:
         self.limiter = DeviceRateLimiter(
             config.device_events_per_second, config.device_burst_events
         )
+        self.deletion_limiter = DeviceRateLimiter(L.DELETIONS_PER_SECOND, L.DELETION_BURST)
         self.clock = clock
 
     def now_ms(self) -> int:

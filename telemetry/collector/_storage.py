@@ -6,7 +6,11 @@ Every backend keeps the same tables, created by versioned migrations:
 * ``events``: one row per stored event, ``UNIQUE (project, insert_id)`` (the dedup key);
   ``time`` is the client's raw event time, ``event_time`` the clock-skew corrected one;
 * ``tombstones``: one row per honoured deletion request ``(project, device_id, deleted_at,
-  reason)``; later events of that device are refused (counted as rejected);
+  reason, proof_hash)``; later events of that device are refused (counted as rejected) unless
+  their batch proves another installation (a different proof hash); at most
+  ``max_tombstones`` per project, the oldest dropped first;
+* ``device_proofs``: the first proof hash a batch carried for ``(project, device_id)`` (trust
+  on first use, never replaced); a deletion request must carry the proof that hashes to it;
 * ``outbox``: events waiting to be forwarded to Amplitude, filled in the same transaction as the
   insert, deleted once forwarded (or after 7 days);
 * ``link_hits``: rows of the signed link tracker (``GET /r/collect``), IPs masked.
@@ -19,8 +23,9 @@ PostgreSQL (``_postgres_store``); ``_open_storage`` picks one from the ``--datab
 from __future__ import annotations
 
 import abc
+import hmac
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,10 +44,14 @@ __all__ = [
     "batch_devices",
     "event_rows",
     "now_ms",
+    "proof_matches",
+    "refused_devices",
 ]
 
 #: Longest ``reason`` kept from a deletion request.
 MAX_REASON_LENGTH: Final = 200
+#: Most tombstones kept per project; the oldest go first.
+MAX_TOMBSTONES: Final = 100_000
 
 
 class StorageUnavailable(TelemetryError):
@@ -68,6 +77,8 @@ class DeletionResult:
 
     deleted: int
     forwards_deleted: int
+    #: False when the proof did not match: nothing was deleted, no tombstone was set.
+    verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,24 @@ def event_rows(
     return rows, refused
 
 
+def refused_devices(tombstones: Mapping[str, str | None], proofs: Mapping[str, str]) -> set[str]:
+    """The tombstoned devices whose events a batch may not store: all of them, except those the
+    batch proves to be another installation (a proof hash differing from the tombstone's)."""
+    return {
+        device
+        for device, known in tombstones.items()
+        if known is None or proofs.get(device) in (None, known)
+    }
+
+
+def proof_matches(known: str | None, given: str | None) -> bool:
+    """Whether a deletion may go ahead: no proof to check (``given`` None: the operator's own
+    call), none known yet (trust on first use), or equal hashes (constant-time compare)."""
+    if given is None or known is None:
+        return True
+    return hmac.compare_digest(known.encode(), given.encode())
+
+
 def batch_devices(batch: Batch) -> list[str]:
     """The distinct device ids of ``batch``, sorted."""
     return sorted({e.device_id for e in batch.events if e.device_id is not None})
@@ -182,9 +211,18 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def delete_device(
-        self, project: str, device_id: str, reason: str, *, now: int | None = None
+        self,
+        project: str,
+        device_id: str,
+        reason: str,
+        *,
+        proof_hash: str | None = None,
+        now: int | None = None,
+        max_tombstones: int = MAX_TOMBSTONES,
     ) -> DeletionResult:
-        """Delete every event and pending forward of the device and keep a tombstone."""
+        """Delete every event and pending forward of the device and keep a tombstone, when
+        :func:`proof_matches` the device's known proof hash and ``proof_hash`` (else nothing,
+        ``verified`` False). ``None``: no check (the HTTP route always passes one)."""
 
     @abc.abstractmethod
     def check_writable(self) -> None:

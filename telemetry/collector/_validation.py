@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
 from telemetry.collector import _limits as L
@@ -81,6 +82,8 @@ class Batch:
     project: str
     events: tuple[ValidEvent, ...]
     payload_size_bytes: int
+    #: ``device_proofs`` of the body: device id (of an event in the batch) to proof hash.
+    device_proofs: Mapping[str, str] = field(default_factory=dict)
 
 
 class RequestRejected(Exception):
@@ -200,7 +203,28 @@ def parse_batch(body: bytes) -> Batch:
         raise RequestRejected(
             400, error_body(400, error, invalid=_distinct(invalid), missing=_distinct(missing))
         )
-    return Batch(project=project, events=tuple(accepted), payload_size_bytes=len(body))
+    proofs = _device_proofs(payload.get("device_proofs"), {e.device_id for e in accepted})
+    return Batch(
+        project=project,
+        events=tuple(accepted),
+        payload_size_bytes=len(body),
+        device_proofs=proofs,
+    )
+
+
+def _device_proofs(value: Any, devices: set[str | None]) -> dict[str, str]:
+    """The usable entries of a body's ``device_proofs``: a device id of the batch mapped to 64
+    lowercase hex digits. Anything else is ignored (it never costs the batch its events)."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        device: digest
+        for device, digest in value.items()
+        if device in devices
+        and isinstance(digest, str)
+        and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
+    }
 
 
 def _distinct(named: defaultdict[str, list[int]]) -> dict[str, list[int]]:

@@ -12,12 +12,17 @@ import pytest
 
 from telemetry.collector import EventStore
 from telemetry.collector._validation import parse_batch
+from telemetry.wire import device_proof, proof_hash
 from tests._fixtures import RunningCollector
 from tests.collector_process import CollectorProcess
 
 from ._support import DEVICE_ID, PROJECT, batch, event, post, rows
 
 OTHER_DEVICE = "device-77aa0c19"
+SECRET = bytes(range(32))
+PROOF = device_proof(SECRET, PROJECT, DEVICE_ID)
+#: What the device's batches carry: the collector learns it from the first one.
+PROOFS = {DEVICE_ID: proof_hash(PROOF)}
 
 
 def delete(url: str, body: dict[str, Any] | bytes, path: str = "/deletion") -> httpx.Response:
@@ -28,7 +33,12 @@ def delete(url: str, body: dict[str, Any] | bytes, path: str = "/deletion") -> h
 
 
 def request(device_id: str = DEVICE_ID, project: str = PROJECT) -> dict[str, str]:
-    return {"project": project, "device_id": device_id, "reason": "user turned telemetry off"}
+    return {
+        "project": project,
+        "device_id": device_id,
+        "reason": "user turned telemetry off",
+        "proof": device_proof(SECRET, project, device_id),
+    }
 
 
 def test_deletion_removes_the_device_rows_keeps_a_tombstone_and_is_idempotent(
@@ -39,7 +49,7 @@ def test_deletion_removes_the_device_rows_keeps_a_tombstone_and_is_idempotent(
         url = collector.url
         mine = [event(i) for i in range(10)]
         theirs = [event(100 + i, device_id=OTHER_DEVICE) for i in range(5)]
-        assert post(url, batch(mine + theirs)).status_code == 200
+        assert post(url, batch(mine + theirs, device_proofs=PROOFS)).status_code == 200
         # The same device id in another project is not touched.
         other_project = batch([event(200 + i) for i in range(3)]) | {"api_key": "other-app"}
         assert post(url, other_project).status_code == 200
@@ -47,14 +57,14 @@ def test_deletion_removes_the_device_rows_keeps_a_tombstone_and_is_idempotent(
 
         first = delete(url, request())
         assert first.status_code == 200
-        assert first.json() == {"code": 200, "deleted": 10, "forwards_deleted": 0}
+        assert first.json() == {"code": 200}  # no count: the answer is the same for anyone
         left = collector.rows()
         assert sorted((r["project"], r["device_id"]) for r in left) == sorted(
             [(PROJECT, OTHER_DEVICE)] * 5 + [("other-app", DEVICE_ID)] * 3
         )
 
         again = delete(url, request(), path="/amplitude/deletion")
-        assert again.json() == {"code": 200, "deleted": 0, "forwards_deleted": 0}
+        assert again.json() == {"code": 200}
 
         # Events of the deleted device that arrive later (e.g. sent before the request) are
         # answered 200 (the client must drop them) but never stored.
@@ -73,15 +83,22 @@ def test_deletion_removes_the_device_rows_keeps_a_tombstone_and_is_idempotent(
         assert len(collector.rows()) == 9
 
     conn = sqlite3.connect(database)
-    tombstones = conn.execute("SELECT project, device_id, reason FROM tombstones").fetchall()
+    tombstones = conn.execute(
+        "SELECT project, device_id, reason, proof_hash FROM tombstones"
+    ).fetchall()
     conn.close()
-    assert tombstones == [(PROJECT, DEVICE_ID, "user turned telemetry off")]
+    assert tombstones == [(PROJECT, DEVICE_ID, "user turned telemetry off", PROOFS[DEVICE_ID])]
 
 
 @pytest.mark.parametrize(
     ("body", "why"),
     [
         (request() | {"extra": "x"}, "unknown key"),
+        ({k: v for k, v in request().items() if k != "proof"}, "missing proof"),
+        (request() | {"proof": None}, "proof null"),
+        (request() | {"proof": PROOF.upper()}, "proof not lowercase hex"),
+        (request() | {"proof": PROOF[:-1]}, "proof too short"),
+        (request() | {"proof": PROOF + "0"}, "proof too long"),
         ({"project": PROJECT, "device_id": DEVICE_ID}, "missing reason"),
         ({"project": PROJECT, "reason": "r"}, "missing device_id"),
         (request() | {"device_id": 12345678}, "device_id not a string"),

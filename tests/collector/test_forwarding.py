@@ -199,12 +199,17 @@ def test_deletion_removes_pending_forwards(tmp_path: Path) -> None:
         try:
             answer = httpx.post(
                 url + "/deletion",
-                json={"project": PROJECT, "device_id": DEVICE_ID, "reason": "opt-out"},
+                json={
+                    "project": PROJECT,
+                    "device_id": DEVICE_ID,
+                    "reason": "opt-out",
+                    "proof": "ab" * 32,  # its first proof (no batch carried one): trusted
+                },
                 timeout=10,
             ).json()
         finally:
             deleted.set()
-        assert answer == {"code": 200, "deleted": 6, "forwards_deleted": 6}
+        assert answer == {"code": 200}
         # The held request is answered and settled (a retry of rows that no longer exist).
         wait_until(lambda: metric(url, 'collector_forward_requests_total{status="503"}') == 2)
         time.sleep(0.5)  # a retry would show up here (its backoff would be at most 0.2 s)
@@ -234,7 +239,12 @@ def test_unknown_project_gets_a_clear_400_only_with_a_config(tmp_path: Path) -> 
         assert "Unknown project" in answer.json()["error"]
         deletion = httpx.post(
             url + "/deletion",
-            json={"project": "not-configured", "device_id": DEVICE_ID, "reason": "x"},
+            json={
+                "project": "not-configured",
+                "device_id": DEVICE_ID,
+                "reason": "x",
+                "proof": "ab" * 32,
+            },
             timeout=10,
         )
         assert deletion.status_code == 400
@@ -283,7 +293,12 @@ def test_tokens_never_appear_in_responses_or_logs(tmp_path: Path) -> None:
                 httpx.get(url + "/healthz", timeout=10),
                 httpx.post(
                     url + "/deletion",
-                    json={"project": PROJECT, "device_id": "device-other1", "reason": "x"},
+                    json={
+                        "project": PROJECT,
+                        "device_id": "device-other1",
+                        "reason": "x",
+                        "proof": "ab" * 32,
+                    },
                     timeout=10,
                 ),
             ]

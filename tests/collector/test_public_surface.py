@@ -39,7 +39,9 @@ SIGNATURES = {
         "links: 'LinkSettings | None' = None, device_events_per_second: 'float' = 1000.0, "
         "device_burst_events: 'int' = 30000, source: 'str' = '(embedded default)') -> None"
     ),
-    "DeletionResult": "(deleted: 'int', forwards_deleted: 'int') -> None",
+    "DeletionResult": (
+        "(deleted: 'int', forwards_deleted: 'int', verified: 'bool' = True) -> None"
+    ),
     "EventStore": "(path: 'str | Path', *, busy_timeout_ms: 'int' = 5000) -> 'None'",
     "InsertResult": "(inserted: 'int', duplicates: 'int', rejected: 'int' = 0) -> None",
     "Storage": "()",
@@ -66,8 +68,8 @@ STORAGE_METHODS = {
     "close": "(self) -> 'None'",
     "count": "(self) -> 'int'",
     "delete_device": (
-        "(self, project: 'str', device_id: 'str', reason: 'str', *, now: 'int | None' = None) "
-        "-> 'DeletionResult'"
+        "(self, project: 'str', device_id: 'str', reason: 'str', *, proof_hash: 'str | None' "
+        "= None, now: 'int | None' = None, max_tombstones: 'int' = 100000) -> 'DeletionResult'"
     ),
     "forward_done": "(self, ids: 'Sequence[int]') -> 'None'",
     "forward_expire": "(self, created_before: 'int') -> 'int'",
@@ -116,7 +118,8 @@ def test_storage_interface_is_pinned() -> None:
 
 def test_schema_version_is_pinned() -> None:
     # A new migration raises it on purpose; update this pin with the migration.
-    assert telemetry.collector.SCHEMA_VERSION == 2
+    # 3: device_proofs (proof of ownership, trust on first use) and tombstones.proof_hash.
+    assert telemetry.collector.SCHEMA_VERSION == 3
 
 
 def test_public_exceptions_join_the_package_exception_tree() -> None:

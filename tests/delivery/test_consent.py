@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 import telemetry
+from telemetry._identity import installation_secret
 from telemetry.consent import environment_block
+from telemetry.wire import device_proof
 from tests._fixtures import RunningCollector
 from tests.delivery import fault_server as fs
 from tests.delivery._support import (
@@ -67,6 +69,8 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
         assert wait_until(lambda: settled(client), 10)
         before = len(server.requests)
 
+        secret = installation_secret(client._store)
+        assert secret is not None and len(secret) == 32
         started = time.monotonic()
         client.set_consent(False)
         took = time.monotonic() - started
@@ -94,7 +98,14 @@ def test_opt_out_sends_one_deletion_request_then_nothing(
         deletion = after[0]
         assert deletion.method == "POST" and deletion.status == 200
         body = json.loads(deletion.body)
-        assert body == {"project": PROJECT, "device_id": old_id, "reason": "opt_out"}
+        proof = device_proof(secret, PROJECT, old_id)
+        assert body == {
+            "project": PROJECT,
+            "device_id": old_id,
+            "reason": "opt_out",
+            "proof": proof,
+        }
+        assert "device_secret" not in state_keys(data_dir)
         assert collector_rows(collector, old_id) == 0
         assert client.status()["deletion_requests"] == 0
         print(f"set_consent(False) returned in {took * 1000:.1f} ms")

@@ -222,7 +222,7 @@ def test_a_429_pauses_for_retry_after_and_flush_does_not_skip_it(rig: Rig):
 
 def test_deletion_requests_go_to_the_destination_too(rig: Rig):
     rig.sleeping_for(60.0)
-    request = {"project": PROJECT, "device_id": "device-1", "reason": "opt-out"}
+    request = {"project": PROJECT, "device_id": "device-1", "reason": "opt-out", "proof": "ab" * 32}
     rig.store.set_state(DELETION_KEY, [request])
     rig.uploader.send_deletions_now()
     assert rig.destination.wait_for(lambda rs: len(rs) == 1)

@@ -3,6 +3,7 @@ verification with ``SSL_CERT_FILE`` and the proxy variables, all over real socke
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def test_request_is_amplitude_http_v2_gzip(
         assert len(request.body) < request.decoded_size / 5  # really compressed
         payload = request.payload
         assert payload is not None
-        assert set(payload) == {"api_key", "events", "options"}
+        assert set(payload) == {"api_key", "events", "options", "device_proofs"}
+        assert list(payload["device_proofs"]) == [device_id]
+        assert re.fullmatch("[0-9a-f]{64}", payload["device_proofs"][device_id])
         assert payload["api_key"] == PROJECT
         assert payload["options"] == {"min_id_length": 5}
         for event in request.events:

@@ -9,6 +9,7 @@ it). The client is real, with its real uploader; the user works the real widgets
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pytestqt.qtbot import QtBot
 
 import telemetry
 from telemetry.qt import ConsentNotice, TelemetrySettingsWidget
+from telemetry.wire import proof_hash
 from tests.collector_process import CollectorProcess
 from tests.delivery.fault_server import FaultServer
 from tests.qt.conftest import db_rows, queued
@@ -127,9 +129,16 @@ def test_turning_off_sends_only_the_deletion_request_and_the_collector_forgets(
     assert deletion.target.endswith("/deletion"), deletion.target
     assert deletion.status == 200
     body = json.loads(deletion.body)
-    assert set(body) == {"project", "device_id", "reason"}
+    assert set(body) == {"project", "device_id", "reason", "proof"}
     assert body["project"] == PROJECT
     assert body["device_id"] == old_device
+    # The proof is the one whose hash the device's batches taught the collector: the tombstone
+    # keeps that hash (it was set by this verified request).
+    with sqlite3.connect(collector.database) as conn:
+        kept = conn.execute(
+            "SELECT proof_hash FROM tombstones WHERE device_id = ?", (old_device,)
+        ).fetchall()
+    assert kept == [(proof_hash(body["proof"]),)]
     # The collector honoured it: no row of the old device id is left (events of other
     # devices, if any, are not this test's business).
     assert old_device not in _device_ids(collector)
