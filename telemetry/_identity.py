@@ -10,7 +10,7 @@ device id at opt-out. A session is identified by its start time in ms and ends a
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 import time
 import uuid
@@ -43,7 +43,7 @@ def installation_secret(store: EventStore, *, create: bool = False) -> bytes | N
     process on the same data dir creating one at the same moment: theirs is kept)."""
     stored = store.get_state(SECRET_KEY)
     if not (isinstance(stored, str) and stored) and create:
-        stored = store.setdefault_state(SECRET_KEY, secrets.token_hex(SECRET_BYTES))
+        stored = store.setdefault_state(SECRET_KEY, os.urandom(SECRET_BYTES).hex())
     if isinstance(stored, str) and stored:
         try:
             return bytes.fromhex(stored)

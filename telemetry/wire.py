@@ -12,8 +12,6 @@ forwarder (both speak that API: ``POST /2/httpapi`` with a JSON body).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Final
@@ -35,11 +33,16 @@ def device_proof(secret: bytes, project: str, device_id: str) -> str:
     """The proof that the installation holding ``secret`` owns ``device_id`` in ``project``:
     ``HMAC-SHA256(secret, project + "\\0" + device_id)``, hex."""
     message = f"{project}\0{device_id}".encode()
+    import hashlib  # hashing is needed at upload and opt-out only, not at start-up
+    import hmac
+
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def proof_hash(proof: str) -> str:
     """``sha256(proof)`` (hex): what a batch carries, and what the collector keeps."""
+    import hashlib
+
     return hashlib.sha256(proof.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,7 @@ class DeletionQueue:
                 "project": request.get("project"),
                 "device_id": request.get("device_id"),
                 "reason": request.get("reason"),
-                "proof": proof if isinstance(proof, str) and proof else secrets.token_hex(32),
+                "proof": proof if isinstance(proof, str) and proof else os.urandom(32).hex(),
             },
             separators=(",", ":"),
         ).encode()

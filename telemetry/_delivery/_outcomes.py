@@ -7,7 +7,6 @@ carries the decision out and words the status line ``telemetry status`` shows.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -70,6 +69,8 @@ class Outcomes:
     ) -> str:
         ids = [e.id for e in batch]
         if isinstance(action, Deliver):
+            import gzip  # loaded with the first delivered batch
+
             sent_log = gzip.compress(f"[{events_json}]".encode(), compresslevel=1)
             removed = self._store.ack(ids, status, sent_log, counter=SENT_EVENTS)
             self._schedule.succeeded(self._policy.after_success_delay)

@@ -25,7 +25,6 @@ created (and httpx imported) on the uploader's thread when it first sends.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import random
 import threading
@@ -398,6 +397,8 @@ class Uploader:
     def _send(self, batch: Sequence[StoredEvent]) -> str:
         events_json = ",".join(e.json for e in batch)
         body = self._body(events_json, batch_proofs(self.store, self.api_key, batch))
+        import gzip  # loaded with the first batch, on the uploader's thread
+
         body_gzip = gzip.compress(body.encode("utf-8"), compresslevel=6)
         response = self._post(body_gzip)
         if isinstance(response, str):

@@ -10,7 +10,6 @@ every event appended before it.
 
 from __future__ import annotations
 
-import gzip
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -263,7 +262,7 @@ class Queue:
                 "sent_at": sent_at,
                 "status": status,
                 "event_count": count,
-                "events": json.loads(gzip.decompress(body)),
+                "events": json.loads(_gunzip(body)),
             }
             for row_id, sent_at, status, count, body in rows
         ]
@@ -293,3 +292,9 @@ def _log_dropped(conn: sqlite3.Connection, where: str, params: Sequence[Any], re
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _gunzip(body: bytes) -> bytes:
+    import gzip  # only reading the sent log needs it, never start-up or track()
+
+    return gzip.decompress(body)
