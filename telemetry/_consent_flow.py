@@ -66,12 +66,15 @@ class ConsentFlow:
         self.on_forget: Callable[[], None] = lambda: None
         self.on_granted: Callable[[], None] = lambda: None
 
+    #: The state keys :meth:`read_stored` reads.
+    STORED_KEYS = (STATE_KEY, NOTICE_KEY, ANSWERED_KEY)
+
     @staticmethod
-    def read_stored(store: EventStore) -> tuple[ConsentState, bool, bool]:
-        """(choice, notice shown, notice answered) as stored in ``store``."""
-        state = load_state(store.get_state(STATE_KEY))
-        answered = bool(store.get_state(ANSWERED_KEY, False))
-        return state, bool(store.get_state(NOTICE_KEY, False)) or answered, answered
+    def read_stored(get: Callable[[str], Any]) -> tuple[ConsentState, bool, bool]:
+        """(choice, notice shown, notice answered) from ``get(key)`` (the store's
+        ``get_state``, or a read-only peek); an answered notice was shown."""
+        answered = bool(get(ANSWERED_KEY))
+        return load_state(get(STATE_KEY)), bool(get(NOTICE_KEY)) or answered, answered
 
     def _decide(self) -> Decision:
         return decide(
@@ -102,11 +105,14 @@ class ConsentFlow:
         with self.lock:
             if self.notice_answered or self.blocked_by is not None:
                 return False
-            self.notice_answered = self.notice_shown = True
-            self._store.set_state(NOTICE_KEY, True)
-            self._store.set_state(ANSWERED_KEY, True)
+            self._persist_answered()
             self.redecide()
         return True
+
+    def _persist_answered(self) -> None:
+        self.notice_answered = self.notice_shown = True
+        self._store.set_state(NOTICE_KEY, True)
+        self._store.set_state(ANSWERED_KEY, True)
 
     # ------------------------------------------------------------------ the user's choice
 
@@ -121,9 +127,7 @@ class ConsentFlow:
                 return False
             wanted = ConsentState.GRANTED if granted else ConsentState.DENIED
             if not self.notice_answered:
-                self.notice_answered = self.notice_shown = True
-                self._store.set_state(NOTICE_KEY, True)
-                self._store.set_state(ANSWERED_KEY, True)
+                self._persist_answered()
             if wanted is self.state:
                 self.redecide()
                 return False
@@ -230,7 +234,7 @@ class ConsentFlow:
         with self.lock:
             # Read under the lock: a set_consent() in this process racing with this pass would
             # otherwise be undone by acting on a read taken before it.
-            stored, shown, answered = self.read_stored(self._store)
+            stored, shown, answered = self.read_stored(self._store.get_state)
             if (stored, shown, answered) == (
                 self.state,
                 self.notice_shown,

@@ -37,12 +37,8 @@ from telemetry._store import (
     peek_state,
 )
 from telemetry.consent import (
-    ANSWERED_KEY,
-    NOTICE_KEY,
-    STATE_KEY,
     ConsentPolicy,
     ConsentState,
-    load_state,
 )
 from telemetry.errors import StoreError
 
@@ -76,15 +72,10 @@ class Client:
         )
         if blocked_by is not None:
             # The store runs in memory: read the stored choice without touching the file.
-            found = peek_state(options.data_dir, (STATE_KEY, NOTICE_KEY, ANSWERED_KEY))
-            answered = bool(found.get(ANSWERED_KEY))
-            stored = (
-                load_state(found.get(STATE_KEY)),
-                bool(found.get(NOTICE_KEY)) or answered,
-                answered,
-            )
+            found = peek_state(options.data_dir, ConsentFlow.STORED_KEYS)
+            stored = ConsentFlow.read_stored(found.get)
         else:
-            stored = ConsentFlow.read_stored(self._store)
+            stored = ConsentFlow.read_stored(self._store.get_state)
         self._flow = flow = ConsentFlow(
             self._store,
             policy=options.consent_policy,
