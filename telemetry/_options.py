@@ -18,7 +18,9 @@ from telemetry.consent import ConsentPolicy
 from telemetry.errors import ConfigError
 
 if TYPE_CHECKING:
+    from telemetry._delivery import Clock, UploadPolicy
     from telemetry.catalogue import EventCatalogue
+    from telemetry.transport import Destination
 
 log = logging.getLogger("telemetry")
 
@@ -112,14 +114,14 @@ class ClientOptions:
     property_allowlist: tuple[str, ...] | None = None
     throttle: Mapping[str, float] | float | None = None
     upload: bool = True
-    upload_policy: Any = None
+    upload_policy: UploadPolicy | None = None
     close_timeout: float = 2.0
     consent_policy: ConsentPolicy = ConsentPolicy.OPT_OUT
     catalogue: EventCatalogue | None = None
     #: Where batches go instead of the network (``telemetry.testing.RecordingDestination``).
-    destination: Any = None
+    destination: Destination | None = None
     #: The time the uploader's schedule runs on (``telemetry.testing.FakeClock`` in tests).
-    clock: Any = None
+    clock: Clock | None = None
     #: ``True`` for tools that inspect a data dir (``open_client``): the client records no
     #: event of its own (no ``$identify``, no client info written).
     inspector: bool = False
