@@ -1,6 +1,10 @@
 """When the uploader's next attempt is due: flush interval, backoff, pauses, the per-minute
 cap, the idle timer, and the bookkeeping that keeps a wake-up from being lost.
 
+The per-minute cap governs background sending only: an explicit ``flush(timeout)`` drains
+(``drain_until``) as fast as the server accepts, still held back by 429/``Retry-After`` and
+configuration pauses and by the backoff after a failure during the drain.
+
 All of it is guarded by one lock and read on :class:`~telemetry._delivery._clock.Clock` time;
 the uploader thread and the app's threads (appends, flush, the connectivity hook) share it.
 """
@@ -45,6 +49,7 @@ class Schedule:
         self.backoff_until = 0.0  # skipped by flush() and by the last attempts of stop()
         self.paused_until = 0.0  # 429 and configuration pauses; never skipped
         self.flush_requested = False
+        self.drain_until = 0.0  # an explicit flush: no per-minute cap (nor pacing) until then
         self.prompt = True  # until the queue is empty, send without waiting for a full batch
         self.batch_limit = policy.max_batch_events
         self._requests: collections.deque[float] = collections.deque()
@@ -67,13 +72,19 @@ class Schedule:
                 wake = True
             return wake
 
-    def ask(self, *, flush: bool = False, reset_backoff: bool = False) -> None:
+    def ask(
+        self, *, flush: bool = False, reset_backoff: bool = False, drain_for: float = 0.0
+    ) -> None:
         """Someone asked to send now: ``flush`` skips the backoff until the next event batch
-        goes out; ``reset_backoff`` forgets the failures (the network came back)."""
+        goes out; ``reset_backoff`` forgets the failures (the network came back);
+        ``drain_for`` lifts the per-minute cap for that many seconds or until the queue is
+        empty (an explicit flush drains as fast as the server accepts)."""
         with self.lock:
             self.asks += 1
             if flush:
                 self.flush_requested = True
+            if drain_for > 0:
+                self.drain_until = max(self.drain_until, self.clock.monotonic() + drain_for)
             if reset_backoff:
                 self.failures = 0
                 self.backoff_until = 0.0
@@ -118,6 +129,8 @@ class Schedule:
         return None
 
     def _rate_free_at(self, now: float) -> float:
+        if now < self.drain_until:
+            return 0.0
         while self._requests and self._requests[0] <= now - _RATE_WINDOW:
             self._requests.popleft()
         if len(self._requests) < self.policy.max_requests_per_minute:
@@ -132,6 +145,7 @@ class Schedule:
             if not asked:  # what was asked before this cycle is done: the queue was empty
                 self.flush_requested = False
                 self.prompt = False
+                self.drain_until = 0.0
             if asked or (appends_matter and self.appends != seen[0]):
                 # New events then wait the flush interval as usual (not prompt), unless an
                 # ask came too.
@@ -169,11 +183,13 @@ class Schedule:
             self.scheduled = self.clock.monotonic()
 
     def succeeded(self, next_after: float) -> None:
-        """A request was delivered: no more backoff; the next one ``next_after`` s later."""
+        """A request was delivered: no more backoff; the next one ``next_after`` s later (at
+        once while draining)."""
         with self.lock:
             self.failures = 0
             self.backoff_until = 0.0
-            self.scheduled = self.clock.monotonic() + next_after
+            now = self.clock.monotonic()
+            self.scheduled = now if now < self.drain_until else now + next_after
 
     def failed(self) -> float:
         """A request failed: back off (full jitter); returns the delay in seconds."""

@@ -56,6 +56,9 @@ class EventStore:
         self.max_bytes = max_bytes
         self.max_age_ms = int(max_age_days * _DAY_MS)
         self._closed = False
+        # The ids of the batch the uploader has in flight: the caps leave them alone, so that
+        # an event delivered during a cap pass is counted as sent, never also as dropped.
+        self._in_flight: tuple[int, int] | None = None
         self._db = Database(self.data_dir)
         self.path: Path | None = self._db.path
         self._ingest = Ingest(self._db, self.journal_dir)
@@ -171,13 +174,26 @@ class EventStore:
         return self._queue.erase(keep_state)
 
     def enforce_limits(self, now_ms: int | None = None) -> dict[str, int]:
-        """Apply the age, count and byte caps, oldest first; return drops per reason."""
+        """Apply the age, count and byte caps, oldest first; return drops per reason. The
+        batch in flight (:meth:`sending`) is left alone: the queue may exceed a cap by one
+        batch until its answer arrives."""
         return self._queue.enforce_limits(
             max_events=self.max_events,
             max_bytes=self.max_bytes,
             max_age_ms=self.max_age_ms,
             now=now_ms,
+            keep=self._in_flight,
         )
+
+    @contextlib.contextmanager
+    def sending(self, ids: Sequence[int]) -> Iterator[None]:
+        """While the uploader waits for the answer to a batch of ``ids``: the caps do not
+        drop them (delivered events are counted as sent, not as dropped)."""
+        self._in_flight = (min(ids), max(ids)) if ids else None
+        try:
+            yield
+        finally:
+            self._in_flight = None
 
     def ack(
         self, ids: Sequence[int], status: int, body_gzip: bytes, *, counter: str | None = None

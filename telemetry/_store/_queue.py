@@ -186,26 +186,34 @@ class Queue:
     # ------------------------------------------------------------------ caps
 
     def enforce_limits(
-        self, *, max_events: int, max_bytes: int, max_age_ms: int, now: int | None
+        self,
+        *,
+        max_events: int,
+        max_bytes: int,
+        max_age_ms: int,
+        now: int | None,
+        keep: tuple[int, int] | None = None,
     ) -> dict[str, int]:
-        """Apply the age, count and byte caps, oldest first; return drops per reason.
+        """Apply the age, count and byte caps, oldest first; return drops per reason. Events
+        whose id lies in ``keep`` (first, last: the batch in flight) are not dropped.
 
         Cheap read-only checks come first, so the write lock is taken only when something
         must go (appends on the caller's thread are not held up by a pass with nothing to do).
         """
+        spare = "" if keep is None else f" AND id NOT BETWEEN {int(keep[0])} AND {int(keep[1])}"
         self._ingest.sync_journal()
         cutoff = (now_ms() if now is None else now) - max_age_ms
         drops = {DROPPED_AGE: 0, DROPPED_CAP_COUNT: 0, DROPPED_CAP_BYTES: 0}
         oldest = self._db.query("SELECT time FROM events ORDER BY id LIMIT 1")
         if oldest and oldest[0][0] < cutoff:
             drops[DROPPED_AGE] = self._drop_where(
-                "id <= (SELECT max(id) FROM events WHERE time < ?)", (cutoff,), DROPPED_AGE
+                "id <= (SELECT max(id) FROM events WHERE time < ?)" + spare, (cutoff,), DROPPED_AGE
             )
         rows = self._db.query("SELECT count(*), coalesce(sum(size), 0) FROM events")
         count, size = rows[0] if rows else (0, 0)
         if count > max_events:
             drops[DROPPED_CAP_COUNT] = self._drop_where(
-                "id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                "id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)" + spare,
                 (max_events,),
                 DROPPED_CAP_COUNT,
             )
@@ -213,7 +221,7 @@ class Queue:
         if size > max_bytes:
             drops[DROPPED_CAP_BYTES] = self._drop_where(
                 "id <= (SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id DESC) AS acc"
-                " FROM events) WHERE acc > ? ORDER BY id DESC LIMIT 1)",
+                " FROM events) WHERE acc > ? ORDER BY id DESC LIMIT 1)" + spare,
                 (max_bytes,),
                 DROPPED_CAP_BYTES,
             )
