@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import platformdirs
 
-from demo_app import collector_child
+from demo_app import _qt_platform, collector_child
 
 if TYPE_CHECKING:
     import telemetry
@@ -44,8 +44,11 @@ PROJECT: Final = "etcher-demo"
 COMPONENT: Final = "demo-app"
 CATALOGUE_PATH: Final = Path(__file__).resolve().parent / "catalogue.toml"
 COLLECTOR_CHILD_FLAG: Final = "--collector-child"
-#: The freedesktop application id (packaging/linux/<id>.desktop and metainfo).
+#: The freedesktop application id (packaging/linux/<id>.desktop and metainfo); also the
+#: window's WM_CLASS, so X11 desktops match the window to the desktop file and its icon.
 DESKTOP_FILE_ID: Final = "io.github.desktop_telemetry.DemoFlasher"
+#: The exit code when Qt's platform plugin cannot load (see ``demo_app._qt_platform``).
+EXIT_NO_QT_PLATFORM: Final = 3
 
 
 def version() -> str:
@@ -224,7 +227,9 @@ def build_window(
     return window
 
 
-def _qapp(offscreen: bool) -> Any:
+def _qapp(offscreen: bool, theme: str | None = None) -> Any:
+    """The QApplication (created once), with the app's names, icon and ``theme`` (``dark``,
+    ``light`` or ``system``; ``None``: dark for a new application, else the look it has)."""
     if offscreen:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     elif not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and (
@@ -248,11 +253,25 @@ def _qapp(offscreen: bool) -> Any:
                 sys.stderr.write(message + "\n")
 
         qInstallMessageHandler(quiet)
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "demo-app"])
-    QApplication.setApplicationName("demo-app")
-    QApplication.setApplicationDisplayName("Etcher-like flasher")
-    # Wayland matches the window to packaging/linux/<id>.desktop (its icon and name) by this id.
+    app = QApplication.instance()
+    created = app is None
+    if app is None:
+        # Before the application exists: X11's WM_CLASS is made of the program name (argv[0])
+        # and the application name, and both are the desktop file id, so the desktop shows
+        # the window with the desktop file's name and icon. Wayland uses desktopFileName.
+        QApplication.setApplicationName(DESKTOP_FILE_ID)
+        QGuiApplication.setDesktopFileName(DESKTOP_FILE_ID)
+        app = QApplication([DESKTOP_FILE_ID])
+    from demo_app.ui import theme as themes
+    from demo_app.ui.icons import app_icon
+    from demo_app.ui.main_window import APP_NAME
+
+    # Qt appends the display name to window titles that do not already end with it.
+    QApplication.setApplicationDisplayName(APP_NAME)
     QGuiApplication.setDesktopFileName(DESKTOP_FILE_ID)
+    QApplication.setWindowIcon(app_icon())
+    if isinstance(app, QApplication) and (theme is not None or created):
+        themes.apply(app, theme)
     return app
 
 
@@ -286,6 +305,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--screenshot", type=Path, metavar="FILE", help="save the window as PNG")
     parser.add_argument(
+        "--theme",
+        choices=("dark", "light", "system"),
+        default="dark",
+        help="the look: dark (default, Etcher's), light, or the desktop's colour scheme",
+    )
+    parser.add_argument(
         "--telemetry-catalogue", action="store_true", help="print the events this app may send"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -311,6 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "instead, which flashes offscreen and checks delivery"
         )
         return self_test(args)
+    # Qt aborts the process when its platform plugin cannot load: find out first, and start
+    # Qt before the collector child, so nothing is ever left running behind a failed start.
+    plugin_problem = _qt_platform.problem()
+    if plugin_problem is not None:
+        print(plugin_problem.message(), file=sys.stderr, flush=True)
+        return EXIT_NO_QT_PLATFORM
+    _qapp(offscreen=False, theme=args.theme)
     return _run(args)
 
 

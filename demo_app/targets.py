@@ -2,8 +2,10 @@
 
 Qt-free rules after Etcher's ``drive-constraints.ts``: system and virtual drives are hidden
 unless "Show system drives" is on; drives without media, locked (write-protected) or too
-small for the image are disabled with the reason; large, mounted and system drives carry a
-warning. ``icon_kind`` picks the picture: SD card, USB stick, USB disk, card reader or disk.
+small for the image are disabled with the reason, in words that fit the device's kind (an
+empty card reader needs a card; an unused loop or zram device has nothing to insert); large,
+mounted and system drives carry a warning. ``icon_kind`` picks the picture: SD card, USB
+stick, USB disk, card reader or disk.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from telemetry.drives import Drive
 
-__all__ = ["ICON_KINDS", "DriveRow", "drive_rows", "format_size", "icon_kind"]
+__all__ = [
+    "ICON_KINDS",
+    "DriveRow",
+    "drive_rows",
+    "empty_reason",
+    "format_size",
+    "icon_kind",
+    "virtual_reason",
+]
 
 #: Etcher's large-drive threshold.
 LARGE_DRIVE_BYTES: Final = 128_000_000_000
@@ -60,16 +70,47 @@ class DriveRow:
     warnings: tuple[str, ...]
 
 
+def _takes_cards(drive: Drive) -> bool:
+    """A card slot or card reader: what an empty one needs is a card."""
+    return (
+        drive.is_card
+        or drive.card_type is not None
+        or drive.drive_type in ("usb-card-reader", "sd-internal")
+    )
+
+
+def empty_reason(drive: Drive) -> str:
+    """Why a drive without media cannot be flashed, in the words that fit its kind."""
+    if drive.drive_type == "loop":
+        return "Unused loop device: no file is attached to it"
+    if drive.drive_type == "zram":
+        return "Unused zram device: no compressed RAM disk is set up on it"
+    if drive.is_virtual:
+        return "Empty virtual device"
+    if _takes_cards(drive):
+        return "No media: insert a card"
+    return "No media: the drive reports no capacity"
+
+
+def virtual_reason(drive: Drive) -> str:
+    """Why a virtual device is not offered as a target."""
+    if drive.drive_type == "loop":
+        return "Loop device (a file mounted as a disk): not a flash target"
+    if drive.drive_type == "zram":
+        return "Compressed RAM disk (zram): not a flash target"
+    return "Virtual device: not a flash target"
+
+
 def _row(drive: Drive, image_size: int | None) -> DriveRow:
     reason: str | None = None
     if not drive.has_media:
-        reason = "No media: insert a card"
+        reason = empty_reason(drive)
     elif drive.is_read_only:
         reason = "Locked: the drive is write-protected"
     elif image_size is not None and drive.size < image_size:
         reason = f"Too small: the image needs {format_size(image_size)}"
     elif drive.is_virtual:
-        reason = "Virtual device: not a flash target"
+        reason = virtual_reason(drive)
     warnings: list[str] = []
     if drive.is_system:
         warnings.append("System drive: flashing it destroys your operating system")
@@ -83,13 +124,17 @@ def _row(drive: Drive, image_size: int | None) -> DriveRow:
     name = " ".join(x for x in (drive.vendor, drive.model) if x) or drive.display_name
     return DriveRow(
         drive=drive,
-        title=f"{name} — {format_size(drive.size) if drive.has_media else 'no media'}",
+        title=f"{name} — {format_size(drive.size) if drive.has_media else _empty_word(drive)}",
         description=f"{drive.description} ({drive.display_name})".strip(),
         icon=icon_kind(drive),
         enabled=reason is None,
         reason=reason,
         warnings=tuple(warnings),
     )
+
+
+def _empty_word(drive: Drive) -> str:
+    return "unused" if drive.is_virtual else "no media"
 
 
 def drive_rows(drives: list[Drive], *, image_size: int | None, show_system: bool) -> list[DriveRow]:

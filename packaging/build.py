@@ -33,7 +33,7 @@ LINUX: Final = PACKAGING / "linux"
 SPEC: Final = PACKAGING / "demo_app.spec"
 
 APP_ID: Final = "io.github.desktop_telemetry.DemoFlasher"
-BUNDLE_NAME: Final = "demo-app"  # the executable; also Qt's WM_CLASS (StartupWMClass)
+BUNDLE_NAME: Final = "demo-app"  # the executable (WM_CLASS is APP_ID, set by the app)
 PACKAGE: Final = "desktop-telemetry-demo"  # the .deb, the /opt folder and the /usr/bin launcher
 PREFIX: Final = f"/opt/{PACKAGE}"
 ICON_SIZES: Final = (16, 24, 32, 48, 64, 128, 256, 512)

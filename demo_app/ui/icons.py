@@ -1,11 +1,24 @@
-"""Drive and step icons, drawn with QPainter (no image files to ship or lose)."""
+"""Drive, step and application icons, drawn with QPainter (no image files to ship or lose).
+
+The application icon is the one in ``packaging/linux/icons/<id>.svg`` (an SD card being flashed,
+with a small usage chart), drawn here so the window shows it without the packaged files.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtGui import (
+    QColor,
+    QIcon,
+    QLinearGradient,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPolygonF,
+)
 
-__all__ = ["drive_icon", "step_icon"]
+__all__ = ["app_icon", "app_pixmap", "drive_icon", "step_icon"]
 
 _INK = QColor("#2a506f")
 _ACCENT = QColor("#00aeef")
@@ -133,3 +146,73 @@ def drive_icon(kind: str, size: int = 48) -> QIcon:
 def step_icon(kind: str, size: int = 64) -> QPixmap:
     """A large picture for a step card: ``"file"``, ``"usb-stick"``, ``"flash"``..."""
     return _pixmap(kind, size)
+
+
+def _gradient(x1: float, y1: float, x2: float, y2: float, top: str, bottom: str) -> QLinearGradient:
+    gradient = QLinearGradient(QPointF(x1, y1), QPointF(x2, y2))
+    gradient.setColorAt(0, QColor(top))
+    gradient.setColorAt(1, QColor(bottom))
+    return gradient
+
+
+def _draw_app_icon(p: QPainter) -> None:
+    """The packaged SVG's shapes, in its 128 x 128 coordinates."""
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(_gradient(6, 6, 122, 122, "#2bb3a3", "#1f5fa8"))
+    p.drawRoundedRect(QRectF(6, 6, 116, 116), 26, 26)
+    shine = QColor("#ffffff")
+    shine.setAlphaF(0.08)
+    p.setBrush(shine)
+    p.drawRoundedRect(QRectF(6, 6, 116, 58), 26, 26)
+    card = QPainterPath()
+    card.moveTo(38, 22)
+    card.lineTo(80, 22)
+    card.lineTo(94, 36)
+    card.lineTo(94, 104)
+    card.quadTo(94, 110, 88, 110)
+    card.lineTo(38, 110)
+    card.quadTo(32, 110, 32, 104)
+    card.lineTo(32, 28)
+    card.quadTo(32, 22, 38, 22)
+    card.closeSubpath()
+    pen = QPen(QColor("#163f6e"), 3)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    p.setPen(pen)
+    p.setBrush(_gradient(0, 22, 0, 110, "#ffffff", "#dfe7f1"))
+    p.drawPath(card)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(QColor("#1f5fa8"))
+    for x in (42, 52, 62, 72):
+        p.drawRoundedRect(QRectF(x, 30, 6, 14), 1.5, 1.5)
+    p.setBrush(QColor("#2bb3a3"))
+    for x, y, h in ((42, 90, 12), (52, 84, 18), (62, 78, 24)):
+        p.drawRoundedRect(QRectF(x, y, 7, h), 1.5, 1.5)
+    bolt = QPolygonF([QPointF(84, 52), QPointF(66, 80), QPointF(79, 80), QPointF(72, 104),
+                      QPointF(96, 70), QPointF(82, 70), QPointF(90, 52)])  # fmt: skip
+    pen = QPen(QColor("#7a3d00"), 2.5)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    p.setPen(pen)
+    p.setBrush(_gradient(0, 52, 0, 104, "#ffd54a", "#ff9f1c"))
+    p.drawPolygon(bolt)
+
+
+def app_pixmap(size: int) -> QPixmap:
+    """The application icon at ``size`` x ``size`` pixels."""
+    pix = QPixmap(size, size)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.scale(size / 128.0, size / 128.0)
+        _draw_app_icon(painter)
+    finally:
+        painter.end()
+    return pix
+
+
+def app_icon() -> QIcon:
+    """The application icon (window, taskbar, about box), at the sizes desktops ask for."""
+    icon = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        icon.addPixmap(app_pixmap(size))
+    return icon

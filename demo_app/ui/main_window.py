@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import re
 from collections.abc import Callable
+from html import escape
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -40,7 +43,9 @@ from demo_app.flasher import (
 )
 from demo_app.settings import DemoSettings
 from demo_app.targets import format_size, icon_kind
-from demo_app.ui.icons import step_icon
+from demo_app.ui import theme
+from demo_app.ui.icons import app_icon, step_icon
+from demo_app.ui.link_dialog import LinkDialog
 from demo_app.ui.settings_dialog import SettingsDialog
 from demo_app.ui.target_dialog import TargetDialog
 from demo_app.ui.worker import FlashJob
@@ -49,34 +54,26 @@ from telemetry.drives import Drive
 from telemetry.qt import ConsentNotice, EventInspector, QtConnectivity, QtDriveWatcher
 from telemetry.url_params import AnalyticsUrlParams
 
-__all__ = ["FEATURED_PROJECT_URL", "MainWindow"]
+__all__ = ["APP_NAME", "FEATURED_PROJECT_URL", "MainWindow", "keep_figures_together"]
 
 log = logging.getLogger("demo_app")
 
 #: Etcher's featured-project panel points at balena's EFP; ours at a project we like.
 FEATURED_PROJECT_URL: Final = "https://www.balena.io/os"
 
-_STYLE: Final = """
-QMainWindow, #central { background: #4d5057; }
-#stepCard QLabel, #featured QLabel, #titleLabel { color: #ffffff; }
-#stepCard { background: #3b3e45; border-radius: 10px; }
-#stepCard QPushButton { background: #00aeef; color: white; border: none; border-radius: 16px;
-                        padding: 8px 22px; font-weight: bold; }
-#stepCard QPushButton:disabled { background: #5f636b; color: #a0a4ab; }
-#stepCard QPushButton#cancelButton { background: #e35b5b; }
-#featured { background: #2f3137; border-radius: 10px; }
-#featured QPushButton { color: #00aeef; background: transparent; border: 1px solid #00aeef;
-                        border-radius: 12px; padding: 4px 14px; }
-#headerButton { color: white; background: transparent; border: 1px solid #7a7e86;
-                border-radius: 12px; padding: 4px 12px; }
-#stepCard QLabel#errorLabel { color: #ff9c9c; }
-#stepCard QLabel#warningLabel { color: #ffd27a; }
-QProgressBar { border: none; background: #2f3137; border-radius: 6px; color: white;
-               text-align: center; min-height: 18px; }
-QProgressBar::chunk { background: #00aeef; border-radius: 6px; }
-QStatusBar { background: #2f3137; color: #dcdcdc; }
-QStatusBar QLabel { color: #dcdcdc; padding: 0 8px; }
-"""
+#: The window title and the application's display name (the desktop file's ``Name``).
+APP_NAME: Final = "Telemetry Demo Flasher"
+
+_NBSP: Final = "\u00a0"
+
+
+def keep_figures_together(text: str) -> str:
+    """``text`` with non-breaking spaces inside figures (``29.6 MB/s``, ``8.4 MB``, ``2.1 s``),
+    so a wrapped line never separates a number from its unit."""
+    return _FIGURE.sub(lambda m: m.group(1) + _NBSP + m.group(2), text)
+
+
+_FIGURE: Final = re.compile(r"(\d) ((?:[kMGT]?B|[kMG]B/s|MB/s|s|%)(?![\w/]))")
 
 
 def _eta(seconds: float | None) -> str:
@@ -91,10 +88,13 @@ class _StepCard(QFrame):
         super().__init__(parent)
         self.setObjectName("stepCard")
         self.setMinimumWidth(230)
+        # As tall as the content, never stretched to the window's height (Etcher's columns).
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.icon = QLabel(self)
         self.icon.setPixmap(step_icon(icon, 72))
         self.icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.step = QLabel(f"<span style='color:#9aa0a6'>STEP {number}</span>", self)
+        self.step = QLabel(f"STEP {number}", self)
+        self.step.setObjectName("stepNumber")
         self.step.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.button = QPushButton(button_text, self)
         self.title = QLabel("", self)
@@ -153,9 +153,15 @@ class MainWindow(QMainWindow):
         #: Stops what the window's owner started for it (drive watcher, connectivity).
         self.stop_helpers: Callable[[], None] = lambda: None
 
-        self.setWindowTitle(f"Etcher-like flasher {version}".strip())
+        # The title alone: Qt appends the application display name (the same words) only
+        # to a title that does not already end with it.
+        self.setWindowTitle(APP_NAME)
+        self.setWindowIcon(app_icon())
         self.setObjectName("mainWindow")
-        self.setStyleSheet(_STYLE)
+        self.theme = theme.current()
+        self.setStyleSheet(theme.main_window_style_sheet(self.theme))
+        #: Where "Learn more" goes when no browser could be opened (the copy-the-link dialog).
+        self.link_dialog: LinkDialog | None = None
         self.resize(900, 560)
         central = QWidget(self)
         central.setObjectName("central")
@@ -164,7 +170,11 @@ class MainWindow(QMainWindow):
         root.setContentsMargins(20, 12, 20, 12)
 
         header = QHBoxLayout()
-        title = QLabel("<span style='font-size:20px; font-weight:bold'>⚡ flasher</span>", self)
+        title = QLabel(
+            f"<span style='font-size:20px; font-weight:bold'>⚡ {APP_NAME}</span>"
+            + (f" <span style='color:{self.theme.muted}'>{version}</span>" if version else ""),
+            self,
+        )
         title.setObjectName("titleLabel")
         header.addWidget(title)
         header.addStretch(1)
@@ -225,9 +235,11 @@ class MainWindow(QMainWindow):
         self.again_button.setVisible(False)
         self.flash_card.layout_.addWidget(self.again_button, 0, Qt.AlignmentFlag.AlignHCenter)
         for card in (self.image_card, self.target_card, self.flash_card):
-            card.layout_.addStretch(1)
             steps.addWidget(card, 1)
-        root.addLayout(steps, 1)
+        # The cards keep the height of their content; the free space goes above and below.
+        root.addStretch(1)
+        root.addLayout(steps)
+        root.addStretch(1)
 
         featured = QFrame(self)
         featured.setObjectName("featured")
@@ -458,8 +470,10 @@ class MainWindow(QMainWindow):
         verb = "Flashing" if progress.phase == "flashing" else "Validating"
         self.progress.setFormat(f"{verb} {progress.percent:.0f}%")
         self.flash_status.setText(
-            f"{verb}… {progress.percent:.0f}% · {progress.mb_per_s:.1f} MB/s · "
-            f"ETA {_eta(progress.eta)}"
+            keep_figures_together(
+                f"{verb}… {progress.percent:.0f}% · {progress.mb_per_s:.1f} MB/s · "
+                f"ETA {_eta(progress.eta)}"
+            )
         )
 
     @Slot(object)
@@ -474,8 +488,10 @@ class MainWindow(QMainWindow):
         self.analytics.done(result)
         check = "validated ✓" if result.validation == "passed" else "not validated"
         self.flash_status.setText(
-            f"Flash complete! {format_size(result.bytes_written)} in {result.duration:.1f} s "
-            f"({result.mb_per_s:.1f} MB/s), {check}."
+            keep_figures_together(
+                f"Flash complete! {format_size(result.bytes_written)} in "
+                f"{result.duration:.1f} s ({result.mb_per_s:.1f} MB/s), {check}."
+            )
         )
         self.progress.setValue(1000)
         self.progress.setFormat("Done")
@@ -508,21 +524,27 @@ class MainWindow(QMainWindow):
         ended = self.state in ("done", "cancelled", "failed")
         src = self.source
         if src is not None:
-            self.image_card.title.setText(f"<b>{src.name}</b>")
+            # The file the user picked, by its full name (``raspios.img.xz``, not ``raspios.img``).
+            self.image_card.title.setText(f"<b>{escape(src.path.name)}</b>")
+            self.image_card.title.setToolTip(str(src.path))
             sizes = format_size(src.size) if src.size is not None else "size unknown"
             if src.size_is_estimate:
                 sizes = f"~{sizes}"
             if src.compressed_size is not None:
                 sizes += f" ({format_size(src.compressed_size)} {src.compression})"
-            self.image_card.detail.setText(sizes)
+            if src.member is not None:
+                sizes = f"{src.member} · {sizes}"
+            self.image_card.detail.setText(keep_figures_together(sizes))
             self.image_card.button.setText(self.tr("Change"))
         tgt = self.target
         if tgt is not None:
             if tgt.drive is not None:
                 d = tgt.drive
                 self.target_card.icon.setPixmap(step_icon(icon_kind(d), 72))
-                self.target_card.title.setText(f"<b>{d.display_name}</b>")
-                self.target_card.detail.setText(f"{d.description} — {format_size(d.size)}")
+                self.target_card.title.setText(f"<b>{escape(d.display_name)}</b>")
+                self.target_card.detail.setText(
+                    keep_figures_together(f"{d.description} — {format_size(d.size)}")
+                )
                 warnings = []
                 if d.mountpoints:
                     warnings.append("⚠ mounted: it will be unmounted")
@@ -533,7 +555,7 @@ class MainWindow(QMainWindow):
                 self.target_warning.setText("\n".join(warnings))
             else:
                 self.target_card.icon.setPixmap(step_icon("file", 72))
-                self.target_card.title.setText(f"<b>{tgt.path.name}</b>")
+                self.target_card.title.setText(f"<b>{escape(tgt.path.name)}</b>")
                 self.target_card.detail.setText(self.tr("Disk-image file"))
                 self.target_warning.setText("")
             self.target_card.button.setText(self.tr("Change"))
@@ -571,6 +593,7 @@ class MainWindow(QMainWindow):
         if self.inspector is None:
             self.inspector = EventInspector(self.client)
             self.inspector.setWindowTitle(self.tr("Telemetry data"))
+            self.inspector.setWindowIcon(app_icon())
             self.inspector.resize(900, 560)
         self.inspector.show()
         self.inspector.raise_()
@@ -597,11 +620,22 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_featured(self) -> str:
-        """Open the featured project in the browser; returns the URL opened."""
+        """Open the featured project in the browser; returns the URL opened. When no browser
+        can be opened, the link is shown with a Copy button instead (:attr:`link_dialog`)."""
         url = self.featured_link()
         self.analytics.open_external_link(url)
-        QDesktopServices.openUrl(QUrl(url))
+        if not QDesktopServices.openUrl(QUrl(url)):
+            log.warning("no browser could open %s; showing the link to copy", self.featured_url)
+            self.show_link(url)
         return url
+
+    def show_link(self, url: str) -> LinkDialog:
+        """Show ``url`` in a small dialog with a Copy button (non-blocking); returns it."""
+        if self.link_dialog is not None:
+            self.link_dialog.close()
+        self.link_dialog = LinkDialog(url, self)
+        self.link_dialog.open()
+        return self.link_dialog
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from demo_app.settings import DemoSettings
+from demo_app.ui import theme
 from telemetry import TelemetryClient
 from telemetry.qt import TelemetrySettingsWidget
 
@@ -50,7 +51,7 @@ class SettingsDialog(QDialog):
             self.tr("⚠ System drives will be listed as targets. Be careful what you flash."),
             self,
         )
-        self.system_warning.setStyleSheet("color: #b94a00;")
+        self.system_warning.setStyleSheet(f"color: {theme.current().warning};")
         self.system_warning.setVisible(settings.show_system_drives)
 
         self.validate = QCheckBox(self.tr("Validate write on success"), self)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from demo_app.flasher import Target
 from demo_app.targets import DriveRow, drive_rows
+from demo_app.ui import theme
 from demo_app.ui.icons import drive_icon
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class TargetDialog(QDialog):
         )
         self.system_warning.setObjectName("systemWarning")
         self.system_warning.setWordWrap(True)
-        self.system_warning.setStyleSheet("color: #b94a00; font-weight: bold;")
+        self.system_warning.setStyleSheet(f"color: {theme.current().warning}; font-weight: bold;")
         self.system_warning.setVisible(show_system)
 
         self.file_button = QPushButton(self.tr("Use a file target…"), self)

@@ -7,7 +7,9 @@ reason). A type filter and a search box narrow the rows; the exact JSON of the s
 is shown below. Export writes the shown events as JSON Lines; Purge deletes the queue through
 ``client.purge()`` after a confirmation. While the window is visible a ``QTimer`` polls cheap
 figures (queue count and bytes, newest sent batch, newest drop) and the client's listener
-triggers a poll; only a tab whose figures changed is re-read.
+triggers a poll; only a tab whose figures changed is re-read. Each time the window is shown
+it opens on a tab with something in it (Queued, else Sent, else Dropped) unless the tab shown
+has rows, with the newest event selected; Esc closes it when it is a window.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtGui import QHideEvent, QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QMessageBox,
@@ -289,6 +291,25 @@ class EventInspector(InspectorLayout):
         if self.live_check.isChecked() and self.live_check.isEnabled():
             self._timer.start()
         self.poll()  # catch up with what changed while hidden
+        self.show_something()
+
+    def show_something(self) -> None:
+        """Show a tab with rows (the current one if it has any, else Queued, Sent, Dropped
+        in that order) and select its newest row when none is selected."""
+        kind = self.current_kind()
+        if not self.shown_rows(kind):
+            kind = next((k for k in KINDS if self.shown_rows(k)), kind)
+            self.set_current_kind(kind)
+        if self.selected_row() is None and self.shown_rows(kind):
+            self.select_row(0, kind)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Esc closes the inspector when it is a window of its own."""
+        if event.key() == Qt.Key.Key_Escape and self.isWindow():
+            event.accept()
+            self.close()
+            return
+        super().keyPressEvent(event)
 
     def hideEvent(self, event: QHideEvent) -> None:
         super().hideEvent(event)

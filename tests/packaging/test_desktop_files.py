@@ -51,7 +51,7 @@ def test_desktop_file_metainfo_and_package_agree(build: ModuleType) -> None:
     desktop = entry["Desktop Entry"]
     assert desktop["Exec"].split()[0] == desktop["TryExec"] == build.PACKAGE  # the launcher
     assert desktop["Icon"] == build.APP_ID
-    assert desktop["StartupWMClass"] == build.BUNDLE_NAME  # Qt's WM_CLASS: the executable name
+    assert desktop["StartupWMClass"] == build.APP_ID  # the app sets its WM_CLASS to the id
 
     component = ET.parse(_metainfo(build)).getroot()
     assert component.get("type") == "desktop-application"
