@@ -88,8 +88,9 @@ class _StepCard(QFrame):
         super().__init__(parent)
         self.setObjectName("stepCard")
         self.setMinimumWidth(230)
-        # As tall as the content, never stretched to the window's height (Etcher's columns).
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        # The row of cards is as tall as the tallest card's content (the window's spare
+        # height goes above and below the row), never stretched to the window's height.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.icon = QLabel(self)
         self.icon.setPixmap(step_icon(icon, 72))
         self.icon.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -154,7 +154,8 @@ QMainWindow, #central {{ background: {t.window}; }}
 #stepCard QLabel#stepNumber {{ color: {t.muted}; font-weight: bold; letter-spacing: 1px; }}
 #stepCard {{ background: {t.card}; border-radius: 10px; border: 1px solid {t.border}; }}
 #stepCard QPushButton {{ background: {t.accent}; color: {t.on_accent}; border: none;
-                        border-radius: 16px; padding: 8px 22px; font-weight: bold; }}
+                        border-radius: 15px; padding: 6px 22px; min-height: 18px;
+                        font-weight: bold; }}
 #stepCard QPushButton:disabled {{ background: {t.disabled_bg}; color: {t.disabled_text}; }}
 #stepCard QPushButton#cancelButton {{ background: {t.danger}; }}
 #featured {{ background: {t.panel}; border-radius: 10px; }}
