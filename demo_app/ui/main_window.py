@@ -65,12 +65,14 @@ FEATURED_PROJECT_URL: Final = "https://www.balena.io/os"
 APP_NAME: Final = "Telemetry Demo Flasher"
 
 _NBSP: Final = "\u00a0"
+#: A slash followed by a word joiner: Qt's line breaker may otherwise break after ``MB/``.
+_SLASH: Final = "/\u2060"
 
 
 def keep_figures_together(text: str) -> str:
-    """``text`` with non-breaking spaces inside figures (``29.6 MB/s``, ``8.4 MB``, ``2.1 s``),
-    so a wrapped line never separates a number from its unit."""
-    return _FIGURE.sub(lambda m: m.group(1) + _NBSP + m.group(2), text)
+    """``text`` with non-breaking spaces inside figures (``29.6 MB/s``, ``8.4 MB``, ``2.1 s``)
+    and a word joiner after the unit's slash, so a wrapped line never splits a figure."""
+    return _FIGURE.sub(lambda m: m.group(1) + _NBSP + m.group(2).replace("/", _SLASH), text)
 
 
 _FIGURE: Final = re.compile(r"(\d) ((?:[kMGT]?B|[kMG]B/s|MB/s|s|%)(?![\w/]))")

@@ -96,7 +96,7 @@ def test_flash_compressed_image_to_file_end_to_end(
     driver = ModalDriver([pick_image, use_file_target, save_as])
     qtbot.mouseClick(window.image_card.button, Qt.MouseButton.LeftButton)
     assert any("*.xz" in f and "*.img" in f and "*.zip" in f for f in seen_filters)
-    assert window.image_card.title.text() == "<b>holiday-pi.img</b>"
+    assert window.image_card.title.text() == "<b>holiday-pi.img.xz</b>"  # the picked file
     assert "xz" in window.image_card.detail.text()
     qtbot.mouseClick(window.target_card.button, Qt.MouseButton.LeftButton)
     assert driver.pending == 0

@@ -110,7 +110,7 @@ def test_sent_tab_shows_the_json_that_went_out(
     assert client.flush(timeout=15)
     assert not user_events(client)
     inspector = _inspector(qtbot, client, refresh_interval=0)
-    qtbot.keyClick(inspector.tabs.tabBar(), Qt.Key.Key_Right)  # Queued -> Sent
+    # Nothing queued of the user's: the window opens where there is something to see.
     assert inspector.current_kind() == "sent"
     rows = inspector.shown_rows()
     assert {r.event_type for r in rows} >= {"Flash", "Select drive"}
@@ -341,3 +341,45 @@ def test_live_refresh_with_a_full_page_only_updates_the_count(
     assert {r.key for r in inspector.shown_rows()} == first_page  # the oldest five, unchanged
     qtbot.mouseClick(inspector.more_button, Qt.MouseButton.LeftButton)
     assert len(inspector.shown_rows()) == 10
+
+
+def test_opens_on_a_tab_with_rows_and_the_newest_event_selected(
+    qtbot: QtBot, uploading_client: tuple[telemetry.Client, Path]
+) -> None:
+    client, _db = uploading_client
+    _track_some(client)
+    assert client.flush(timeout=15)
+    client.purge()  # nothing queued at all: Queued is empty, Sent is not
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    assert inspector.shown_rows("queued") == []
+    assert inspector.current_kind() == "sent"
+    selected = inspector.selected_row()
+    assert selected is not None and selected == inspector.shown_rows()[0]
+    assert inspector.json_view.toPlainText() == selected.json
+    # The user's own choice of tab is kept while it has rows.
+    inspector.hide()
+    client.track("Flash", {"driveCount": 3})
+    inspector.show()
+    qtbot.waitExposed(inspector)
+    assert inspector.current_kind() == "sent"
+
+
+def test_with_events_queued_it_opens_on_queued(qtbot: QtBot, client: telemetry.Client) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    assert inspector.current_kind() == "queued"
+    assert inspector.selected_row() == inspector.shown_rows()[0]
+
+
+def test_escape_closes_the_inspector_window(qtbot: QtBot, client: telemetry.Client) -> None:
+    _track_some(client)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    view = inspector.views[inspector.current_kind()]
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert not inspector.isVisible()
+    inspector.show()  # Esc in the search box closes it too
+    qtbot.waitExposed(inspector)
+    qtbot.keyClicks(inspector.search_edit, "Flash")
+    qtbot.keyClick(inspector.search_edit, Qt.Key.Key_Escape)
+    assert not inspector.isVisible()
