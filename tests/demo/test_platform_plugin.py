@@ -209,3 +209,22 @@ def test_window_names_itself_by_the_desktop_file_id_with_one_title_and_an_icon(
     while _processes_mentioning(str(data)) and time.monotonic() < deadline:
         time.sleep(0.1)  # waiting for a state (the process table), not for time
     assert _processes_mentioning(str(data)) == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"DISPLAY": ":0"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb;wayland"}, True),
+        ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
+        ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, False),  # Qt tries wayland first
+        ({"DISPLAY": ":0", "XDG_SESSION_TYPE": "wayland"}, False),
+        ({"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb"}, True),
+        ({}, False),
+    ],
+)
+def test_the_check_runs_only_where_qt_starts_on_x11(
+    environ: dict[str, str], expected: bool
+) -> None:
+    assert _qt_platform.uses_xcb(environ) is expected
