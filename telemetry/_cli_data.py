@@ -10,14 +10,22 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from telemetry._cli_text import (
+    cells,
+    consent_words,
+    fit_widths,
+    plural,
+    table,
+    terminal_width,
+    utc,
+)
 from telemetry.errors import TelemetryError
 
 if TYPE_CHECKING:
-    from telemetry import Client
+    from telemetry import Client, StoredEvent
 
 #: Exit code of a command that could not do what was asked (a usage error exits with 2).
 EXIT_FAILED = 1
@@ -25,12 +33,6 @@ EXIT_FAILED = 1
 
 class CommandError(TelemetryError):
     """A problem the user can act on: printed as one line on standard error, exit code 1."""
-
-
-def _fmt_ms(value: int | None) -> str:
-    if not value:
-        return "never"
-    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -116,44 +118,89 @@ def _why_not_sent(client: Client, *, recorded: bool) -> str | None:
 
 # ---------------------------------------------------------------------- status
 
+#: The project name :func:`telemetry.open_client` gives a database that stores none (after an
+#: opt-out erased it, or before an opt-in app's user agreed).
+_NO_PROJECT = "unknown-project"
+
+
+def _app_words(project: str | None, component: str | None, version: str | None) -> str:
+    if not project or project == _NO_PROJECT:
+        return "not stored (the app keeps nothing about itself while telemetry is off)"
+    return f"{project} / {component or 'unnamed app'}" + (f" {version}" if version else "")
+
+
+def _device_words(device_id: str | None, consent: str) -> str:
+    if device_id:
+        return device_id
+    if consent == "denied":
+        return "none — telemetry is off"
+    return "none yet (made when the app first records with telemetry on)"
+
+
+def _upload_lines(info: dict[str, Any], *, may_send: bool) -> list[str]:
+    """``last upload`` (when and where the last delivery went), the last attempt when it
+    failed, the app's endpoint when it says something the last upload does not, the next
+    attempt."""
+    upload = info["upload"] or {}
+    success_at = upload.get("last_success_at")
+    success_url = upload.get("last_success_url")
+    attempt_at = upload.get("last_attempt_at")
+    if success_at:
+        where = f" to {success_url}" if success_url else ""
+        lines = [f"last upload:  {utc(success_at)}{where}"]
+    else:
+        lines = ["last upload:  none yet"]
+    if attempt_at and attempt_at != success_at:
+        lines.append(f"last attempt: {utc(attempt_at)}: {upload.get('last_result') or 'no result'}")
+    endpoint = info["endpoint"]
+    if may_send and endpoint and endpoint != success_url:
+        lines.append(f"endpoint:     {endpoint} (set by the app when it last ran)")
+    if may_send and upload.get("next_attempt_at"):
+        lines.append(f"next attempt: {utc(upload['next_attempt_at'])}")
+    return lines
+
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     with _opened(args) as client:
         if client.disabled_by_environment is not None:
             return _status_vetoed(client, args.json, out)
         info = client.status()
-        reason = _why_not_sent(client, recorded=info["project_name"] is not None)
+        recorded = info["project_name"] is not None
+        reason = _why_not_sent(client, recorded=recorded)
     info["uploads_allowed"] = reason is None
     info["not_sent_because"] = reason
+    info["consent_summary"] = consent_words(
+        info["consent"],
+        info["consent_policy"] if recorded else None,
+        notice_shown=info["notice_shown"],
+        notice_answered=info["notice_answered"],
+    )
     if args.json:
         out.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
         return 0
-    upload = info["upload"]
-    notice = (
-        "answered"
-        if info["notice_answered"]
-        else ("shown, not answered" if info["notice_shown"] else "not shown")
+    queue = info["queue"]
+    queued = (
+        f"{plural(queue['events'], 'event')}, {plural(queue['bytes'], 'byte')}"
+        f" (oldest {utc(queue['oldest_time'])})"
+        if queue["events"]
+        else "no events"
     )
-    policy = info["consent_policy"] if info["project_name"] is not None else "not stored yet"
+    deletions = info["deletion_requests"]
+    may_send = info["consent"] != "denied" or deletions > 0
+    counters = ", ".join(f"{k}={v}" for k, v in sorted(info["counters"].items()))
     lines = [
+        "app:          "
+        + _app_words(info["project_name"], info["component_name"], info["component_version"]),
         f"database:     {info['database']}",
-        f"project:      {info['project_name']} / {info['component_name']}"
-        f" {info['component_version'] or ''}".rstrip(),
-        f"consent:      {info['consent']} (policy {policy}; first-run notice {notice})",
+        f"consent:      {info['consent_summary']}",
         "uploads:      " + ("allowed" if reason is None else f"not allowed: {reason}"),
-        f"device id:    {info['device_id'] or '-'}",
-        f"user id:      {info['user_id'] or '-'}",
-        f"endpoint:     {info['endpoint']}",
-        f"queued:       {info['queue']['events']} events, {info['queue']['bytes']} bytes"
-        f" (oldest {_fmt_ms(info['queue']['oldest_time'])})",
-        f"deletions:    {info['deletion_requests']} request(s) waiting to be sent",
-        f"last upload:  {_fmt_ms(upload.get('last_attempt_at'))}"
-        f" - {upload.get('last_result', 'none yet')}",
-        f"last success: {_fmt_ms(upload.get('last_success_at'))}",
-        "next attempt: "
-        + (_fmt_ms(upload["next_attempt_at"]) if upload.get("next_attempt_at") else "when due"),
-        "counters:     "
-        + (", ".join(f"{k}={v}" for k, v in sorted(info["counters"].items())) or "none"),
+        f"device id:    {_device_words(info['device_id'], info['consent'])}",
+        f"user id:      {info['user_id'] or 'not set'}",
+        f"queued:       {queued}",
+        "deletions:    "
+        + (f"{plural(deletions, 'request')} waiting to be sent" if deletions else "none waiting"),
+        *_upload_lines(info, may_send=may_send),
+        f"counters:     {counters or 'none'}",
     ]
     out.write("\n".join(lines) + "\n")
     return 0
@@ -163,13 +210,14 @@ def _status_vetoed(client: Client, as_json: bool, out: TextIO) -> int:
     """What the client knows without reading the queue: the veto, the app, the stored choice."""
     blocked_by = client.disabled_by_environment
     assert blocked_by is not None
+    stored = client.project_name != _NO_PROJECT
     info: dict[str, Any] = {
         "disabled_by_environment": blocked_by,
         "data_dir": str(client.data_dir),
-        "project_name": client.project_name,
-        "component_name": client.component_name,
-        "component_version": client.component_version,
-        "endpoint": client.endpoint_url,
+        "project_name": client.project_name if stored else None,
+        "component_name": client.component_name if stored else None,
+        "component_version": client.component_version if stored else None,
+        "endpoint": client.endpoint_url if stored else None,
         "consent": str(client.consent_state),
         "consent_policy": str(client.consent_policy),
         "notice_shown": client.notice_shown,
@@ -177,25 +225,92 @@ def _status_vetoed(client: Client, as_json: bool, out: TextIO) -> int:
         "enabled": False,
         "uploads_allowed": False,
         "not_sent_because": f"telemetry is disabled by {blocked_by} in this environment",
+        "consent_summary": consent_words("unknown", None, notice_shown=False,
+                                         notice_answered=False, blocked_by=blocked_by),
         "queue": None,
-    }
+    }  # fmt: skip
     if as_json:
         out.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
         return 0
+    choice = consent_words(
+        info["consent"],
+        info["consent_policy"] if stored else None,
+        notice_shown=client.notice_shown,
+        notice_answered=client.notice_answered,
+    )
     lines = [
+        "app:          "
+        + _app_words(info["project_name"], info["component_name"], info["component_version"]),
+        f"data dir:     {info['data_dir']}",
+        f"consent:      {info['consent_summary']}",
+        f"uploads:      not allowed: {info['not_sent_because']}",
         f"disabled:     by {blocked_by} in this environment: nothing is recorded, written or"
         " sent, and the queue was not read",
-        f"data dir:     {info['data_dir']}",
-        f"project:      {info['project_name']} / {info['component_name']}"
-        f" {info['component_version'] or ''}".rstrip(),
-        f"consent:      {info['consent']} (stored; policy {info['consent_policy']}); it applies"
-        f" again once {blocked_by} is unset",
+        f"your choice:  {choice}; it applies again once {blocked_by} is unset",
     ]
     out.write("\n".join(lines) + "\n")
     return 0
 
 
 # ---------------------------------------------------------------------- events, export, purge
+
+
+def _nothing_queued(client: Client) -> str:
+    """Why the queue is empty, in words, when the consent decision explains it."""
+    from telemetry.consent import ConsentPolicy, ConsentState
+
+    if client.consent_state is ConsentState.DENIED:
+        return "no events are queued: you turned telemetry off, so nothing is recorded"
+    if (
+        client.consent_policy is ConsentPolicy.OPT_IN
+        and client.consent_state is not ConsentState.GRANTED
+    ):
+        return "no events are queued: nothing is recorded until you agree (opt-in policy)"
+    return "no events are queued"
+
+
+#: The event column's widest width; longer event types end in an ellipsis.
+_EVENT_COLUMN = 32
+#: The id column's narrowest width (``--follow`` keeps the first rows' widths).
+_ID_COLUMN = 6
+_EVENT_HEADER = ("ID", "TIME (UTC)", "EVENT", "PROPERTIES")
+
+
+class _EventTable:
+    """Plain ``events``: columns sized by the first rows and the terminal, values cut with
+    an ellipsis; the header comes with the first rows."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._widths: list[int] | None = None
+
+    def write(self, rows: list[tuple[str, str, str, str]]) -> None:
+        if not rows:
+            return
+        if self._widths is None:
+            natural = [
+                max(_ID_COLUMN, *(cells(r[0]) for r in rows)),
+                len(utc(1, suffix=False)),
+                min(_EVENT_COLUMN, max(cells(_EVENT_HEADER[2]), *(cells(r[2]) for r in rows))),
+                max(cells(_EVENT_HEADER[3]), *(cells(r[3]) for r in rows)),
+            ]
+            self._widths = fit_widths(natural, terminal_width())
+            lines = table(_EVENT_HEADER, rows, widths=self._widths, right=(True,))
+        else:
+            lines = table(_EVENT_HEADER, rows, widths=self._widths, right=(True,))[1:]
+        self._out.write("\n".join(lines) + "\n")
+
+    @property
+    def started(self) -> bool:
+        return self._widths is not None
+
+
+def _event_row(event: StoredEvent) -> tuple[str, str, str, str]:
+    data = event.as_dict()
+    # An $identify carries user properties only.
+    props = data.get("event_properties") or data.get("user_properties") or {}
+    text = json.dumps(props, sort_keys=True, ensure_ascii=False)
+    return (str(event.id), utc(event.time, suffix=False), event.event_type, text)
 
 
 def cmd_events(args: argparse.Namespace, out: TextIO) -> int:
@@ -205,22 +320,31 @@ def cmd_events(args: argparse.Namespace, out: TextIO) -> int:
         _refuse_if_vetoed(client, "the queue was not read, nothing was written or sent")
         last = 0
         shown = 0
+        plain = _EventTable(out)
+        told_empty = False
         while True:
+            rows = []
             for event in client.queued_events(last):
                 if args.limit and shown >= args.limit:
-                    return 0
+                    break
                 last = event.id
                 shown += 1
                 if args.json:
                     out.write(event.json + "\n")
                 else:
-                    props = event.as_dict().get("event_properties", {})
-                    out.write(
-                        f"{event.id:>8}  {_fmt_ms(event.time)}  {event.event_type}"
-                        f"  {json.dumps(props, sort_keys=True)[:120]}\n"
-                    )
+                    rows.append(_event_row(event))
+            plain.write(rows)
+            if shown == 0 and not told_empty:
+                told_empty = True
+                empty = _nothing_queued(client)
+                if args.follow:
+                    empty += "; waiting for new ones (Ctrl+C to stop)"
+                if args.json:
+                    sys.stderr.write(f"telemetry: {empty}\n")
+                else:
+                    out.write(empty[0].upper() + empty[1:] + ".\n")
             out.flush()
-            if not args.follow:
+            if not args.follow or (args.limit and shown >= args.limit):
                 return 0
             if client.consent_state is ConsentState.DENIED:
                 sys.stderr.write("telemetry: the user turned telemetry off; nothing is queued\n")
@@ -240,10 +364,12 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         _refuse_if_vetoed(client, "the queue was not read, nothing was written or sent")
         # Opened only now: under the veto, or without a database, no file is created.
         target: TextIO = open(args.output, "w", newline="") if args.output else out  # noqa: SIM115
+        count = 0
         try:
             if args.format == "jsonl":
                 for event in client.queued_events():
                     target.write(event.json + "\n")
+                    count += 1
             else:
                 import csv
 
@@ -255,9 +381,21 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
                         if key in row:
                             row[key] = json.dumps(row[key], sort_keys=True)
                     writer.writerow(row)
+                    count += 1
         finally:
             if target is not out:
                 target.close()
+        empty = _nothing_queued(client) if count == 0 else ""
+    if args.output:
+        written = f"telemetry: {plural(count, 'event')} written to {args.output}"
+        if count == 0:
+            shape = (
+                "the file is empty" if args.format == "jsonl" else "the file has the header only"
+            )
+            written += f" ({empty}; {shape})"
+        sys.stderr.write(written + "\n")
+    elif count == 0:
+        sys.stderr.write(f"telemetry: 0 events exported: {empty}\n")
     return 0
 
 
@@ -266,6 +404,33 @@ def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
         _refuse_if_vetoed(client, "nothing was deleted, written or sent")
         removed = client.purge()
     out.write(f"purged {removed} queued events\n")
+    return 0
+
+
+def cmd_sent(args: argparse.Namespace, out: TextIO) -> int:
+    with _opened(args) as client:
+        _refuse_if_vetoed(client, "the sent log was not read, nothing was written or sent")
+        batches = [
+            {k: batch[k] for k in ("id", "sent_at", "status", "event_count")}
+            for batch in client.sent_batches(args.limit)
+        ]
+        upload = client.status()["upload"] or {}
+    if args.json:
+        out.write(json.dumps(batches, indent=2) + "\n")
+        return 0
+    if not batches:
+        out.write("Nothing sent yet (or the log was erased when telemetry was turned off).\n")
+        return 0
+    rows = [
+        (str(b["id"]), utc(b["sent_at"], suffix=False), str(b["status"]), f"{b['event_count']:,}")
+        for b in batches
+    ]
+    header = ("ID", "SENT AT (UTC)", "STATUS", "EVENTS")
+    widths = [max(cells(r[i]) for r in [header, *rows]) for i in range(4)]
+    out.write("\n".join(table(header, rows, widths=widths, right=(True, False, True, True))))
+    out.write("\n")
+    if upload.get("last_success_url"):
+        out.write(f"The last upload went to {upload['last_success_url']}.\n")
     return 0
 
 
@@ -351,16 +516,18 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
                 " ATTACH or PRAGMA), and nothing was changed"
             ) from None
     headers = list(rows[0]) if rows else []
+    if not rows and (args.csv or args.tsv or args.nl):
+        # Nothing on standard output, so a pipeline reads no rows; the words go to stderr.
+        sys.stderr.write("telemetry: the query returned no rows\n")
     if args.table or args.fmt:
         try:
             import tabulate  # type: ignore[import-untyped]
         except ImportError:
             raise CommandError("--table and --fmt need the tabulate package") from None
-        table = tabulate.tabulate(
+        text = tabulate.tabulate(
             [list(row.values()) for row in rows], headers=headers, tablefmt=args.fmt or "simple"
         )
-        if table:
-            out.write(table + "\n")
+        out.write((text or "(no rows)") + "\n")
     elif args.csv or args.tsv:
         import csv
 
@@ -374,6 +541,7 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
             out.write(json.dumps(row, default=_json_value) + "\n")
     elif not rows:
         out.write("[]\n")
+        return 0
     else:
         last = len(rows) - 1
         for index, row in enumerate(rows):

@@ -25,6 +25,7 @@ from telemetry._cli_data import (
     cmd_flush,
     cmd_purge,
     cmd_query,
+    cmd_sent,
     cmd_status,
 )
 from telemetry.errors import TelemetryError
@@ -119,6 +120,11 @@ def _add_data_commands(sub: Any) -> None:
 
     p = sub.add_parser("purge", help="delete every queued event")
     p.set_defaults(func=cmd_purge)
+
+    p = sub.add_parser("sent", help="the last batches sent: when, the answer, how many events")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (newest first)")
+    p.set_defaults(func=cmd_sent)
 
     p = sub.add_parser("flush", help="send the queued events now, if the user's consent allows it")
     p.add_argument("--timeout", type=float, default=30.0)

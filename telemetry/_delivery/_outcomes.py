@@ -123,7 +123,7 @@ class Outcomes:
         delivered or refused request)."""
         if isinstance(action, Deliver):
             self._schedule.succeeded(0.0)
-            self.save(f"{status}: deletion request delivered", status, success=True)
+            self.save(f"{status}: deletion request delivered", status, success=True, deletion=True)
             return "deleted"
         if isinstance(action, Drop):
             self.save(f"{status}: deletion request refused", status)
@@ -154,6 +154,7 @@ class Outcomes:
         status: int | None,
         *,
         success: bool = False,
+        deletion: bool = False,
         delay: float = 0.0,
         changed_only: bool = False,
     ) -> None:
@@ -163,6 +164,7 @@ class Outcomes:
             status,
             failures=self._schedule.failures,
             success=success,
+            deletion=deletion,
             delay=delay,
             changed_only=changed_only,
         )

@@ -27,8 +27,14 @@ class StatusWriter:
         clock: Clock,
         connectivity: Connectivity,
         on_status: Callable[[], None] | None,
+        *,
+        url: str | None = None,
+        deletion_url: str | None = None,
     ) -> None:
         self._store = store
+        #: Where events and deletion requests go: saved with a success as ``last_success_url``.
+        self._url = url
+        self._deletion_url = deletion_url
         self._clock = clock
         self._connectivity = connectivity
         self._on_status = on_status
@@ -46,10 +52,12 @@ class StatusWriter:
         *,
         failures: int,
         success: bool = False,
+        deletion: bool = False,
         delay: float = 0.0,
         changed_only: bool = False,
     ) -> None:
-        """Save ``outcome`` (``changed_only``: unless it is the last one saved again)."""
+        """Save ``outcome`` (``changed_only``: unless it is the last one saved again); a
+        ``success`` also saves its time and where it went (``deletion``: the deletion URL)."""
         if changed_only and outcome == self._last_outcome:
             return
         self._last_outcome = outcome
@@ -65,6 +73,9 @@ class StatusWriter:
         )
         if success:
             state["last_success_at"] = now_ms
+            url = self._deletion_url if deletion else self._url
+            if url is not None:
+                state["last_success_url"] = url
         self._store.set_state(STATE_KEY, state)
         if self._on_status is not None:
             try:

@@ -106,7 +106,9 @@ class Uploader:
         self._destination_lock = threading.Lock()
         self._clock = clock or SYSTEM_CLOCK
         self._schedule = Schedule(self.policy, self._clock, rand)
-        self._status = StatusWriter(store, self._clock, self.connectivity, on_status)
+        self._status = StatusWriter(
+            store, self._clock, self.connectivity, on_status, url=url, deletion_url=deletion_url
+        )
         self._outcomes = Outcomes(
             store, self._schedule, self._status, self.policy, lambda: self._events_allowed
         )
