@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["CATALOGUE_PATH", "EmbeddedCollector", "build_window", "main", "make_client"]
 
 PROJECT: Final = "etcher-demo"
+#: The app's one name: its telemetry component, its data dir, its executable and WM_CLASS.
 COMPONENT: Final = "demo-app"
+#: The data dir's name before it was the component's (moved to the new name on first use).
+LEGACY_DIR_NAME: Final = "etcher-demo"
 CATALOGUE_PATH: Final = Path(__file__).resolve().parent / "catalogue.toml"
 COLLECTOR_CHILD_FLAG: Final = "--collector-child"
 #: The freedesktop application id (packaging/linux/<id>.desktop and metainfo); also the
@@ -60,8 +63,38 @@ def version() -> str:
 
 
 def default_root() -> Path:
-    """Where the demo keeps its data: ``<user data dir>/etcher-demo``."""
-    return platformdirs.user_data_path("etcher-demo", appauthor=False)
+    """Where the demo keeps its data: ``<user data dir>/demo-app``, named after the component,
+    so ``telemetry --app demo-app`` finds its telemetry in ``telemetry/`` there."""
+    return platformdirs.user_data_path(COMPONENT, appauthor=False)
+
+
+def adopt_legacy_root(root: Path) -> Path:
+    """Move the data an older demo kept in ``<user data dir>/etcher-demo`` to ``root`` (the
+    same layout), if ``root`` does not exist yet; returns the dir to use (the old one, if it
+    cannot be moved)."""
+    legacy = root.parent / LEGACY_DIR_NAME
+    if root.exists() or not legacy.is_dir():
+        return root
+    try:
+        os.rename(legacy, root)
+    except OSError as exc:
+        print(f"demo: keeping the data in {legacy} (could not move it to {root}: {exc})")
+        return legacy
+    print(f"demo: moved the demo's data from {legacy} to {root}")
+    return root
+
+
+def data_dirs(data_dir: Path | None) -> tuple[Path, Path]:
+    """(the demo's dir, the telemetry data dir) for ``--data-dir``.
+
+    ``--data-dir DIR`` is the telemetry data dir, as for ``telemetry --data-dir DIR``; the
+    demo keeps its ``settings.json`` and ``collector/`` in it too. Without it: the default
+    root, whose ``telemetry/`` is ``telemetry.default_data_dir("demo-app")``.
+    """
+    if data_dir is not None:
+        return data_dir, data_dir
+    root = adopt_legacy_root(default_root())
+    return root, root / "telemetry"
 
 
 # ---------------------------------------------------------------------------- collector child
@@ -296,14 +329,25 @@ def _parser() -> argparse.ArgumentParser:
         help="start no collector and send nothing: events wait on disk",
     )
     parser.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="where telemetry and settings are kept"
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="the telemetry data dir (as for 'telemetry --data-dir DIR'); settings and the local"
+        " collector's database are kept in it too (default: <user data dir>/demo-app, whose"
+        " telemetry is in telemetry/, what 'telemetry --app demo-app' reads)",
     )
     parser.add_argument(
         "--self-test",
         action="store_true",
         help="offscreen: flash a generated image to a temp file, validate, check the collector",
     )
-    parser.add_argument("--screenshot", type=Path, metavar="FILE", help="save the window as PNG")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="FILE",
+        help="save the window as PNG and exit; on a throwaway data dir (or --data-dir), with no"
+        " collector and no upload",
+    )
     parser.add_argument(
         "--theme",
         choices=("dark", "light", "system"),
@@ -435,8 +479,33 @@ class _QuitOnSignals:
             raise SystemExit(self.code)
 
 
+def _screenshot(args: argparse.Namespace) -> int:
+    """The window as a first run shows it, saved to ``args.screenshot``: on a throwaway data
+    dir unless ``--data-dir`` is given, with no collector and nothing sent."""
+    with contextlib.ExitStack() as stack:
+        if args.data_dir is None:
+            root = telemetry_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="demo-screenshot-"))
+            )
+        else:
+            root, telemetry_dir = data_dirs(args.data_dir)
+        client = make_client(telemetry_dir, None, upload=False)
+        stack.callback(client.close)
+        app = _qapp(offscreen=False)
+        window = build_window(client, root, connectivity=False)
+        stack.callback(window.stop_helpers)
+        window.show()
+        _settle(app, 0.8)
+        ok = save_screenshot(window, args.screenshot)
+        window.shutdown()
+        window.deleteLater()
+        return 0 if ok else 1
+
+
 def _run(args: argparse.Namespace) -> int:
-    root: Path = args.data_dir or default_root()
+    if args.screenshot is not None:
+        return _screenshot(args)
+    root, telemetry_dir = data_dirs(args.data_dir)
     with contextlib.ExitStack() as stack:
         quit_on_signals = stack.enter_context(_QuitOnSignals())
         endpoint = args.endpoint
@@ -451,18 +520,12 @@ def _run(args: argparse.Namespace) -> int:
             )
         elif args.no_collector:
             print("demo: no collector; events wait on disk (see 'Telemetry data')")
-        client = make_client(root / "telemetry", endpoint)
+        client = make_client(telemetry_dir, endpoint)
         stack.callback(client.close)
         app = _qapp(offscreen=False)
         window = build_window(client, root)
         stack.callback(window.stop_helpers)
         window.show()
-        if args.screenshot is not None:
-            _settle(app, 0.8)
-            ok = save_screenshot(window, args.screenshot)
-            window.shutdown()
-            window.deleteLater()
-            return 0 if ok else 1
         code = quit_on_signals.exec(app)
         window.shutdown()
         return code
@@ -508,7 +571,7 @@ def self_test(args: argparse.Namespace) -> int:
     """Flash a generated compressed image to a temporary file, validate, check delivery."""
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo-self-test-")))
-        root: Path = args.data_dir or tmp / "data"
+        root, telemetry_dir = data_dirs(args.data_dir) if args.data_dir else (tmp / "data",) * 2
         failures: list[str] = []
 
         def fail(reason: str) -> int:
@@ -521,7 +584,7 @@ def self_test(args: argparse.Namespace) -> int:
             collector = _start_collector(root)
             stack.callback(collector.stop)
             endpoint = collector.url
-        client = make_client(root / "telemetry", endpoint)
+        client = make_client(telemetry_dir, endpoint)
         stack.callback(client.close)
         app = _qapp(offscreen=True)
         window = build_window(client, root, connectivity=False)

@@ -39,14 +39,14 @@ def bundle_check() -> int:
     import ssl
 
     import certifi
-    import platformdirs
 
+    from demo_app.app import default_root
     from telemetry.drives import list_drives
 
     report: dict[str, Any] = {
         "frozen": bool(getattr(sys, "frozen", False)),
         "executable": sys.executable,
-        "user_data_dir": str(platformdirs.user_data_path("etcher-demo", appauthor=False)),
+        "user_data_dir": str(default_root()),
         "filesystem_encoding": sys.getfilesystemencoding(),
     }
     problems = []

@@ -147,7 +147,9 @@ def _upload_lines(info: dict[str, Any], *, may_send: bool) -> list[str]:
     attempt_at = upload.get("last_attempt_at")
     if success_at:
         where = f" to {success_url}" if success_url else ""
-        lines = [f"last upload:  {utc(success_at)}{where}"]
+        result = upload.get("last_result")
+        said = f" ({result})" if result and attempt_at == success_at else ""
+        lines = [f"last upload:  {utc(success_at)}{where}{said}"]
     else:
         lines = ["last upload:  none yet"]
     if attempt_at and attempt_at != success_at:
@@ -243,7 +245,6 @@ def _status_vetoed(client: Client, as_json: bool, out: TextIO) -> int:
         + _app_words(info["project_name"], info["component_name"], info["component_version"]),
         f"data dir:     {info['data_dir']}",
         f"consent:      {info['consent_summary']}",
-        f"uploads:      not allowed: {info['not_sent_because']}",
         f"disabled:     by {blocked_by} in this environment: nothing is recorded, written or"
         " sent, and the queue was not read",
         f"your choice:  {choice}; it applies again once {blocked_by} is unset",
@@ -271,6 +272,9 @@ def _nothing_queued(client: Client) -> str:
 
 #: The event column's widest width; longer event types end in an ellipsis.
 _EVENT_COLUMN = 32
+#: The event column's narrowest width, and the properties' width it gives way to.
+_EVENT_COLUMN_MIN = 12
+_PROPERTIES_COLUMN = 40
 #: The id column's narrowest width (``--follow`` keeps the first rows' widths).
 _ID_COLUMN = 6
 _EVENT_HEADER = ("ID", "TIME (UTC)", "EVENT", "PROPERTIES")
@@ -288,13 +292,23 @@ class _EventTable:
         if not rows:
             return
         if self._widths is None:
+            total = terminal_width()
+            id_width = max(_ID_COLUMN, *(cells(r[0]) for r in rows))
+            time_width = len(utc(1, suffix=False))
+            # The event column gives way first to properties narrower than 40 cells.
+            room = total - id_width - time_width - 3 * 2
+            event_width = min(
+                _EVENT_COLUMN,
+                max(cells(_EVENT_HEADER[2]), *(cells(r[2]) for r in rows)),
+                max(_EVENT_COLUMN_MIN, room - _PROPERTIES_COLUMN),
+            )
             natural = [
-                max(_ID_COLUMN, *(cells(r[0]) for r in rows)),
-                len(utc(1, suffix=False)),
-                min(_EVENT_COLUMN, max(cells(_EVENT_HEADER[2]), *(cells(r[2]) for r in rows))),
+                id_width,
+                time_width,
+                event_width,
                 max(cells(_EVENT_HEADER[3]), *(cells(r[3]) for r in rows)),
             ]
-            self._widths = fit_widths(natural, terminal_width())
+            self._widths = fit_widths(natural, total)
             lines = table(_EVENT_HEADER, rows, widths=self._widths, right=(True,))
         else:
             lines = table(_EVENT_HEADER, rows, widths=self._widths, right=(True,))[1:]

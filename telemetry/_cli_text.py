@@ -133,6 +133,4 @@ def consent_words(
     if notice_answered:
         return f"on (notice answered, {policy_words})"
     shown = "shown, not answered yet" if notice_shown else "not shown yet"
-    return (
-        f"on, nothing sent until the first-run notice is answered (notice {shown}; {policy_words})"
-    )
+    return f"on, not sending yet (first-run notice {shown}; {policy_words})"

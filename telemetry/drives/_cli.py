@@ -47,6 +47,8 @@ def _write_drives(drives: list[Drive], *, as_json: bool, show_all: bool, out: Te
     if as_json:
         for drive in drives:
             out.write(json.dumps(drive.to_json(), sort_keys=False) + "\n")
+        if not drives:
+            out.write("[]\n")  # said, and still JSON
     elif drives:
         out.write(format_table(drives) + "\n")
     else:
@@ -104,7 +106,8 @@ def run_cli(
     then optionally watch.
 
     ``as_json`` prints one JSON object per line: a drive (``Drive.to_json()`` field names)
-    per drive, and in ``watch`` mode one ``{"event": …, "drive": {…}}`` per event.
+    per drive (``[]`` when there is none), and in ``watch`` mode one
+    ``{"event": …, "drive": {…}}`` per event.
     ``watch`` runs until Ctrl-C (or until ``stop`` is set, for embedding and tests).
     Returns the process exit status.
     """

@@ -97,7 +97,8 @@ def test_events_json_prints_exactly_what_is_sent(filled, capsys) -> None:
     assert code == 0 and lines == queued_json(filled)
     assert json.loads(lines[1])["event_properties"] == {"n": 1, "nested.a": "b"}
     code, out = run(capsys, "--data-dir", str(filled), "events", "--limit", "2")
-    assert code == 0 and len(out.splitlines()) == 2 and "$identify" in out and "First" in out
+    assert code == 0 and len(out.splitlines()) == 3 and "$identify" in out and "First" in out
+    assert out.splitlines()[0].split() == ["ID", "TIME", "(UTC)", "EVENT", "PROPERTIES"]
 
 
 def test_events_follow_prints_events_recorded_later(filled) -> None:
@@ -170,7 +171,8 @@ def test_flush_explains_an_opt_in_app_whose_user_never_agreed(data_dir, capsys) 
     assert "sent nothing: the app has not recorded anything with telemetry on yet" in err
     assert "0 events stay queued" in err
     _, out = run(capsys, "--data-dir", str(data_dir), "status")
-    assert "policy not stored yet" in out and "under the opt_in policy" in out
+    assert "consent:      not given (the app has recorded nothing yet" in out
+    assert "under the opt_in policy" in out and "None" not in out
 
 
 # ---------------------------------------------------------------------- query

@@ -148,6 +148,8 @@ def test_under_the_environment_veto_no_command_reads_writes_or_sends(
     assert "nothing was deleted, written or sent" in results["purge"][2]
     assert "the queue was not read" in results["events"][2]
     assert f"disabled:     by {variable} in this environment" in results["status"][1]
+    assert f"consent:      off ({variable} is set)" in results["status"][1]
+    assert "your choice:  on (notice answered, opt-out policy)" in results["status"][1]
     info = json.loads(results["status --json"][1])
     assert info["disabled_by_environment"] == variable and info["queue"] is None
     assert info["notice_answered"] is True and info["uploads_allowed"] is False
@@ -231,9 +233,13 @@ def test_after_an_opt_out_no_command_sends(
     assert len(server.requests) == baseline
     assert len([r for r in server.requests if r.target.endswith("/deletion")]) == 1
 
-    assert "consent:      denied" in results["status"][1]
+    assert "consent:      off (you turned it off)" in results["status"][1]
     assert "not allowed: the user turned telemetry off" in results["status"][1]
-    assert results["events"][:2] == (0, "")
+    assert "None" not in results["status"][1]
+    assert results["events"][:2] == (
+        0,
+        "No events are queued: you turned telemetry off, so nothing is recorded.\n",
+    )
     assert "the user turned telemetry off; 0 events stay queued" in results["flush --timeout 10"][2]
     assert results["purge"][:2] == (0, "purged 0 queued events\n")
 
