@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from PySide6.QtGui import QImage
 import demo_app.app as demo_main
 import telemetry
 from tests.collector_process import CollectorProcess
+from tests.delivery._support import read_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +87,11 @@ def test_self_test_flashes_validates_and_delivers(tmp_path: Path) -> None:
     assert set(demo_main.SELF_TEST_EVENTS) <= names
     # The collector child is gone once the demo exited.
     assert _processes_mentioning(str(db)) == []
+    # The demo's DIR is the CLI's DIR: the client's database is there, delivered.
+    status = _telemetry("--data-dir", str(data), "status", "--json")
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["component_name"] == "demo-app" and info["counters"]["sent_events"] >= 5
 
 
 def test_quick_start_command_without_a_display_runs_the_self_test(tmp_path: Path) -> None:
@@ -101,26 +108,120 @@ def test_quick_start_command_without_a_display_runs_the_self_test(tmp_path: Path
     assert "propagateSizeHints" not in proc.stderr
 
 
-def test_screenshot_without_collector_keeps_events_on_disk(tmp_path: Path) -> None:
-    shot = tmp_path / "window.png"
-    data = tmp_path / "data"
-    proc = _run("--no-collector", "--data-dir", str(data), "--screenshot", str(shot))
-    assert proc.returncode == 0, proc.stderr
+def _user_env(tmp_path: Path) -> dict[str, str]:
+    """A user of their own: HOME and the XDG data dir under ``tmp_path``."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share")}
+
+
+def _assert_png(shot: Path) -> None:
     image = QImage(str(shot))
     assert not image.isNull() and image.width() >= 600
     colours = {image.pixel(x, y) for x in range(0, image.width(), 5)
                for y in range(0, image.height(), 5)}  # fmt: skip
     assert len(colours) > 16
-    status = subprocess.run(
-        [sys.executable, "-m", "telemetry", "--data-dir", str(data / "telemetry"), "status",
-         "--json"],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+
+
+def _telemetry(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m telemetry ARGS`` in a child process."""
+    environ = {**os.environ, **env}
+    environ.pop("DO_NOT_TRACK", None)
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry", *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env=environ, check=False,
     )  # fmt: skip
+
+
+def test_screenshot_touches_nothing_of_the_users(tmp_path: Path) -> None:
+    """No collector, nothing written to the user's data dir, nothing sent (even with
+    --endpoint): the window is shot on a throwaway data dir."""
+    user = _user_env(tmp_path)
+    shot = tmp_path / "window.png"
+    with CollectorProcess(tmp_path / "elsewhere.db") as collector:
+        proc = _run("--screenshot", str(shot), **user)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        _assert_png(shot)
+        again = _run("--screenshot", str(shot), "--endpoint", collector.url, **user)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert collector.rows() == []
+    assert "collector" not in proc.stdout + again.stdout
+    data = Path(user["XDG_DATA_HOME"])
+    assert not data.exists() or sorted(data.rglob("*")) == [], "it wrote to the user's data dir"
+
+
+def test_screenshot_with_a_data_dir_records_there_for_the_cli(tmp_path: Path) -> None:
+    """`--data-dir DIR` means what `telemetry --data-dir DIR` means: the telemetry data dir."""
+    shot = tmp_path / "window.png"
+    data = tmp_path / "data"
+    proc = _run("--data-dir", str(data), "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stderr
+    _assert_png(shot)
+    status = _telemetry("--data-dir", str(data), "status", "--json")
     assert status.returncode == 0, status.stderr
     info = json.loads(status.stdout)
-    queue = info.get("queue", {})
-    assert queue.get("events", 0) >= 2  # $identify, Application start, Close application
-    assert not (data / "collector").exists()
+    assert info["component_name"] == demo_main.COMPONENT
+    assert info["queue"]["events"] >= 2  # $identify, Application start, Close application
+    assert (data / "telemetry.db").exists() and not (data / "collector").exists()
+
+
+def _run_until_window_opens(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The demo with its window open (offscreen), ended by SIGTERM as a desktop session does."""
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen", **env}
+    environ.pop("DO_NOT_TRACK", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo_app", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=environ,
+    )  # fmt: skip
+    lines = []
+    try:
+        while not (lines and lines[-1].startswith("demo: window open")):
+            lines.append(read_line(proc, 120))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "\n".join(lines) + out, err)
+
+
+def test_one_name_for_the_demo_and_its_data_dir(tmp_path: Path) -> None:
+    """`telemetry --app demo-app` finds what the demo recorded in its default data dir."""
+    user = _user_env(tmp_path)
+    proc = _run_until_window_opens("--no-collector", **user)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stdout + proc.stderr
+    status = _telemetry("--app", demo_main.COMPONENT, "status", "--json", **user)
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    expected = Path(user["XDG_DATA_HOME"]) / demo_main.COMPONENT / "telemetry"
+    assert Path(info["data_dir"]) == expected
+    assert (info["project_name"], info["component_name"]) == (demo_main.PROJECT, "demo-app")
+    assert info["queue"]["events"] >= 2
+    assert not (Path(user["XDG_DATA_HOME"]) / "etcher-demo").exists()
+
+
+def test_the_old_data_dir_is_moved_to_the_new_name(tmp_path: Path) -> None:
+    user = _user_env(tmp_path)
+    old = Path(user["XDG_DATA_HOME"]) / "etcher-demo"
+    with telemetry.create_client(
+        demo_main.PROJECT, demo_main.COMPONENT, data_dir=old / "telemetry", upload=False
+    ) as before:
+        kept = before.track("[Etcher] Application start", {})
+    (old / "settings.json").write_text('{"show_system_drives": true}\n')
+    proc = _run_until_window_opens("--no-collector", **user)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stdout + proc.stderr
+    new = Path(user["XDG_DATA_HOME"]) / "demo-app"
+    assert f"moved the demo's data from {old} to {new}" in proc.stdout
+    assert not old.exists()
+    assert json.loads((new / "settings.json").read_text())["show_system_drives"] is True
+    events = _telemetry("--app", "demo-app", "events", "--json", **user)
+    assert kept in {json.loads(line)["insert_id"] for line in events.stdout.splitlines()}
+
+
+def test_default_root_is_the_component_s_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    root, data = demo_main.data_dirs(None)
+    assert root == tmp_path / "demo-app"
+    assert data == telemetry.default_data_dir(demo_main.COMPONENT)
+    assert demo_main.data_dirs(tmp_path / "d") == (tmp_path / "d", tmp_path / "d")
 
 
 def test_endpoint_flag_sends_to_that_collector(tmp_path: Path) -> None:
