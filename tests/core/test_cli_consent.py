@@ -39,6 +39,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("catalogue", "--json"),
     ("query", "select count(*) as n from events"),
     ("query", "select key from state order by key", "--table"),
+    ("sent",),
+    ("sent", "--json"),
     ("flush", "--timeout", "10"),
     ("purge",),
 )
