@@ -314,10 +314,6 @@ class _EventTable:
             lines = table(_EVENT_HEADER, rows, widths=self._widths, right=(True,))[1:]
         self._out.write("\n".join(lines) + "\n")
 
-    @property
-    def started(self) -> bool:
-        return self._widths is not None
-
 
 def _event_row(event: StoredEvent) -> tuple[str, str, str, str]:
     data = event.as_dict()
