@@ -26,6 +26,7 @@ def make_uploader(
         api_key=options.project_name,
         policy=options.upload_policy or UploadPolicy(),
         deletion_url=options.deletion_url,
+        reports_url=options.reports_url,
         on_status=notify,
         destination=options.destination,
         clock=options.clock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from telemetry._store import QueueStats, StoredEvent
@@ -125,6 +126,33 @@ class NoopClient:
 
     def dropped_events(self, limit: int = 100) -> list[dict[str, Any]]:
         """Nothing was dropped."""
+        return []
+
+    def capture_errors(
+        self,
+        *,
+        logging_level: int | None = logging.ERROR,
+        native_crashes: bool = True,
+        app_root: str | Path | None = None,
+    ) -> None:
+        """Nothing is captured."""
+
+    def capture_exception(
+        self, exc: BaseException | None = None, *, handled: bool = True
+    ) -> str | None:
+        """Nothing is reported."""
+        return None
+
+    def capture_message(self, message: str, *, level: str = "error") -> str | None:
+        """Nothing is reported."""
+        return None
+
+    def queued_reports(self) -> list[dict[str, Any]]:
+        """Nothing is queued."""
+        return []
+
+    def sent_reports(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Nothing was sent."""
         return []
 
     def purge(self) -> int:

@@ -59,6 +59,19 @@ def deletion_url(endpoint: str | None) -> str | None:
     return url[: -len("/2/httpapi")] + "/deletion"
 
 
+def reports_url(endpoint: str | None, project: str) -> str | None:
+    """Where error reports go: the collector's Sentry envelope endpoint for ``project``, with
+    the project as the key in the query string (``None`` when events go straight to
+    Amplitude, which takes no reports)."""
+    if endpoint is None:
+        return None
+    from urllib.parse import quote
+
+    base = endpoint if "://" in endpoint else f"https://{endpoint}"
+    name = quote(project, safe="")
+    return f"{base.rstrip('/')}/api/{name}/envelope/?sentry_version=7&sentry_key={name}"
+
+
 def default_data_dir(component_name: str) -> Path:
     """Where an app keeps its telemetry database: ``<user data dir>/<component>/telemetry``."""
     import platformdirs  # loaded only when an app does not choose its data dir
@@ -132,6 +145,11 @@ class ClientOptions:
     def endpoint_url(self) -> str:
         """Where batches are posted."""
         return endpoint_url(self.endpoint)
+
+    @property
+    def reports_url(self) -> str | None:
+        """Where error reports are posted (``None``: the endpoint takes none)."""
+        return reports_url(self.endpoint, self.project_name)
 
     @property
     def deletion_url(self) -> str | None:

@@ -14,6 +14,7 @@ event costs that one event (logged and counted), never an exception in the app.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -69,6 +70,8 @@ class Recorder:
         self._id_lock = threading.Lock()
         self._event_id = self._event_id_end = 0
         self.closed = False
+        #: (time ms, event type) of the last events recorded: error reports' breadcrumbs.
+        self.recent: collections.deque[tuple[int, str]] = collections.deque(maxlen=10)
         #: ``TELEMETRY_LOG_EVENTS=1``: log each event's JSON as stored, so a user or developer
         #: can see exactly what would leave the machine without reading the database.
         self._log_payloads = os.environ.get("TELEMETRY_LOG_EVENTS", "") in ("1", "true", "yes")
@@ -164,6 +167,7 @@ class Recorder:
                 return None
             event_type, payload, type_json = hooked
         self._store.append(insert_id, event_type, now, payload, type_json)
+        self.recent.append((now, event_type))
         if self._log_payloads:
             log.info("telemetry event recorded: %s", payload)
         self._on_appended()
@@ -256,6 +260,7 @@ class Recorder:
             self._event_id = self._event_id_end = 0
         with self._throttle_lock:
             self._last_by_name.clear()
+        self.recent.clear()
 
 
 def _checked_result(result: object, event_type: str, insert_id: str) -> tuple[str, str, str]:

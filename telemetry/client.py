@@ -30,6 +30,7 @@ from telemetry._options import (
 )
 from telemetry._platform import library_version
 from telemetry._recorder import INTERNAL_ERRORS, Recorder
+from telemetry._reporter import Reporter
 from telemetry._store import (
     EventStore,
     QueueStats,
@@ -97,6 +98,15 @@ class Client:
             may_record=lambda: flow.decision.record,
             record_lock=flow.record_lock,
             on_appended=self._appended,
+        )
+        self._reporter = Reporter(
+            self._store,
+            self._identity,
+            self._recorder,
+            options,
+            may_record=lambda: flow.decision.record,
+            record_lock=flow.record_lock,
+            on_reported=self._reported,
         )
         flow.on_forget = self._recorder.forget
         flow.on_granted = self._on_granted
@@ -401,6 +411,73 @@ class Client:
         if self._uploader is not None:
             self._uploader.notify_appended()
 
+    def _reported(self) -> None:
+        if self._uploader is not None:
+            self._uploader.wake()
+
+    # ------------------------------------------------------------------ error reports
+
+    def capture_errors(
+        self,
+        *,
+        logging_level: int | None = logging.ERROR,
+        native_crashes: bool = True,
+        app_root: str | Path | None = None,
+    ) -> None:
+        """Report the app's errors from now on, under the same switch as events.
+
+        Installs process-wide hooks (chained to the ones they replace, undone by
+        :meth:`close`): uncaught exceptions on any thread, exceptions in Qt slots (PySide6
+        hands them to ``sys.excepthook``), records logged at ``logging_level`` or above
+        (``None``: none; the ``telemetry`` loggers never), and with ``native_crashes`` a
+        fault file that the next start turns into a crash report (segfaults and other fatal
+        signals, with every thread's Python stack). ``app_root``: the folder of the app's own
+        code; frames there are ``in_app`` and their paths relative to it.
+
+        Each report is anonymised, passes ``before_send`` and is on disk before the hook
+        returns; repeats of one error are one report with a count. Reports are kept and sent
+        only when events are (nothing while off, before the notice is answered or with
+        ``DO_NOT_TRACK``), and an opt-out deletes those waiting.
+        """
+        if self._closed:
+            return
+        root = None if app_root is None else str(Path(app_root).resolve())
+        self._reporter.enable(
+            logging_level=logging_level, native_crashes=native_crashes, app_root=root
+        )
+
+    def capture_exception(
+        self, exc: BaseException | None = None, *, handled: bool = True
+    ) -> str | None:
+        """Report ``exc`` (default: the exception being handled) now; returns the report's
+        fingerprint, or ``None`` when nothing was kept (telemetry off, no exception, dropped
+        by ``before_send``). Never raises."""
+        if exc is None:
+            import sys
+
+            exc = sys.exception()
+        if exc is None:
+            return None
+        return self._reporter.capture_exception(exc, handled=handled)
+
+    def capture_message(self, message: str, *, level: str = "error") -> str | None:
+        """Report a message without an exception (``level``: ``fatal``, ``error``,
+        ``warning``, ``info``); returns its fingerprint or ``None``. Never raises."""
+        return self._reporter.capture_message(message, level=level)
+
+    def queued_reports(self) -> list[dict[str, Any]]:
+        """The error reports waiting to be sent, oldest first, each exactly as it will be sent
+        (with ``contexts.telemetry.count``: how many times it happened)."""
+        import json
+
+        from telemetry._delivery import report_json
+
+        return [json.loads(report_json(r)) for r in self._store.pending_reports(1_000)]
+
+    def sent_reports(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The last error reports sent, newest first: ``sent_at``, ``status``, ``report``."""
+        return self._store.sent_reports(limit)
+
     # ------------------------------------------------------------------ linking, experiments
 
     def linked_device_ids(self) -> list[str]:
@@ -493,6 +570,7 @@ class Client:
             return
         self._closed = True
         self._recorder.closed = True
+        self._reporter.disable()
         budget = self._options.close_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         # What follows the uploader (housekeeping's last pass, saving, closing the store) keeps

@@ -154,6 +154,26 @@ class RecordedRequest:
         return isinstance(self.payload, dict) and "events" in self.payload
 
     @property
+    def is_report(self) -> bool:
+        """An error report: a Sentry envelope (decoded: ``header`` and ``items``)."""
+        return (
+            isinstance(self.payload, dict)
+            and "items" in self.payload
+            and "/envelope/" in (self.url)
+        )
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The error report (the Sentry event) of an envelope, else None."""
+        if not self.is_report:
+            return None
+        for item in self.payload["items"]:
+            if item["header"].get("type") == "event":
+                event: dict[str, Any] = item["payload"]
+                return event
+        return None
+
+    @property
     def events(self) -> list[dict[str, Any]]:
         """The batch's events (empty for a deletion request)."""
         return list(self.payload.get("events", [])) if self.is_batch else []
@@ -207,7 +227,13 @@ class RecordingDestination:
         self, url: str, body: bytes, *, gzipped: bool = True, give_up_after: float | None = None
     ) -> Response:
         """Record the request and answer it (see the class docstring)."""
-        payload = json.loads(gzip.decompress(body) if gzipped else body)
+        raw = gzip.decompress(body) if gzipped else body
+        if "/envelope/" in url:
+            from telemetry._delivery._envelopes import parse_envelope
+
+            payload = parse_envelope(raw)
+        else:
+            payload = json.loads(raw)
         with self._cond:
             answer = self._script.popleft() if self._script else _Answer(self.status, b"", {}, None)
             self._requests.append(RecordedRequest(url, payload, answer.status, gzipped))
@@ -238,7 +264,12 @@ class RecordingDestination:
     @property
     def deletions(self) -> list[dict[str, Any]]:
         """The deletion requests received (their JSON bodies)."""
-        return [r.payload for r in self.requests if not r.is_batch]
+        return [r.payload for r in self.requests if not r.is_batch and not r.is_report]
+
+    @property
+    def reports(self) -> list[dict[str, Any]]:
+        """The error reports delivered (Sentry events of envelopes answered 2xx), in order."""
+        return [r.report for r in self.requests if r.report is not None and 200 <= r.status < 300]
 
     @property
     def events(self) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ goes out. Public names (``UploadPolicy``) are re-exported by :mod:`telemetry`.
 
 from telemetry._delivery._clock import SYSTEM_CLOCK, Clock, SystemClock
 from telemetry._delivery._connectivity import Connectivity, is_loopback_url
+from telemetry._delivery._envelopes import report_json
 from telemetry._delivery._policy import UploadPolicy
 from telemetry._delivery._status import STATE_KEY, status_dict
 from telemetry._delivery._uploader import Uploader
@@ -23,5 +24,6 @@ __all__ = [
     "UploadPolicy",
     "Uploader",
     "is_loopback_url",
+    "report_json",
     "status_dict",
 ]

@@ -22,10 +22,11 @@ from telemetry._delivery._policy import (
     Shrink,
     UploadPolicy,
     decide,
+    decide_report,
 )
 from telemetry._delivery._schedule import Schedule
 from telemetry._delivery._status import StatusWriter
-from telemetry._store import EventStore, StoredEvent
+from telemetry._store import EventStore, StoredEvent, StoredReport
 
 if TYPE_CHECKING:
     from telemetry.transport import Response
@@ -117,6 +118,27 @@ class Outcomes:
             outcome = f"400: {bad} invalid events dropped, {len(ids) - bad} resent"
         self.save(outcome, status)
         return "too-large" if status == 413 else "rejected"
+
+    def report(self, report: StoredReport, response: Response, event_json: str) -> str:
+        """Decide on the answer to one error report's envelope and apply it."""
+        now = datetime.fromtimestamp(self._schedule.clock.time(), UTC)
+        action = decide_report(response.status, response.headers, self._policy, now=now)
+        status = response.status
+        if action.counter is not None:
+            self._store.increment(action.counter)
+        if isinstance(action, Deliver):
+            self._store.report_delivered(report, status, event_json)
+            self._schedule.succeeded(self._policy.after_success_delay)
+            self.save(f"{status}: error report delivered", status, success=True)
+            return "sent"
+        if isinstance(action, Drop):
+            self._store.drop_report(report, action.reason)
+            self._schedule.after(0.0)
+            self.save(f"{status}: error report refused, dropped", status)
+            return "rejected"
+        if isinstance(action, Pause):
+            return self.pause(action.seconds, f"{status}: error reports paused", status)
+        return self.retry_later(f"{status}: server error (error report)", status)
 
     def deletion(self, status: int, action: Action) -> str:
         """Apply the action for a deletion request's answer (the queue already forgot a

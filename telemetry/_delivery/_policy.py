@@ -182,6 +182,35 @@ def decide_deletion(
     return Backoff(None)
 
 
+#: Counter of error reports a collector refused for good (4xx other than 401/403/404/405/410,
+#: 408 and 429).
+REPORTS_REFUSED: Final = "reports_refused"
+
+
+def decide_report(
+    status: int | None,
+    headers: Mapping[str, str],
+    policy: UploadPolicy | None = None,
+    *,
+    now: datetime | None = None,
+) -> Action:
+    """The action for the answer to one error report's envelope: delivered on 2xx; refused
+    for good (dropped, counted) on another 4xx, except 408 (retried), 429 and the
+    configuration errors (paused, as for events); retried with backoff on 5xx or no answer."""
+    policy = policy or UploadPolicy()
+    if status is None:
+        return Backoff(None)
+    if 200 <= status < 300:
+        return Deliver("reports_2xx")
+    if status == 429:
+        return Pause("upload_429", _retry_after(headers, policy, now))
+    if status in CONFIG_ERRORS:
+        return Pause(f"upload_{status}", policy.config_error_pause)
+    if status == 408 or status >= 500:
+        return Backoff("upload_5xx" if status >= 500 else "upload_408")
+    return Drop(None, REPORTS_REFUSED)
+
+
 def _retry_after(headers: Mapping[str, str], policy: UploadPolicy, now: datetime | None) -> float:
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     return parse_retry_after(

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from telemetry._delivery._clock import SYSTEM_CLOCK, Clock
 from telemetry._delivery._connectivity import Connectivity
 from telemetry._delivery._deletions import DeletionQueue
+from telemetry._delivery._envelopes import envelope, report_json
 from telemetry._delivery._outcomes import Outcomes
 from telemetry._delivery._policy import DELETION_ATTEMPTS, UploadPolicy
 from telemetry._delivery._proofs import batch_proofs
@@ -72,6 +73,8 @@ class Uploader:
         deletion_url: where deletion requests go (``None``: the endpoint has none, and queued
             requests wait).
         on_status: called after each change of the persisted upload status.
+        reports_url: where error reports go, one Sentry envelope each (``None``: the
+            endpoint takes none, and they wait).
     """
 
     def __init__(
@@ -87,11 +90,13 @@ class Uploader:
         rand: Callable[[float, float], float] = random.uniform,
         deletion_url: str | None = None,
         on_status: Callable[[], None] | None = None,
+        reports_url: str | None = None,
     ) -> None:
         self.store = store
         self.url = url
         self.api_key = api_key
         self.deletion_url = deletion_url
+        self.reports_url = reports_url
         self._deletions = DeletionQueue(store, deletion_url)
         self._events_allowed = True
         self.policy = policy or UploadPolicy()
@@ -209,13 +214,19 @@ class Uploader:
         self._schedule.ask(flush=True, drain_for=timeout)
         self._wake.set()
         while True:
-            if self.store.stats().events == 0:
+            if self._drained():
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._thread is None or not self._events_allowed:
-                return self.store.stats().events == 0
+                return self._drained()
             with self._cycle_done:
                 self._cycle_done.wait(min(remaining, 0.5))
+
+    def _drained(self) -> bool:
+        """Nothing waits: no event, and no error report when there is somewhere to send it."""
+        if self.store.stats().events:
+            return False
+        return self.reports_url is None or self.store.report_count() == 0
 
     def status(self) -> dict[str, Any]:
         """The persisted upload status (last result, next attempt...)."""
@@ -285,7 +296,32 @@ class Uploader:
                 return self._send_deletion(deletions[0])
         if not self._events_allowed:  # appends cannot be sent: only asks count
             return self._go_idle(now, seen, appends_matter=False)
+        if self.reports_url is not None and self.store.report_count():
+            return self._send_report(now)
         return self._send_events(now, limit, prompt, seen)
+
+    def _send_report(self, now: float) -> str:
+        """Send the oldest waiting error report (one envelope); reports go before events:
+        they are few and small."""
+        if not self.connectivity.is_online():
+            self._schedule.at(now + self.policy.offline_check_interval)
+            return "offline"
+        refused = self._take_lease(now)
+        if refused is not None:
+            return refused
+        waiting = self.store.pending_reports(1)
+        if not waiting:
+            self._schedule.after(0.0)
+            return "sent"
+        report = waiting[0]
+        event_json = report_json(report)
+        import gzip
+
+        body = gzip.compress(envelope(event_json, report.event_id), compresslevel=6)
+        response = self._post(body, url=self.reports_url)
+        if isinstance(response, str):
+            return response
+        return self._outcomes.report(report, response, event_json)
 
     def _send_events(self, now: float, limit: int, prompt: bool, seen: tuple[int, int]) -> str:
         """Send the next batch if it is due (full, old enough, or asked for)."""
@@ -363,12 +399,15 @@ class Uploader:
             device_proofs=proofs,
         )
 
-    def _post(self, body: bytes, *, deletion: bool = False) -> Response | str:
+    def _post(
+        self, body: bytes, *, deletion: bool = False, url: str | None = None
+    ) -> Response | str:
         """One request, within the stop deadline and counted against the per-minute cap.
 
         Returns the answer, or the outcome (``stopping``, ``retry``) when none came: a
         network failure schedules the backoff. ``deletion``: the plain-JSON deletion request
-        to :attr:`deletion_url` instead of a gzip event batch.
+        to :attr:`deletion_url` instead of a gzip event batch; ``url``: another gzip body's
+        destination (an error report's envelope).
         """
         give_up_after = None
         if self._stopping.is_set():
@@ -378,7 +417,7 @@ class Uploader:
         destination = self._transport()
         self._schedule.request_sent(deletion=deletion)
         self.store.increment(DELETION_ATTEMPTS if deletion else "upload_requests")
-        url = self.deletion_url if deletion else self.url
+        url = url or (self.deletion_url if deletion else self.url)
         assert url is not None
         try:
             response = destination.post(

@@ -49,6 +49,12 @@ from telemetry._store._queue import (
     QueueStats,
     StoredEvent,
 )
+from telemetry._store._reports import (
+    REPORTS_CAPTURED,
+    REPORTS_DROPPED_CAP,
+    REPORTS_SENT,
+    StoredReport,
+)
 from telemetry._store._state import EVENT_ID_BLOCK, peek_state
 
 __all__ = [
@@ -68,6 +74,9 @@ __all__ = [
     "JOURNAL_ORPHANS",
     "JOURNAL_TORN_LINES",
     "OVERFLOW_SIZE",
+    "REPORTS_CAPTURED",
+    "REPORTS_DROPPED_CAP",
+    "REPORTS_SENT",
     "SENT_LOG_SIZE",
     "STORE_FILE_VANISHED",
     "STORE_RECOVERED_CORRUPT",
@@ -77,5 +86,6 @@ __all__ = [
     "EventStore",
     "QueueStats",
     "StoredEvent",
+    "StoredReport",
     "peek_state",
 ]

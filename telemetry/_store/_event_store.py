@@ -28,6 +28,7 @@ from telemetry._store._queue import (
     QueueStats,
     StoredEvent,
 )
+from telemetry._store._reports import Reports, StoredReport
 from telemetry._store._state import EVENT_ID_BLOCK
 from telemetry.events import encode_json
 
@@ -64,6 +65,7 @@ class EventStore:
         self._ingest = Ingest(self._db, self.journal_dir)
         self._overflow = Overflow(self._db)
         self._queue = Queue(self._db, self._ingest, self._overflow)
+        self._reports = Reports(self._db)
         if self.path is not None and not self.in_memory:
             self._ingest.start()
             _reserve.ensure(self.path.parent)
@@ -205,6 +207,32 @@ class EventStore:
     def sent_batches(self, limit: int = SENT_LOG_SIZE) -> list[dict[str, Any]]:
         """The last sent batches, newest first: ``sent_at``, ``status``, ``events`` (as sent)."""
         return self._queue.sent_batches(limit)
+
+    # ------------------------------------------------------------------ error reports
+
+    def add_report(self, fingerprint: str, payload: str, at_ms: int | None = None) -> bool:
+        """Count one occurrence of an error report, durably; see :meth:`Reports.add`."""
+        return self._reports.add(fingerprint, payload, at_ms)
+
+    def pending_reports(self, limit: int = 100) -> list[StoredReport]:
+        """Error reports waiting to be sent, oldest first."""
+        return self._reports.pending(limit)
+
+    def report_count(self) -> int:
+        """How many error reports (fingerprints) wait."""
+        return self._reports.count()
+
+    def report_delivered(self, report: StoredReport, status: int, body: str) -> None:
+        """``report`` was delivered as ``body``; see :meth:`Reports.delivered`."""
+        self._reports.delivered(report, status, body)
+
+    def drop_report(self, report: StoredReport, reason: str) -> None:
+        """``report`` was refused for good; its occurrences are counted as ``reason``."""
+        self._reports.drop(report, reason)
+
+    def sent_reports(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The last error reports sent, newest first."""
+        return self._reports.sent(limit)
 
     # ------------------------------------------------------------------ housekeeping
 

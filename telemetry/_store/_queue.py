@@ -174,7 +174,14 @@ class Queue:
             for name in unsent:
                 conn.execute("DELETE FROM journal_progress WHERE file = ?", (name,))
             removed = int(conn.execute("DELETE FROM events").rowcount)
-            for table in ("dropped_events", "sent_batches", "linked_devices", "experiments"):
+            for table in (
+                "dropped_events",
+                "sent_batches",
+                "linked_devices",
+                "experiments",
+                "reports",
+                "sent_reports",
+            ):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("DELETE FROM counters WHERE name != 'opened'")
             marks = ",".join("?" * len(keep)) or "NULL"

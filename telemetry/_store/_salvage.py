@@ -46,6 +46,11 @@ _TABLES: Final[dict[str, tuple[str, str]]] = {
         "INSERT OR IGNORE INTO experiments(name, device_id, variation, assigned_at)"
         " VALUES (?, ?, ?, ?)",
     ),
+    "reports": (
+        "fingerprint, event_id, count, first_seen, last_seen, payload",
+        "INSERT OR IGNORE INTO reports(fingerprint, event_id, count, first_seen, last_seen,"
+        " payload) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE typeof(?3) = 'integer' AND json_valid(?6)",
+    ),
 }
 
 #: The counter row that proves a file writable (not copied: the fresh file has its own).

@@ -73,6 +73,25 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         offset INTEGER NOT NULL                -- bytes already copied into events
     );
     """,
+    # 4: error and crash reports (``_reports.py``): one row per fingerprint waiting to be sent,
+    #    with how many times it happened; and the ring buffer of the last reports sent.
+    """
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL UNIQUE,
+        event_id TEXT NOT NULL,                -- 32 hex digits, kept through retries
+        count INTEGER NOT NULL,                -- occurrences not yet sent
+        first_seen INTEGER NOT NULL,           -- UTC milliseconds
+        last_seen INTEGER NOT NULL,
+        payload TEXT NOT NULL                  -- the Sentry event JSON of the last occurrence
+    );
+    CREATE TABLE sent_reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sent_at INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL                     -- the Sentry event JSON, as sent
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -61,6 +61,11 @@ QT = {
 }
 
 CLIENT_METHODS = {
+    "capture_errors": "*, logging_level=, native_crashes=, app_root=",
+    "capture_exception": "exc=, *, handled=",
+    "capture_message": "message, *, level=",
+    "queued_reports": "",
+    "sent_reports": "limit=",
     "add_listener": "callback",
     "close": "timeout=",
     "dropped_events": "limit=",
