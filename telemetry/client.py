@@ -15,6 +15,7 @@ runtime faults are logged and counted, never raised into the host app.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,6 @@ from telemetry._options import (
 )
 from telemetry._platform import library_version
 from telemetry._recorder import INTERNAL_ERRORS, Recorder
-from telemetry._reporter import Reporter
 from telemetry._store import (
     EventStore,
     QueueStats,
@@ -44,6 +44,7 @@ from telemetry.consent import (
 from telemetry.errors import StoreError
 
 if TYPE_CHECKING:
+    from telemetry._reporter import Reporter
     from telemetry.catalogue import EventCatalogue
 
 log = logging.getLogger("telemetry")
@@ -99,15 +100,8 @@ class Client:
             record_lock=flow.record_lock,
             on_appended=self._appended,
         )
-        self._reporter = Reporter(
-            self._store,
-            self._identity,
-            self._recorder,
-            options,
-            may_record=lambda: flow.decision.record,
-            record_lock=flow.record_lock,
-            on_reported=self._reported,
-        )
+        self._reporter_part: Reporter | None = None  # made on first use: start-up stays lean
+        self._reporter_lock = threading.Lock()
         flow.on_forget = self._recorder.forget
         flow.on_granted = self._on_granted
         self._housekeeper = Housekeeper(self._housekeeping, interval=1.0, burst=200)
@@ -415,6 +409,25 @@ class Client:
         if self._uploader is not None:
             self._uploader.wake()
 
+    @property
+    def _reporter(self) -> Reporter:
+        with self._reporter_lock:
+            if self._reporter_part is not None:
+                return self._reporter_part
+            from telemetry._reporter import Reporter
+
+            flow = self._flow
+            self._reporter_part = Reporter(
+                self._store,
+                self._identity,
+                self._recorder,
+                self._options,
+                may_record=lambda: flow.decision.record,
+                record_lock=flow.record_lock,
+                on_reported=self._reported,
+            )
+            return self._reporter_part
+
     # ------------------------------------------------------------------ error reports
 
     def capture_errors(
@@ -570,7 +583,8 @@ class Client:
             return
         self._closed = True
         self._recorder.closed = True
-        self._reporter.disable()
+        if self._reporter_part is not None:
+            self._reporter_part.disable()
         budget = self._options.close_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         # What follows the uploader (housekeeping's last pass, saving, closing the store) keeps
