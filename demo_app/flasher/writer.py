@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from demo_app.flasher.errors import FlashError
 from demo_app.flasher.source import ImageSource
@@ -36,7 +36,7 @@ from demo_app.flasher.source import ImageSource
 if TYPE_CHECKING:
     from telemetry.drives import Drive
 
-__all__ = ["FlashProgress", "FlashResult", "Flasher", "Target", "unmount_drive"]
+__all__ = ["FlashProgress", "FlashResult", "FlashRunner", "Flasher", "Target", "unmount_drive"]
 
 DEFAULT_CHUNK: Final = 4 << 20
 DEFAULT_BUFFERS: Final = 4
@@ -133,6 +133,20 @@ class _Speed:
             self.samples.popleft()
         t0, d0 = self.samples[0]
         return (done - d0) / (now - t0) if now > t0 else 0.0
+
+
+class FlashRunner(Protocol):
+    """What runs a flash: :class:`Flasher` in this process, or
+    :class:`~demo_app.flasher.HelperFlasher` through the write helper."""
+
+    bytes_written: int
+
+    def run(self) -> FlashResult: ...
+
+    def cancel(self) -> None: ...
+
+    @property
+    def cancelled(self) -> bool: ...
 
 
 class _Cancelled(Exception):
