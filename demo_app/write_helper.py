@@ -58,6 +58,31 @@ class _Refused(FlashError):
         super().__init__("EREFUSED", message, hint)
 
 
+class _Lines:
+    """Lines from a file descriptor, read with ``os.read``: no buffered reader whose lock a
+    daemon thread could hold at interpreter shutdown (Python aborts then)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = b""
+
+    def readline(self) -> bytes:
+        """The next line (with its newline); ``b""`` at the end of input."""
+        while b"\n" not in self._pending:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                line, self._pending = self._pending, b""
+                return line
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line + b"\n"
+
+
 class _Output:
     """Protocol lines on stdout, one writer at a time; a closed pipe cancels the flash."""
 
@@ -81,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one request from stdin; the exit status is the protocol's."""
     del argv  # no options: everything comes through the protocol
     out = _Output(sys.stdout.buffer)
-    stdin = sys.stdin.buffer
+    stdin = _Lines(sys.stdin.fileno())
     flasher: Flasher | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -124,15 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _watch_stdin(stdin: BinaryIO, flasher: Flasher) -> None:
+def _watch_stdin(stdin: _Lines, flasher: Flasher) -> None:
     """Cancel on ``{"op": "cancel"}`` or when stdin closes."""
-    try:
-        for line in stdin:
-            with contextlib.suppress(ValueError):
-                if decode(line).get("op") == "cancel":
-                    break
-    except (OSError, ValueError):
-        pass
+    while line := stdin.readline():
+        with contextlib.suppress(ValueError):
+            if decode(line).get("op") == "cancel":
+                break
     flasher.cancel()
 
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, Final
 
 from demo_app.flasher._protocol import (
@@ -61,7 +61,8 @@ class HelperFlasher:
     from any thread, ``bytes_written``.
 
     ``elevate`` (default: :func:`needs_elevation`) starts the helper through ``pkexec``;
-    ``command`` replaces :func:`helper_command`, ``pkexec`` the elevation program.
+    ``command`` replaces :func:`helper_command`, ``pkexec`` the elevation program, ``env``
+    the environment it is started with (pkexec gives the helper a clean one anyway).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class HelperFlasher:
         elevate: bool | None = None,
         command: Sequence[str] | None = None,
         pkexec: str = "pkexec",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.source = source
         self.target = target
@@ -82,6 +84,7 @@ class HelperFlasher:
         self._on_progress = on_progress
         self._command = list(command) if command is not None else helper_command()
         self._pkexec = pkexec
+        self._env = dict(env) if env is not None else None
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -128,6 +131,7 @@ class HelperFlasher:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 close_fds=True,
+                env=self._env,
             )
         except OSError as exc:
             raise self._launch_error(exc) from exc

@@ -292,7 +292,13 @@ class Flasher:
                 action="open",
             ) from exc  # fmt: skip
         st = os.fstat(fd)
-        self._identity = _Identity(st.st_dev, st.st_ino, st.st_rdev)
+        rdev = st.st_rdev
+        if self.target.is_block_device:
+            # The device number the node names now (what target_present() compares with);
+            # the same as the descriptor's for a real node, and what a test bed fakes.
+            with contextlib.suppress(OSError):
+                rdev = os.stat(path).st_rdev
+        self._identity = _Identity(st.st_dev, st.st_ino, rdev)
         return fd
 
     def _remove_created(self) -> bool:
