@@ -242,7 +242,7 @@ def _as_user(uid: int | None) -> Any:
         entry = pwd.getpwuid(uid)
     except KeyError as exc:
         raise _Refused(f"The invoking user {uid} does not exist.") from exc
-    groups = os.getgroups()
+    groups, egid = os.getgroups(), os.getegid()
     os.setgroups(os.getgrouplist(entry.pw_name, entry.pw_gid))
     os.setegid(entry.pw_gid)
     os.seteuid(uid)
@@ -250,7 +250,7 @@ def _as_user(uid: int | None) -> Any:
         yield
     finally:
         os.seteuid(0)
-        os.setegid(0)
+        os.setegid(egid)
         os.setgroups(groups)
 
 
