@@ -100,8 +100,12 @@ class HelperFlasher:
 
     @property
     def command(self) -> list[str]:
-        """The full command line (with ``pkexec`` in front when elevating)."""
-        return [self._pkexec, *self._command] if self.elevate else list(self._command)
+        """The full command line (with ``pkexec`` in front when elevating). pkexec's own
+        text prompt is turned off: the password is asked by the desktop's polkit agent, never
+        on whatever terminal the GUI was started from."""
+        if not self.elevate:
+            return list(self._command)
+        return [self._pkexec, "--disable-internal-agent", *self._command]
 
     def cancel(self) -> None:
         """Ask the helper to stop: a cancel line, then stdin closed. Before the helper
@@ -248,7 +252,8 @@ class HelperFlasher:
         if self.elevate and returncode == _PKEXEC_NOT_AUTHORISED:
             return FlashError(
                 "EACCES",
-                "Not authorised to write the drive (polkit refused).",
+                "Not authorised to write the drive: polkit refused, or no polkit "
+                "authentication agent is running in this session.",
                 privilege_hint(),
                 detail=detail,
             )

@@ -372,7 +372,11 @@ def test_pkexec_path_runs_the_helper_as_pkexec_does(tmp_path: Path) -> None:
     user who asked: the helper then writes drives only and opens the image as that user."""
     raw = image_bytes(2 << 20)
     image = write_image(tmp_path / "images", raw, "img")
-    pkexec = _stand_in(tmp_path, "pkexec", 'PKEXEC_UID=$(id -u) exec "$@"')
+    pkexec = _stand_in(
+        tmp_path,
+        "pkexec",
+        '[ "$1" = --disable-internal-agent ] || exit 99\nshift\nPKEXEC_UID=$(id -u) exec "$@"',
+    )
     flasher = HelperFlasher(
         open_image(image),
         Target(Path("/dev/sdb"), True),
@@ -381,7 +385,9 @@ def test_pkexec_path_runs_the_helper_as_pkexec_does(tmp_path: Path) -> None:
         command=_umockdev_command(_testbed(tmp_path, image)),
         env=_umockdev_env(),
     )
-    assert flasher.command[0] == str(pkexec)
+    command = flasher.command
+    assert command[:2] == [str(pkexec), "--disable-internal-agent"]
+    assert command[2:] == _umockdev_command(_testbed(tmp_path, image))
     result = flasher.run()
     assert result.status == "finished" and result.bytes_written == len(raw)
 
