@@ -112,13 +112,8 @@ class HelperFlasher:
         accepted the request (pkexec's prompt may be up), the launcher is terminated."""
         self._cancel.set()
         with self._lock:
-            proc = self._proc
-            if proc is None:
-                return
-            self._close_stdin(proc, say_cancel=True)
-            if not self._accepted:
-                with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGTERM)
+            if self._proc is not None:
+                self._stop(self._proc)
 
     def run(self) -> FlashResult:
         """Start the helper, send the request, follow it to the end."""
@@ -154,7 +149,7 @@ class HelperFlasher:
             except OSError:
                 pass  # the helper is gone already: its exit status says why
             if self._cancel.is_set():
-                self._close_stdin(proc, say_cancel=True)
+                self._stop(proc)  # cancelled while it was being started
         try:
             final = self._follow(proc.stdout)
         finally:
@@ -202,6 +197,14 @@ class HelperFlasher:
             elif kind in ("result", "error"):
                 return message
         return None
+
+    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """Cancel (the lock held): tell the helper and close its stdin; a launcher that has
+        not started the helper yet (pkexec waiting for the password) is terminated."""
+        self._close_stdin(proc, say_cancel=True)
+        if not self._accepted:
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
 
     def _close_stdin(self, proc: subprocess.Popen[bytes], *, say_cancel: bool) -> None:
         stdin = proc.stdin
