@@ -1,16 +1,26 @@
 """Which drives the target list shows, which it disables and why, and what it warns about.
 
 Qt-free rules after Etcher's ``drive-constraints.ts``: system and virtual drives are hidden
-unless "Show system drives" is on; drives without media, locked (write-protected) or too
-small for the image are disabled with the reason, in words that fit the device's kind (an
-empty card reader needs a card; an unused loop or zram device has nothing to insert); large,
-mounted and system drives carry a warning. ``icon_kind`` picks the picture: SD card, USB
-stick, USB disk, card reader or disk.
+unless "Show system drives" is on; the drive holding the image (the source drive), drives
+without media, locked (write-protected) or too small for the image are disabled with the
+reason, in words that fit the device's kind (an empty card reader needs a card; an unused
+loop or zram device has nothing to insert); large, mounted and system drives carry a
+warning. ``icon_kind`` picks the picture: SD card, USB stick, USB disk, card reader or disk.
+
+The source drive is found from the image file itself (:func:`image_location`): the device
+number of its filesystem (``st_dev``), compared with the filesystem of each mount point of
+a drive (its partitions' and the dm/md devices' on top included), and, on Linux, the whole
+disks under that filesystem read from sysfs (a partition's disk, the disks under a dm or md
+device), compared with the drive's device node. Both checks run: either one is enough.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -18,13 +28,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ICON_KINDS",
+    "SOURCE_DRIVE_REASON",
     "DriveRow",
+    "ImageLocation",
     "drive_rows",
     "empty_reason",
     "format_size",
+    "holds_image",
     "icon_kind",
+    "image_location",
     "virtual_reason",
 ]
+
+#: Why the drive holding the image cannot be picked (Etcher: "Source drive").
+SOURCE_DRIVE_REASON: Final = "Source drive: it holds the image"
 
 #: Etcher's large-drive threshold.
 LARGE_DRIVE_BYTES: Final = 128_000_000_000
@@ -55,6 +72,79 @@ def icon_kind(drive: Drive) -> str:
     if drive.drive_type == "usb-disk" or drive.is_usb:
         return "usb-disk"
     return "disk"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLocation:
+    """Where an image file lives: ``st_dev`` of its filesystem and, on Linux, the kernel
+    names of the whole disks backing that filesystem (``{"sdb"}``; empty when the
+    filesystem has no block device, as tmpfs and overlayfs)."""
+
+    st_dev: int
+    disks: frozenset[str] = frozenset()
+
+
+def image_location(
+    path: str | os.PathLike[str], *, sysfs: Path = Path("/sys")
+) -> ImageLocation | None:
+    """The :class:`ImageLocation` of the file at ``path``; ``None`` when it cannot be read."""
+    try:
+        st_dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    disks: frozenset[str] = frozenset()
+    if sys.platform.startswith("linux"):
+        disks = frozenset(_disks_under(sysfs, f"{os.major(st_dev)}:{os.minor(st_dev)}"))
+    return ImageLocation(st_dev, disks)
+
+
+def _disks_under(sysfs: Path, devnum: str) -> set[str]:
+    """Whole disks under the block device ``devnum`` (``"8:17"``): a partition's disk, the
+    disks under a dm/md device (through ``slaves/``), or the device itself."""
+    try:
+        start = (sysfs / "dev" / "block" / devnum).resolve(strict=True)
+    except OSError:
+        return set()
+    found: set[str] = set()
+    todo = [start]
+    seen: set[Path] = set()
+    while todo and len(seen) < 64:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if (node / "partition").exists():
+            node = node.parent  # a partition's folder sits inside its disk's
+        slaves = sorted((node / "slaves").glob("*")) if (node / "slaves").is_dir() else []
+        if slaves:
+            for link in slaves:
+                try:
+                    todo.append(link.resolve(strict=True))
+                except OSError:
+                    continue
+        else:
+            found.add(node.name)
+    return found
+
+
+def holds_image(drive: Drive, location: ImageLocation | None) -> bool:
+    """Whether ``drive`` holds the image at ``location`` (so flashing it would destroy it)."""
+    if location is None:
+        return False
+    names = {Path(drive.device).name, Path(drive.raw).name}
+    with contextlib.suppress(OSError):
+        names.add(Path(os.path.realpath(drive.device)).name)
+    if names & location.disks:
+        return True
+    for mountpoint in drive.mountpoints:
+        if not mountpoint.path.startswith("/"):
+            continue  # [SWAP]
+        try:
+            if os.stat(mountpoint.path).st_dev == location.st_dev:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +191,11 @@ def virtual_reason(drive: Drive) -> str:
     return "Virtual device: not a flash target"
 
 
-def _row(drive: Drive, image_size: int | None) -> DriveRow:
+def _row(drive: Drive, image_size: int | None, image: ImageLocation | None) -> DriveRow:
     reason: str | None = None
-    if not drive.has_media:
+    if holds_image(drive, image):
+        reason = SOURCE_DRIVE_REASON
+    elif not drive.has_media:
         reason = empty_reason(drive)
     elif drive.is_read_only:
         reason = "Locked: the drive is write-protected"
@@ -137,11 +229,18 @@ def _empty_word(drive: Drive) -> str:
     return "unused" if drive.is_virtual else "no media"
 
 
-def drive_rows(drives: list[Drive], *, image_size: int | None, show_system: bool) -> list[DriveRow]:
-    """The rows to show, flash targets first, then (when asked) system and other drives."""
+def drive_rows(
+    drives: list[Drive],
+    *,
+    image_size: int | None,
+    show_system: bool,
+    image: ImageLocation | None = None,
+) -> list[DriveRow]:
+    """The rows to show, flash targets first, then (when asked) system and other drives.
+    ``image`` (from :func:`image_location`) disables the drive that holds the image."""
     shown = [d for d in drives if show_system or d.is_flash_target or _removable_listed(d)]
     shown.sort(key=lambda d: (not d.is_flash_target, d.is_system, d.device))
-    return [_row(d, image_size) for d in shown]
+    return [_row(d, image_size, image) for d in shown]
 
 
 def _removable_listed(drive: Drive) -> bool:

@@ -1,5 +1,7 @@
-"""The flashing engine, without Qt: image sources, the writer with validation, and its errors."""
+"""The flashing engine, without Qt: image sources, the writer with validation, its errors, and
+the client of the write helper (``demo_app.write_helper``) that writes drives as root."""
 
+from demo_app.flasher._helper_client import HelperFlasher, helper_command, needs_elevation
 from demo_app.flasher.errors import ERROR_EVENTS, FlashError, privilege_hint
 from demo_app.flasher.source import (
     COMPRESSED_EXTENSIONS,
@@ -10,7 +12,14 @@ from demo_app.flasher.source import (
     iter_chunks,
     open_image,
 )
-from demo_app.flasher.writer import Flasher, FlashProgress, FlashResult, Target, unmount_drive
+from demo_app.flasher.writer import (
+    Flasher,
+    FlashProgress,
+    FlashResult,
+    FlashRunner,
+    Target,
+    unmount_drive,
+)
 
 __all__ = [
     "COMPRESSED_EXTENSIONS",
@@ -20,11 +29,15 @@ __all__ = [
     "FlashError",
     "FlashProgress",
     "FlashResult",
+    "FlashRunner",
     "Flasher",
+    "HelperFlasher",
     "ImageReader",
     "ImageSource",
     "Target",
+    "helper_command",
     "iter_chunks",
+    "needs_elevation",
     "open_image",
     "privilege_hint",
     "unmount_drive",

@@ -33,7 +33,8 @@ def privilege_hint() -> str:
     if sys.platform == "darwin":
         return "Run it with administrator rights: sudo uv run python -m demo_app"
     return (
-        "Run it with root rights: sudo -E uv run python -m demo_app "
+        "Install polkit (pkexec) so the demo can ask for the right, or run it with root "
+        "rights: sudo -E uv run python -m demo_app "
         "(or add yourself to the 'disk' group, then log in again)."
     )
 
@@ -42,7 +43,8 @@ class FlashError(Exception):
     """A flash (or image) failure: ``code`` (``EACCES``, ``ENOSPC``, ``EIO``, ``EUNPLUGGED``,
     ``EVALIDATION``, ``EBUSY``, ``EBADIMAGE``...), a sentence for the user in ``message`` and,
     when there is one, what to do about it in ``hint``. ``errno`` is the OS error number and
-    ``detail`` the text of the exception behind it (with its paths: telemetry anonymises it)."""
+    ``detail`` the text of the exception behind it (with its paths: telemetry anonymises it).
+    ``target_removed`` is set when the flash had created the target file and removed it."""
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class FlashError(Exception):
         self.hint = hint
         self.errno = os_errno
         self.detail = detail
+        self.target_removed = False
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}" if self.hint else self.message
@@ -125,6 +128,14 @@ class FlashError(Exception):
     ) -> FlashError:
         what = "drive" if block_device else "target file"
         code = exc.errno
+        if action == "open" and not block_device and code in (errno.ENOENT, errno.ENOTDIR):
+            # Creating a file whose folder is gone: nothing was plugged in, nothing unplugged.
+            return cls(
+                "ENOENT",
+                "The folder of the target file does not exist.",
+                "Pick the target file again, in a folder that exists.",
+                os_errno=code,
+            )
         if not target_present or code in _UNPLUGGED_ERRNOS:
             return cls(
                 "EUNPLUGGED",
@@ -175,5 +186,6 @@ class FlashError(Exception):
                 os_errno=code,
             )
         text = os.strerror(code) if code is not None else str(exc)
-        return cls("E" + (errno.errorcode.get(code, "UNKNOWN") if code else "UNKNOWN"),
-                   f"Could not {action} the {what}: {text}.", os_errno=code)  # fmt: skip
+        # errno's names already start with "E" (EISDIR, ENAMETOOLONG...).
+        name = errno.errorcode.get(code, "EUNKNOWN") if code is not None else "EUNKNOWN"
+        return cls(name, f"Could not {action} the {what}: {text}.", os_errno=code)

@@ -14,6 +14,7 @@ that disappears (a drive pulled out, a target file deleted or replaced) is ``EUN
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import mmap
 import os
@@ -27,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from demo_app.flasher.errors import FlashError
 from demo_app.flasher.source import ImageSource
@@ -35,7 +36,7 @@ from demo_app.flasher.source import ImageSource
 if TYPE_CHECKING:
     from telemetry.drives import Drive
 
-__all__ = ["FlashProgress", "FlashResult", "Flasher", "Target", "unmount_drive"]
+__all__ = ["FlashProgress", "FlashResult", "FlashRunner", "Flasher", "Target", "unmount_drive"]
 
 DEFAULT_CHUNK: Final = 4 << 20
 DEFAULT_BUFFERS: Final = 4
@@ -104,6 +105,8 @@ class FlashResult:
     checksum: str
     validation: Literal["passed", "skipped", "cancelled"]
     cancelled_in: Phase | None = None
+    #: The flash had created the target file and removed it (cancelled).
+    target_removed: bool = False
 
     @property
     def mb_per_s(self) -> float:
@@ -130,6 +133,20 @@ class _Speed:
             self.samples.popleft()
         t0, d0 = self.samples[0]
         return (done - d0) / (now - t0) if now > t0 else 0.0
+
+
+class FlashRunner(Protocol):
+    """What runs a flash: :class:`Flasher` in this process, or
+    :class:`~demo_app.flasher.HelperFlasher` through the write helper."""
+
+    bytes_written: int
+
+    def run(self) -> FlashResult: ...
+
+    def cancel(self) -> None: ...
+
+    @property
+    def cancelled(self) -> bool: ...
 
 
 class _Cancelled(Exception):
@@ -183,7 +200,25 @@ class Flasher:
         return self._cancel.is_set()
 
     def run(self) -> FlashResult:
-        """Write, sync and (optionally) validate; raises :class:`FlashError` on failure."""
+        """Write, sync and (optionally) validate; raises :class:`FlashError` on failure.
+
+        A target file this flash created is removed when the flash is cancelled or fails
+        (``FlashResult.target_removed`` / ``FlashError.target_removed``); a target that
+        existed before (a drive, a file) is left as the writes left it, as Etcher does.
+        """
+        try:
+            result = self._run()
+        except FlashError as exc:
+            exc.target_removed = self._remove_created()
+            raise
+        except BaseException:
+            self._remove_created()
+            raise
+        if result.status == "cancelled" and self._remove_created():
+            result = dataclasses.replace(result, target_removed=True)
+        return result
+
+    def _run(self) -> FlashResult:
         started = time.monotonic()
         if self.target.drive is not None and self.target.drive.mountpoints:
             self._unmount(self.target.drive)
@@ -196,7 +231,8 @@ class Flasher:
                 written, checksum = self._write_all(fd)
                 self._sync(fd)
             except _Cancelled:
-                return self._cancelled(started, written, "flashing")
+                # The loop left before returning its count: what reached the target is here.
+                return self._cancelled(started, self.bytes_written, "flashing")
         finally:
             os.close(fd)
         write_seconds = time.monotonic() - started
@@ -234,6 +270,10 @@ class Flasher:
     def _open_target(self) -> int:
         path = self.target.path
         cloexec = getattr(os, "O_CLOEXEC", 0)
+        if not self.target.is_block_device and _same_file(path, self.source.path):
+            raise FlashError(
+                "ESOURCE", "The target is the image file itself.", "Pick another target file."
+            )
         try:
             if self.target.is_block_device:
                 # O_EXCL on a block device: the kernel refuses while it is mounted or claimed.
@@ -252,8 +292,28 @@ class Flasher:
                 action="open",
             ) from exc  # fmt: skip
         st = os.fstat(fd)
-        self._identity = _Identity(st.st_dev, st.st_ino, st.st_rdev)
+        rdev = st.st_rdev
+        if self.target.is_block_device:
+            # The device number the node names now (what target_present() compares with);
+            # the same as the descriptor's for a real node, and what a test bed fakes.
+            with contextlib.suppress(OSError):
+                rdev = os.stat(path).st_rdev
+        self._identity = _Identity(st.st_dev, st.st_ino, rdev)
         return fd
+
+    def _remove_created(self) -> bool:
+        """Remove the target file if this flash created it and it is still the one opened."""
+        ident = self._identity
+        if not self._created_file or ident is None:
+            return False
+        try:
+            st = os.stat(self.target.path)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (ident.dev, ident.ino):
+                return False
+            os.unlink(self.target.path)
+        except OSError:
+            return False
+        return True
 
     def _exists(self) -> bool:
         try:
@@ -472,6 +532,15 @@ def _fraction(
     if total and not source.size_is_estimate:
         return written / total
     return position / file_size if file_size else 0.0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether both paths name the same existing file."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _sysfs_present(rdev: int) -> bool:

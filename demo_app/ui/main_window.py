@@ -42,7 +42,7 @@ from demo_app.flasher import (
     open_image,
 )
 from demo_app.settings import DemoSettings
-from demo_app.targets import format_size, icon_kind
+from demo_app.targets import format_size, holds_image, icon_kind, image_location
 from demo_app.ui import theme
 from demo_app.ui.icons import app_icon, step_icon
 from demo_app.ui.link_dialog import LinkDialog
@@ -362,6 +362,9 @@ class MainWindow(QMainWindow):
 
     def _target_fits(self, target: Target) -> bool:
         size = self.source.size if self.source else None
+        source = self.source
+        if target.drive and source and holds_image(target.drive, image_location(source.path)):
+            return False  # the new image lives on the selected drive
         return not (target.capacity and size and size > target.capacity)
 
     @Slot()
@@ -381,6 +384,7 @@ class MainWindow(QMainWindow):
             self.watcher,
             image_size=self.source.size if self.source else None,
             show_system=self.settings.show_system_drives,
+            image_path=self.source.path if self.source else None,
             parent=self,
         )
         dialog.showSystemToggled.connect(self._on_dialog_show_system)
@@ -485,7 +489,11 @@ class MainWindow(QMainWindow):
         self.last_result = result
         if result.status == "cancelled":
             self.analytics.cancel(result)
-            self.flash_status.setText(self.tr("Cancelled. The target is only partly written."))
+            self.flash_status.setText(
+                self.tr("Cancelled. The partly written target file was removed.")
+                if result.target_removed
+                else self.tr("Cancelled. The target is only partly written.")
+            )
             self._set_state("cancelled")
             return
         self.analytics.done(result)

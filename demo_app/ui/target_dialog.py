@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from demo_app.flasher import Target
-from demo_app.targets import DriveRow, drive_rows
+from demo_app.targets import DriveRow, drive_rows, image_location
 from demo_app.ui import theme
 from demo_app.ui.icons import drive_icon
 
@@ -37,7 +37,8 @@ _ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 class TargetDialog(QDialog):
     """Lists drives from a ``QtDriveWatcher`` (live), returns the chosen :class:`Target`.
 
-    ``watcher`` needs ``drives()`` and a ``drivesChanged`` signal. ``show_system`` starts the
+    ``watcher`` needs ``drives()`` and a ``drivesChanged`` signal; ``image_path`` (the picked
+    image) disables the drive that holds it. ``show_system`` starts the
     "Show system drives" box; ``showSystemToggled(bool)`` reports changes to it.
     """
 
@@ -49,6 +50,7 @@ class TargetDialog(QDialog):
         *,
         image_size: int | None,
         show_system: bool,
+        image_path: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -57,6 +59,8 @@ class TargetDialog(QDialog):
         self.resize(620, 440)
         self._watcher = watcher
         self._image_size = image_size
+        # The drive holding the image is listed disabled ("Source drive"), as in Etcher.
+        self._image = image_location(image_path) if image_path is not None else None
         self.chosen: Target | None = None
 
         self.list = QListWidget(self)
@@ -129,6 +133,7 @@ class TargetDialog(QDialog):
             list(self._watcher.drives()),
             image_size=self._image_size,
             show_system=self.show_system.isChecked(),
+            image=self._image,
         )
         for row in rows:
             lines = [row.title, row.description]

@@ -1,13 +1,19 @@
-"""Runs a :class:`~demo_app.flasher.Flasher` on a QThread and reports through signals."""
+"""Runs a flash on a QThread and reports through signals.
+
+A drive (on Linux) is written by the write helper (:class:`~demo_app.flasher.HelperFlasher`,
+started through pkexec when the drive needs root), so the GUI never runs as root; a file
+target is written in this process (:class:`~demo_app.flasher.Flasher`).
+"""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from demo_app.flasher import Flasher, FlashError, ImageSource, Target
+from demo_app.flasher import Flasher, FlashError, FlashRunner, HelperFlasher, ImageSource, Target
 
 __all__ = ["FlashJob"]
 
@@ -19,7 +25,7 @@ class _Worker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self.flasher: Flasher | None = None
+        self.flasher: FlashRunner | None = None
 
     @Slot()
     def run(self) -> None:
@@ -48,6 +54,9 @@ class FlashJob(QObject):
     ``progress(FlashProgress)``, ``finished(FlashResult)`` (also for a cancelled flash),
     ``failed(FlashError, seconds, bytes_written)``; ``ended()`` after either, once the thread
     has stopped.
+
+    ``use_helper`` (default: a drive target on Linux) runs the flash through the write
+    helper; ``options`` go to the runner (``Flasher`` or ``HelperFlasher``).
     """
 
     progress = Signal(object)
@@ -62,13 +71,17 @@ class FlashJob(QObject):
         *,
         validate: bool = True,
         parent: QObject | None = None,
+        use_helper: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__(parent)
         self._thread = QThread()
         self._thread.setObjectName("demo-flash")
         self._worker = _Worker()
-        self.flasher = Flasher(
+        if use_helper is None:
+            use_helper = target.is_block_device and sys.platform.startswith("linux")
+        runner = HelperFlasher if use_helper else Flasher
+        self.flasher: FlashRunner = runner(
             source, target, validate=validate, on_progress=self._worker.progress.emit, **options
         )
         self._worker.flasher = self.flasher

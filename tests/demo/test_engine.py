@@ -25,6 +25,7 @@ from demo_app.flasher import (
     Flasher,
     FlashError,
     FlashProgress,
+    FlashResult,
     Target,
     iter_chunks,
     open_image,
@@ -284,3 +285,116 @@ def test_target_errors_map_to_etcher_codes(code: int, present: bool, expected: s
     assert error.code == expected
     assert error.errno == code
     assert error.message
+
+
+def test_cancel_reports_the_bytes_written_before_it(tmp_path: Path) -> None:
+    raw = image_bytes(16 << 20)
+    source = open_image(write_image(tmp_path, raw, "img"))
+    flasher: Flasher
+    done_at_cancel: list[int] = []
+
+    def on_progress(progress: FlashProgress) -> None:
+        if progress.phase == "flashing" and progress.bytes_done > 0 and not done_at_cancel:
+            done_at_cancel.append(progress.bytes_done)
+            flasher.cancel()
+
+    flasher = Flasher(
+        source, Target.file(tmp_path / "t.img"), chunk_size=1 << 20, on_progress=on_progress,
+        progress_interval=0.0,
+    )  # fmt: skip
+    result = flasher.run()
+    assert result.status == "cancelled" and result.cancelled_in == "flashing"
+    assert result.bytes_written >= done_at_cancel[0] > 0
+    assert result.bytes_written == flasher.bytes_written < len(raw)
+
+
+def test_missing_target_folder_is_not_an_unplugged_drive(tmp_path: Path) -> None:
+    source = open_image(write_image(tmp_path, image_bytes(1 << 20), "img"))
+    target = tmp_path / "no-such-folder" / "t.img"
+    with pytest.raises(FlashError) as info:
+        Flasher(source, Target.file(target)).run()
+    assert info.value.code == "ENOENT" and info.value.errno == errno.ENOENT
+    assert info.value.event_name == "Flash error"
+    assert "folder" in info.value.message and "removed" not in info.value.message
+    assert not target.parent.exists()
+
+
+def test_fallback_error_codes_are_the_errno_names(tmp_path: Path) -> None:
+    # A folder as the target file: the kernel answers EISDIR, which has no Etcher code.
+    source = open_image(write_image(tmp_path, image_bytes(1 << 20), "img"))
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(FlashError) as info:
+        Flasher(source, Target.file(folder)).run()
+    assert info.value.code == "EISDIR" and info.value.errno == errno.EISDIR
+    assert info.value.event_name == "Flash error"
+    for code in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL):
+        error = FlashError.from_target(
+            OSError(code, os.strerror(code)), target_present=True, block_device=False
+        )
+        assert error.code == errno.errorcode[code]
+
+
+@pytest.mark.parametrize("phase", ["flashing", "validating"])
+def test_cancel_removes_a_target_file_the_flash_created(tmp_path: Path, phase: str) -> None:
+    raw = image_bytes(16 << 20)
+    source = open_image(write_image(tmp_path, raw, "img"))
+    created = tmp_path / "created.img"
+    existing = tmp_path / "existing.img"
+    existing.write_bytes(b"the user's file")
+    for target in (created, existing):
+        result = _cancelled_in(phase, Flasher(
+            source, Target.file(target), chunk_size=1 << 20, progress_interval=0.0,
+        ))  # fmt: skip
+        assert result.status == "cancelled" and result.cancelled_in == phase
+        assert result.target_removed is (target == created)
+    assert not created.exists()
+    # A target that existed is left as the writes left it (as Etcher leaves a drive).
+    assert existing.exists() and existing.stat().st_size > 0
+
+
+def _cancelled_in(phase: str, flasher: Flasher) -> FlashResult:
+    """Run ``flasher``, cancelling it at its first report of ``phase``."""
+
+    def on_progress(progress: FlashProgress) -> None:
+        if progress.phase == phase and progress.bytes_done > 0:
+            flasher.cancel()
+
+    flasher._on_progress = on_progress
+    return flasher.run()
+
+
+def test_failure_removes_a_target_file_the_flash_created(tmp_path: Path) -> None:
+    raw = image_bytes(2 << 20)
+    whole = lzma.compress(raw, preset=0)
+    cut = tmp_path / "cut.img.xz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    target = tmp_path / "out.img"
+    with pytest.raises(FlashError) as info:
+        Flasher(open_image(cut), Target.file(target)).run()
+    assert info.value.code == "EBADIMAGE" and info.value.target_removed
+    assert not target.exists()
+
+    source = open_image(write_image(tmp_path, image_bytes(8 << 20), "img"))
+
+    def corrupt(progress: FlashProgress) -> None:
+        if progress.phase == "flashing" and progress.fraction == 1.0:
+            with open(target, "r+b") as f:
+                f.write(b"\xff" * 512)
+
+    with pytest.raises(FlashError) as info:
+        Flasher(source, Target.file(target), on_progress=corrupt).run()
+    assert info.value.code == "EVALIDATION" and info.value.target_removed
+    assert not target.exists()
+
+
+def test_the_image_itself_is_refused_as_target(tmp_path: Path) -> None:
+    raw = image_bytes(1 << 20)
+    image = write_image(tmp_path, raw, "img")
+    link = tmp_path / "link.img"
+    link.symlink_to(image)
+    for target in (image, link):
+        with pytest.raises(FlashError) as info:
+            Flasher(open_image(image), Target.file(target)).run()
+        assert info.value.code == "ESOURCE"
+    assert image.read_bytes() == raw

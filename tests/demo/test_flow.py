@@ -7,6 +7,7 @@ files on disk, the client's SQLite database, and the collector as a child proces
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -17,8 +18,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
-from demo_app.flasher import FlashProgress
+from demo_app.flasher import FlashProgress, Target
+from demo_app.targets import SOURCE_DRIVE_REASON
 from demo_app.ui.target_dialog import TargetDialog
+from telemetry.drives import Drive, Mountpoint
 from tests.collector_process import CollectorProcess
 from tests.delivery.fault_server import FaultServer
 
@@ -191,6 +194,11 @@ def test_cancel_mid_flash(qtbot: QtBot, make_demo: Any, tmp_path: Path) -> None:
     assert props["phase"] in ("flashing", "validating")
     assert props["flashInstanceUuid"] == _props(_by_name(events, "Flash")[0])["flashInstanceUuid"]
     assert props["bytesWritten"] == window.last_result.bytes_written
+    # What reached the target before the cancel (at least the chunk that was reported).
+    assert 0 < props["bytesWritten"] <= 512 << 20
+    # The flash created the target file: a cancelled flash removes it, and says so.
+    assert window.last_result.target_removed and not target.exists()
+    assert "removed" in window.flash_status.text()
 
     # "Flash another" starts a new workflow.
     old_workflow = props["flashingWorkflowUuid"]
@@ -248,6 +256,60 @@ def test_target_disappearing_mid_flash_is_drive_unplugged(
     assert _props(failed[0])["errorCode"] == "EUNPLUGGED"
     assert _props(failed[0])["status"] == "failed"
     assert _props(unplugged[0])["flashInstanceUuid"] == _props(failed[0])["flashInstanceUuid"]
+
+
+def test_missing_target_folder_is_reported_as_such_not_as_unplugged(
+    qtbot: QtBot, make_demo: Any, tmp_path: Path
+) -> None:
+    image = write_image(tmp_path, image_bytes(2 << 20), "img")
+    target = tmp_path / "removed-folder" / "card.img"
+    demo: Demo = make_demo()
+    window = demo.window
+    assert window.load_image(image)
+    window.select_target(window_target(target))
+    _flash_and_wait(qtbot, demo)
+
+    assert window.state == "failed"
+    assert window.last_error.code == "ENOENT"
+    assert "folder" in window.flash_status.text()
+    assert "removed while" not in window.flash_status.text()
+    events = demo.events()
+    assert not _by_name(events, "Drive unplugged")
+    failed = _by_name(events, "Write failed")
+    assert len(failed) == 1 and _props(failed[0])["errorCode"] == "ENOENT"
+    assert len(_by_name(events, "Flash error")) == 1
+    assert not target.parent.exists()
+
+
+def test_the_drive_holding_the_image_cannot_be_picked(
+    qtbot: QtBot, make_demo: Any, umockdev_drives: list[Drive], tmp_path: Path
+) -> None:
+    # The SanDisk stick (/dev/sdi) with its partition mounted where the image lives.
+    images = tmp_path / "stick-mount"
+    image = write_image(images, image_bytes(2 << 20), "img")
+    stick = next(d for d in umockdev_drives if d.device == "/dev/sdi")
+    source_stick = dataclasses.replace(stick, mountpoints=(Mountpoint(str(images), "BOOT"),))
+    other = next(d for d in umockdev_drives if d.device == "/dev/sdc")  # the UAS disk
+    other = dataclasses.replace(other, mountpoints=(Mountpoint("/proc"),))  # elsewhere
+    demo: Demo = make_demo(drives=[source_stick, other])
+    window = demo.window
+    qtbot.waitUntil(lambda: len(demo.watcher.drives()) == 2, timeout=10_000)
+
+    # Picked before the image: loading an image that lives on it deselects it.
+    window.select_target(Target.for_drive(source_stick))
+    assert window.target is not None
+    assert window.load_image(image)
+    assert window.target is None
+
+    dialog = window.open_target_dialog()
+    qtbot.waitExposed(dialog)
+    rows = {r.drive.device: r for r in dialog.rows()}
+    assert not rows["/dev/sdi"].enabled
+    assert rows["/dev/sdi"].reason == SOURCE_DRIVE_REASON
+    assert "holds the image" in rows["/dev/sdi"].reason
+    assert not dialog.select_device("/dev/sdi")
+    assert rows["/dev/sdc"].enabled and dialog.select_device("/dev/sdc")
+    dialog.reject()
 
 
 def test_telemetry_off_in_settings_then_flash_sends_only_the_deletion_request(
