@@ -56,6 +56,7 @@ class FlashAnalytics:
 
     def __init__(self, client: TelemetryClient, *, version: str) -> None:
         self.tracker = Tracker(client, prefix="Etcher")
+        self._client = client
         self.version = version
         self.application_session_uuid = str(uuid.uuid4())
         self.flashing_workflow_uuid = str(uuid.uuid4())
@@ -182,6 +183,9 @@ class FlashAnalytics:
             "errorMessage": error.detail,
         }
         self.track(error.event_name, details)
+        # The failure as an error report too (anonymised like the events; sent under the
+        # same switch): the flash's stack and the user's message, grouped by where it broke.
+        self._client.capture_exception(error)
         self.track(
             "Write failed",
             {

@@ -522,6 +522,9 @@ def _run(args: argparse.Namespace) -> int:
             print("demo: no collector; events wait on disk (see 'Telemetry data')")
         client = make_client(telemetry_dir, endpoint)
         stack.callback(client.close)
+        # Crashes, uncaught exceptions (Qt slots too) and logged errors become error reports,
+        # under the same switch as the usage events.
+        client.capture_errors(app_root=Path(__file__).resolve().parent)
         app = _qapp(offscreen=False)
         window = build_window(client, root)
         stack.callback(window.stop_helpers)

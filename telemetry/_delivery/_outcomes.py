@@ -138,7 +138,10 @@ class Outcomes:
             return "rejected"
         if isinstance(action, Pause):
             return self.pause(action.seconds, f"{status}: error reports paused", status)
-        return self.retry_later(f"{status}: server error (error report)", status)
+        # Retried with the reports' own backoff (the uploader's): events go on meanwhile.
+        self._schedule.after(0.0)
+        self.save(f"{status}: server error on an error report; retried later", status)
+        return "report-retry"
 
     def deletion(self, status: int, action: Action) -> str:
         """Apply the action for a deletion request's answer (the queue already forgot a

@@ -194,9 +194,11 @@ def decide_report(
     *,
     now: datetime | None = None,
 ) -> Action:
-    """The action for the answer to one error report's envelope: delivered on 2xx; refused
-    for good (dropped, counted) on another 4xx, except 408 (retried), 429 and the
-    configuration errors (paused, as for events); retried with backoff on 5xx or no answer."""
+    """The action for the answer to one error report's envelope: delivered on 2xx; paused
+    on 429 (the collector asks every sender to slow down); retried later with its own
+    backoff on 408, 5xx or no answer (events keep going meanwhile); refused for good
+    (dropped, counted) on any other 4xx, the configuration errors included: a collector
+    without the envelope endpoint answers 404, and that must not hold events back."""
     policy = policy or UploadPolicy()
     if status is None:
         return Backoff(None)
@@ -204,8 +206,6 @@ def decide_report(
         return Deliver("reports_2xx")
     if status == 429:
         return Pause("upload_429", _retry_after(headers, policy, now))
-    if status in CONFIG_ERRORS:
-        return Pause(f"upload_{status}", policy.config_error_pause)
     if status == 408 or status >= 500:
         return Backoff("upload_5xx" if status >= 500 else "upload_408")
     return Drop(None, REPORTS_REFUSED)

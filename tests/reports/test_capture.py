@@ -191,7 +191,7 @@ def test_a_failing_before_send_costs_the_report_never_the_app(data_dir: Path):
         assert client.status()["counters"]["reports_before_send_errors"] == 1
 
 
-@pytest.mark.parametrize("answer", [400, 422])
+@pytest.mark.parametrize("answer", [400, 404, 405, 422])
 def test_a_refused_report_is_dropped_and_counted(data_dir: Path, answer: int):
     destination = RecordingDestination()
     with make_client(data_dir, destination, answered=False) as client:
@@ -202,3 +202,46 @@ def test_a_refused_report_is_dropped_and_counted(data_dir: Path, answer: int):
         assert destination.requests[0].is_report
         assert client.status()["counters"]["reports_refused"] == 1
         assert client.queued_reports() == []
+
+
+def test_a_collector_without_reports_never_holds_events_back(data_dir: Path):
+    # An older collector (or a proxy) answers 404 to the envelope: the report is dropped and
+    # counted, and the events go at once, not after the 1 h pause a 404 on events means.
+    destination = RecordingDestination()
+    with make_client(data_dir, destination, answered=False) as client:
+        client.capture_exception(_caught("x"))
+        client.track("Flash")
+        destination.respond(404)
+        client.mark_notice_answered()
+        assert client.flush(10)
+    assert [r.status for r in destination.requests] == [404, 200]
+    assert destination.event_types() == ["$identify", "Flash"]
+
+
+def test_a_report_the_collector_fails_on_is_retried_later_and_events_go_meanwhile(
+    data_dir: Path,
+):
+    from telemetry.testing import FakeClock
+
+    clock = FakeClock()
+    destination = RecordingDestination()
+    with make_client(data_dir, destination, answered=False, clock=clock) as client:
+        client.capture_exception(_caught("x"))
+        client.track("Flash")
+        destination.respond(503)
+        client.mark_notice_answered()
+        # The events leave without waiting for the report's backoff (no fake time passes).
+        assert destination.wait_for(lambda rs: any(r.is_batch and r.status == 200 for r in rs))
+        assert client.queue_stats().events == 0 or destination.wait_for_events(2)
+        assert destination.reports == []
+        # Asleep until the report's own backoff ends (5 s at most: the first retry), not the
+        # 60 s idle check; then it is delivered.
+        # (fake time moves through each sleep of at most 5 s, and stops at a longer one).
+        from tests.delivery._support import run_clock
+
+        def delivered() -> bool:
+            return any(r.is_report and r.status == 200 for r in destination.requests)
+
+        assert run_clock(clock, delivered, 20, max_step=5.0)
+    assert [r.status for r in destination.requests if r.is_report] == [503, 200]
+    assert len(destination.reports) == 1
