@@ -119,7 +119,8 @@ def test_storage_interface_is_pinned() -> None:
 def test_schema_version_is_pinned() -> None:
     # A new migration raises it on purpose; update this pin with the migration.
     # 3: device_proofs (proof of ownership, trust on first use) and tombstones.proof_hash.
-    assert telemetry.collector.SCHEMA_VERSION == 3
+    # 4: reports and report_outbox (error reports, Sentry envelopes).
+    assert telemetry.collector.SCHEMA_VERSION == 4
 
 
 def test_public_exceptions_join_the_package_exception_tree() -> None:

@@ -92,9 +92,7 @@ def test_a_wrong_key_stores_nothing(storage: Storage) -> None:
     url, stop = start_in_thread(storage, config=report_config())
     try:
         host = urlsplit(url).netloc
-        sentry_sdk.init(
-            dsn=f"http://not-the-key@{host}/{SENTRY_ID}", default_integrations=False
-        )
+        sentry_sdk.init(dsn=f"http://not-the-key@{host}/{SENTRY_ID}", default_integrations=False)
         try:
             try:
                 write_image(1)
