@@ -271,4 +271,3 @@ def parse_report(
         last_seen=last_seen,
         payload=compact_json(event),
     )
-

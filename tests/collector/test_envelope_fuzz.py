@@ -146,14 +146,16 @@ def test_the_parsers_only_ever_refuse_by_name(body: bytes) -> None:
     try:
         parsed = parse_envelope(body)
     except EnvelopeRejected as exc:
-        assert str(exc)
+        message = str(exc)
+        assert message
         return
     for item in parsed.items:
         if item.type == "event":
             try:
                 report = parse_report(PROJECT, item.payload, envelope_event_id=None, received_at=1)
             except ReportRejected as exc:
-                assert str(exc)
+                message = str(exc)
+                assert message
                 continue
             strict_json_loads(report.payload.encode())
             assert len(report.event_id) == 32
