@@ -54,11 +54,11 @@ REQUEST_TIMEOUT_SECONDS: Final = 30.0
 
 def sentry_auth_header(key: str) -> str:
     """The ``X-Sentry-Auth`` value the collector sends with ``key``."""
-    from telemetry import __version__
+    import telemetry
 
     return (
         f"Sentry sentry_version=7, sentry_key={key}, "
-        f"sentry_client=desktop-telemetry-collector/{__version__}"
+        f"sentry_client=desktop-telemetry-collector/{telemetry.__version__}"
     )
 
 
