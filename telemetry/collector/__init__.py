@@ -51,6 +51,12 @@ and an unknown device. Repeating the request is harmless. At most 100,000 tombst
 (oldest dropped); 20 requests per network in a burst, then one per 6 s (429 with
 ``Retry-After``).
 
+Error reports (``POST /api/<project>/envelope/``): Sentry envelopes from our client or the
+official ``sentry-sdk``; ``event`` items are stored as reports, deduplicated per project and
+``event_id``, grouped by fingerprint, deleted with their device, and forwarded to a project's
+``sentry_dsn``; see ``_envelope_route``, ``_reports`` and ``_report_forwarder``.
+``main(["errors", ...])`` lists the groups.
+
 ``main(argv)`` is the command line (``python -m telemetry.collector``); ``stored_events(path)``
 reads back every event a SQLite database holds.
 

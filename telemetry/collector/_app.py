@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from telemetry.collector._client_address import ForgetClientAddress
 from telemetry.collector._config import CollectorConfig
 from telemetry.collector._deletion_route import DELETION_PATHS, DeletionRoute
+from telemetry.collector._envelope_route import ENVELOPE_PATHS, EnvelopeRoute
 from telemetry.collector._ingest_route import INGEST_PATHS, IngestRoute
 from telemetry.collector._open_storage import open_storage
 from telemetry.collector._service_routes import ServiceRoutes
@@ -45,7 +46,8 @@ def create_app(
     seconds, backing off from ``forward_backoff`` seconds after failures.
 
     Routes: ``POST /2/httpapi`` and ``POST /amplitude/2/httpapi`` (Amplitude HTTP V2 batches),
-    ``POST /deletion`` and ``POST /amplitude/deletion``, ``GET /healthz``, ``GET /metrics``, and
+    ``POST /api/<project>/envelope/`` (Sentry envelopes: error reports), ``POST /deletion``
+    and ``POST /amplitude/deletion``, ``GET /healthz``, ``GET /metrics``, and
     with ``[links]`` configured ``GET /r/collect``; ``GET /robots.txt`` always.
     """
     owned = not isinstance(database, Storage)
@@ -71,6 +73,8 @@ def _routes(state: CollectorState) -> list[BaseRoute]:
         Route(path, ingest.handle, methods=["POST"]) for path in INGEST_PATHS
     ]
     routes += [Route(path, deletion.handle, methods=["POST"]) for path in DELETION_PATHS]
+    envelopes = EnvelopeRoute(state)
+    routes += [Route(path, envelopes.handle, methods=["POST"]) for path in ENVELOPE_PATHS]
     routes.append(Route("/healthz", service.healthz, methods=["GET"]))
     routes.append(Route("/metrics", service.metrics, methods=["GET"]))
     routes.append(Route("/robots.txt", service.robots, methods=["GET"]))
@@ -84,12 +88,24 @@ def _routes(state: CollectorState) -> list[BaseRoute]:
 def _background_tasks(
     state: CollectorState, forward_interval: float, forward_backoff: float
 ) -> list[_BackgroundTask]:
-    """The forwarder, when a project has a destination token for the environment."""
-    if not state.config.forwarding(state.environment):
-        return []
-    from telemetry.collector._forwarder import run_forwarder
+    """The forwarder, when a project has a destination token for the environment; the report
+    forwarder, when a project has a ``sentry_dsn``."""
+    tasks: list[_BackgroundTask] = []
+    if state.config.forwarding(state.environment):
+        from telemetry.collector._forwarder import run_forwarder
 
-    return [lambda: run_forwarder(state, interval=forward_interval, backoff_base=forward_backoff)]
+        tasks.append(
+            lambda: run_forwarder(state, interval=forward_interval, backoff_base=forward_backoff)
+        )
+    if state.config.forwarding_reports():
+        from telemetry.collector._report_forwarder import run_report_forwarder
+
+        tasks.append(
+            lambda: run_report_forwarder(
+                state, interval=forward_interval, backoff_base=forward_backoff
+            )
+        )
+    return tasks
 
 
 def _lifespan(store: Storage, *, owned: bool, background: list[_BackgroundTask]) -> _Lifespan:

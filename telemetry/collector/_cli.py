@@ -1,4 +1,6 @@
-"""The collector's command line: ``python -m telemetry.collector --host H --port P --database DB``.
+"""The collector's command line: ``python -m telemetry.collector --host H --port P --database DB``
+serves; ``python -m telemetry.collector errors --database DB [--config F] [--project P] [--json]``
+(also ``telemetry collector errors``) lists the stored error report groups and exits.
 
 :func:`main` is public (``telemetry.collector.main``) so that an app embedding the collector,
 such as a frozen bundle that runs itself as the collector child, can call it directly.
@@ -11,17 +13,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from telemetry.collector._config import ENVIRONMENTS, ConfigError, load_config
-from telemetry.collector._server import EXIT_STARTUP_FAILED, serve
+from telemetry.collector._config import ENVIRONMENTS, CollectorConfig, ConfigError, load_config
+from telemetry.collector._server import EXIT_OK, EXIT_STARTUP_FAILED, EXIT_STORAGE_FAILED, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run :func:`telemetry.collector.serve`; return the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m telemetry.collector",
-        description="Receive Amplitude HTTP V2 event batches and store them in SQLite or "
-        "PostgreSQL; optionally forward them to Amplitude.",
+        description="Receive Amplitude HTTP V2 event batches and Sentry error reports and store "
+        "them in SQLite or PostgreSQL; optionally forward them to Amplitude and Sentry. "
+        "'errors' lists the stored error report groups instead of serving.",
     )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("serve", "errors"),
+        default="serve",
+        help="serve (default), or list the stored error report groups",
+    )
+    parser.add_argument("--project", default=None, help="errors: only this project (name or id)")
+    parser.add_argument("--json", action="store_true", help="errors: print JSON")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=8555, help="TCP port; 0 picks a free one (default 8555)"
@@ -61,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"collector: bad configuration: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILED
+    if args.command == "errors":
+        return list_errors(args.database, config, args.project, as_json=args.json)
     return serve(
         args.host,
         args.port,
@@ -70,3 +84,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         environment=args.environment,
         forward_interval=args.forward_interval,
     )
+
+
+def list_errors(
+    database: str, config: CollectorConfig, project: str | None, *, as_json: bool
+) -> int:
+    """Print the error report groups stored in ``database``; return the exit code."""
+    from telemetry.collector._open_storage import is_postgres_url, open_storage
+    from telemetry.collector._report_listing import print_groups
+    from telemetry.collector._storage import StorageUnavailable
+
+    name = project
+    if project is not None:
+        name = config.report_project(project)
+        if name is None:
+            print(f"collector: unknown project {project!r} in {config.source}", file=sys.stderr)
+            return EXIT_STARTUP_FAILED
+    if not is_postgres_url(database) and not Path(database).exists():
+        groups = []
+    else:
+        try:
+            store = open_storage(database)
+        except StorageUnavailable as exc:
+            print(f"collector: {exc}", file=sys.stderr)
+            return EXIT_STORAGE_FAILED
+        try:
+            groups = store.report_groups(name)
+        except StorageUnavailable as exc:
+            print(f"collector: {exc}", file=sys.stderr)
+            return EXIT_STORAGE_FAILED
+        finally:
+            store.close()
+    print_groups(groups, sys.stdout, as_json=as_json, project=name)
+    return EXIT_OK

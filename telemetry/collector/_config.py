@@ -8,6 +8,9 @@ Example::
     [projects.etcher]                              # project name = the client's api_key
     staging = "AMPLITUDE-TOKEN-FOR-STAGING"
     production = "AMPLITUDE-TOKEN-FOR-PRODUCTION"
+    sentry_project_id = 7                          # error reports may come to /api/7/envelope/
+    sentry_key = "a-public-key"                    # their sentry_key (default: the project name)
+    sentry_dsn = "https://key@sentry.example/123"  # forward stored error reports there
 
     [links]                                        # the signed link tracker (GET /r/collect)
     secret = "a long random string"
@@ -23,6 +26,7 @@ reach a log line or a response by accident.
 from __future__ import annotations
 
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -35,7 +39,9 @@ __all__ = [
     "CollectorConfig",
     "ConfigError",
     "LinkSettings",
+    "ReportSettings",
     "Secret",
+    "SentryTarget",
     "load_config",
 ]
 
@@ -87,6 +93,27 @@ class LinkSettings:
 
 
 @dataclass(frozen=True)
+class SentryTarget:
+    """Where a project's error reports are forwarded: parsed from a Sentry DSN."""
+
+    #: ``{scheme}://{host}[:port][/prefix]/api/{id}/envelope/``
+    envelope_url: str
+    public_key: Secret
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """A project's error report settings (``sentry_*`` keys of its ``[projects.NAME]`` table)."""
+
+    #: The numeric id a Sentry DSN may name the project by (``/api/<id>/envelope/``).
+    sentry_project_id: int | None = None
+    #: The ``sentry_key`` senders must give; ``None``: the project name.
+    sentry_key: Secret | None = None
+    #: Forwarding target (``sentry_dsn``), if any.
+    forward: SentryTarget | None = None
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     """The parsed configuration; the default (no file) accepts every project, forwards nothing."""
 
@@ -98,6 +125,8 @@ class CollectorConfig:
     device_events_per_second: float = 1000.0
     device_burst_events: int = 30_000
     source: str = field(default="(embedded default)")
+    #: project name -> its error report settings (only projects with a ``sentry_*`` key).
+    reports: dict[str, ReportSettings] = field(default_factory=dict)
 
     def knows(self, project: str) -> bool:
         """Whether events of ``project`` are accepted."""
@@ -108,6 +137,35 @@ class CollectorConfig:
         if self.projects is None:
             return None
         return self.projects.get(project, {}).get(environment)
+
+    def report_project(self, name_or_id: str) -> str | None:
+        """The project an envelope path's ``<project>`` names: a configured project name, or a
+        ``sentry_project_id`` mapped to one; with no ``[projects]``, any name is itself."""
+        if self.projects is None:
+            return name_or_id
+        if name_or_id in self.projects:
+            return name_or_id
+        if name_or_id.isascii() and name_or_id.isdigit():
+            for name, settings in self.reports.items():
+                if str(settings.sentry_project_id) == name_or_id.lstrip("0"):
+                    return name
+        return None
+
+    def report_key(self, project: str) -> str:
+        """The ``sentry_key`` that error reports of ``project`` must carry."""
+        settings = self.reports.get(project)
+        if settings is not None and settings.sentry_key is not None:
+            return settings.sentry_key.reveal()
+        return project
+
+    def report_target(self, project: str) -> SentryTarget | None:
+        """Where ``project``'s error reports are forwarded (its ``sentry_dsn``), if anywhere."""
+        settings = self.reports.get(project)
+        return settings.forward if settings is not None else None
+
+    def forwarding_reports(self) -> bool:
+        """Whether any project has a ``sentry_dsn``."""
+        return any(s.forward is not None for s in self.reports.values())
 
     def forwarding(self, environment: str) -> bool:
         """Whether any project has a token for ``environment``."""
@@ -162,6 +220,47 @@ def _links(table: Any) -> LinkSettings:
     )
 
 
+def parse_sentry_dsn(dsn: str) -> SentryTarget:
+    """The envelope endpoint and public key of a Sentry DSN
+    (``{scheme}://{key}@{host}[:port][/prefix]/{project_id}``); :class:`ConfigError` (naming no
+    value) when it is not one."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        port = parts.port
+    except ValueError:
+        raise ConfigError("a sentry_dsn is not a URL") from None
+    prefix, _, project_id = parts.path.rstrip("/").rpartition("/")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not parts.username
+        or not (project_id.isascii() and project_id.isdigit())
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            "a sentry_dsn must look like https://KEY@HOST/PROJECT_ID (numeric project id)"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = host if port is None else f"{host}:{port}"
+    url = f"{parts.scheme}://{netloc}{prefix}/api/{project_id}/envelope/"
+    return SentryTarget(envelope_url=url, public_key=Secret(urllib.parse.unquote(parts.username)))
+
+
+_REPORT_KEYS: Final = frozenset({"sentry_project_id", "sentry_key", "sentry_dsn"})
+
+
+def _report_settings(table: dict[str, Any], where: str) -> ReportSettings:
+    project_id = table.get("sentry_project_id")
+    if project_id is not None and (
+        isinstance(project_id, bool) or not isinstance(project_id, int) or project_id <= 0
+    ):
+        raise ConfigError(f"{where}.sentry_project_id must be a positive integer")
+    key = Secret(_str(table, "sentry_key", where)) if "sentry_key" in table else None
+    dsn = parse_sentry_dsn(_str(table, "sentry_dsn", where)) if "sentry_dsn" in table else None
+    return ReportSettings(sentry_project_id=project_id, sentry_key=key, forward=dsn)
+
+
 def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> CollectorConfig:
     """Build a :class:`CollectorConfig` from parsed TOML; raise :class:`ConfigError` if invalid.
 
@@ -177,6 +276,7 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
         raise ConfigError("[forwarding].url must be an http(s) URL")
 
     projects: dict[str, dict[str, Secret]] | None = None
+    reports: dict[str, ReportSettings] = {}
     if "projects" in data:
         raw = data["projects"]
         if not isinstance(raw, dict):
@@ -186,8 +286,15 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
             where = f"[projects.{name}]"
             if not isinstance(tokens, dict):
                 raise ConfigError(f"{where} must be a table")
-            _check_keys(tokens, set(ENVIRONMENTS), where)
-            projects[name] = {env: Secret(_str(tokens, env, where)) for env in tokens}
+            _check_keys(tokens, set(ENVIRONMENTS) | _REPORT_KEYS, where)
+            projects[name] = {
+                env: Secret(_str(tokens, env, where)) for env in tokens if env in ENVIRONMENTS
+            }
+            if _REPORT_KEYS & set(tokens):
+                reports[name] = _report_settings(tokens, where)
+        ids = [r.sentry_project_id for r in reports.values() if r.sentry_project_id is not None]
+        if len(ids) != len(set(ids)):
+            raise ConfigError("two projects have the same sentry_project_id")
 
     rate = data.get("rate_limit", {})
     if not isinstance(rate, dict):
@@ -207,6 +314,7 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
         device_events_per_second=float(eps),
         device_burst_events=burst,
         source=source,
+        reports=reports,
     )
 
 

@@ -1,5 +1,6 @@
 """The deletion endpoint (``POST /deletion``, ``POST /amplitude/deletion``): with the device's
-proof of ownership, delete its events and pending forwards and keep its tombstone.
+proof of ownership, delete its events, error reports and pending forwards and keep its
+tombstone.
 
 Every request that is well formed gets the same answer, ``{"code": 200}``, whether the proof
 matched (rows deleted), did not (nothing done), or the device is unknown: the answer tells a
@@ -89,9 +90,11 @@ class DeletionRoute:
         state.metrics.inc("deletions")
         state.metrics.inc("events_deleted", result.deleted)
         logger.info(
-            "deletion request for project %r: %d events and %d pending forwards deleted",
+            "deletion request for project %r: %d events, %d pending forwards and %d error "
+            "reports deleted",
             wanted.project,
             result.deleted,
             result.forwards_deleted,
+            result.reports_deleted,
         )
         return JSONResponse({"code": 200})

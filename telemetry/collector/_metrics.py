@@ -26,6 +26,14 @@ _COUNTERS: Final = {
     "forward_dropped_events": "Events the destination refused (400) or that expired (7 days).",
     "forward_requests": "Forwarding requests by HTTP status (0: network error).",
     "link_hits": "Signed link tracker rows stored.",
+    "reports_accepted": "Error reports stored (new rows).",
+    "reports_duplicates": "Error reports ignored because already stored (same event_id).",
+    "reports_rejected": "Error reports refused: malformed, bad key, tombstoned device, throttled.",
+    "report_items_ignored": "Envelope items answered 200 but not stored (sessions, ...).",
+    "report_requests": "Envelope requests by HTTP status.",
+    "forwarded_reports": "Error reports forwarded to a Sentry DSN (answered 200).",
+    "report_forward_dropped": "Error reports the Sentry DSN refused (4xx) or that expired.",
+    "report_forward_requests": "Report forwarding requests by HTTP status (0: network error).",
 }
 
 

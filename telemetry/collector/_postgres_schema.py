@@ -16,6 +16,7 @@ from telemetry.collector._storage import StorageUnavailable
 
 __all__ = [
     "CLAIM_FORWARDS",
+    "CLAIM_REPORT_FORWARDS",
     "DEVICE_LOCK_NAMESPACE",
     "INSERT_EVENTS",
     "INSERT_LINK_HIT",
@@ -113,6 +114,48 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE tombstones ADD COLUMN proof_hash TEXT",
         "CREATE INDEX tombstones_age ON tombstones (project, deleted_at)",
     ),
+    (
+        # Error reports (Sentry event items) and their forwarding outbox, as in SQLite.
+        """
+        CREATE TABLE reports (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            project TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            device_id TEXT,
+            received_at BIGINT NOT NULL,
+            timestamp BIGINT NOT NULL,
+            level TEXT,
+            platform TEXT,
+            release TEXT,
+            environment TEXT,
+            exception_type TEXT,
+            exception_value TEXT,
+            fingerprint TEXT NOT NULL,
+            count BIGINT NOT NULL CHECK (count >= 1),
+            first_seen BIGINT NOT NULL,
+            last_seen BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            UNIQUE (project, event_id)
+        )
+        """,
+        "CREATE INDEX reports_group ON reports (project, fingerprint)",
+        "CREATE INDEX reports_device ON reports (project, device_id)",
+        """
+        CREATE TABLE report_outbox (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            project TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            device_id TEXT,
+            payload TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            next_attempt_at BIGINT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (project, event_id)
+        )
+        """,
+        "CREATE INDEX report_outbox_due ON report_outbox (next_attempt_at)",
+        "CREATE INDEX report_outbox_device ON report_outbox (project, device_id)",
+    ),
 )
 
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
@@ -193,6 +236,18 @@ TRIM_TOMBSTONES: Final = """
 
 #: Takes the exclusive per-device lock of one device id (deletion requests hold it).
 LOCK_DEVICE_EXCLUSIVE: Final = "SELECT pg_advisory_xact_lock(%s, hashtext(%s || chr(1) || %s))"
+
+#: Leases up to ``limit`` due report outbox rows (oldest first), skipping rows another
+#: collector holds, until ``until``.
+CLAIM_REPORT_FORWARDS: Final = """
+    WITH picked AS (
+        SELECT id FROM report_outbox WHERE next_attempt_at <= %(now)s
+        ORDER BY next_attempt_at, id LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE report_outbox AS o SET next_attempt_at = %(until)s FROM picked WHERE o.id = picked.id
+    RETURNING o.id, o.project, o.event_id, o.payload, o.created_at, o.attempts
+"""
 
 #: Stores one ``link_hits`` row (the order of ``LinkHit.as_row``, booleans as booleans).
 INSERT_LINK_HIT: Final = (

@@ -20,6 +20,7 @@ import psycopg
 from telemetry.collector._postgres_pool import ConnectionPool
 from telemetry.collector._postgres_schema import (
     CLAIM_FORWARDS,
+    CLAIM_REPORT_FORWARDS,
     DEVICE_LOCK_NAMESPACE,
     INSERT_EVENTS,
     INSERT_LINK_HIT,
@@ -30,13 +31,16 @@ from telemetry.collector._postgres_schema import (
     TRIM_TOMBSTONES,
     migrate,
 )
+from telemetry.collector._reports import Report, ReportGroup
 from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
     MAX_TOMBSTONES,
+    REPORT_COLUMNS,
     DeletionResult,
     ForwardRow,
     InsertResult,
     LinkHit,
+    ReportForward,
     Storage,
     StorageUnavailable,
     batch_devices,
@@ -44,6 +48,9 @@ from telemetry.collector._storage import (
     now_ms,
     proof_matches,
     refused_devices,
+    report_group_queries,
+    report_groups,
+    report_row,
 )
 from telemetry.collector._validation import Batch
 
@@ -153,8 +160,14 @@ class PostgresStore(Storage):
                 "DELETE FROM outbox WHERE project = %s AND device_id = %s", key
             ).rowcount
             conn.execute("DELETE FROM device_proofs WHERE project = %s AND device_id = %s", key)
+            reports = conn.execute(
+                "DELETE FROM reports WHERE project = %s AND device_id = %s", key
+            ).rowcount
+            conn.execute("DELETE FROM report_outbox WHERE project = %s AND device_id = %s", key)
             conn.execute(TRIM_TOMBSTONES, (project, max(1, max_tombstones)))
-            return DeletionResult(deleted=deleted, forwards_deleted=forwards)
+            return DeletionResult(
+                deleted=deleted, forwards_deleted=forwards, reports_deleted=reports
+            )
 
         return self._pool.run("deleting a device", work)
 
@@ -208,6 +221,93 @@ class PostgresStore(Storage):
             "expiring forwards",
             lambda c: (
                 c.execute("DELETE FROM outbox WHERE created_at < %s", (created_before,)).rowcount
+            ),
+        )
+
+    def insert_report(
+        self, report: Report, *, received_at_ms: int | None = None, forward: bool = False
+    ) -> InsertResult:
+        received_at = now_ms() if received_at_ms is None else received_at_ms
+
+        def work(conn: psycopg.Connection[Any]) -> InsertResult:
+            if report.device_id is not None:
+                key = (report.project, report.device_id)
+                conn.execute(LOCK_DEVICES_SHARED, (DEVICE_LOCK_NAMESPACE, key[0], [key[1]]))
+                tombstone = conn.execute(
+                    "SELECT 1 FROM tombstones WHERE project = %s AND device_id = %s", key
+                ).fetchone()
+                if tombstone is not None:
+                    return InsertResult(inserted=0, duplicates=0, rejected=1)
+            marks = ", ".join(["%s"] * 16)
+            inserted = conn.execute(
+                f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES ({marks}) "
+                "ON CONFLICT (project, event_id) DO NOTHING",
+                report_row(report, received_at),
+            ).rowcount
+            if inserted and forward:
+                conn.execute(
+                    "INSERT INTO report_outbox (project, event_id, device_id, payload, "
+                    "created_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (project, event_id) DO NOTHING",
+                    (
+                        report.project,
+                        report.event_id,
+                        report.device_id,
+                        report.payload,
+                        received_at,
+                        received_at,
+                    ),
+                )
+            return InsertResult(inserted=inserted, duplicates=1 - inserted)
+
+        return self._pool.run("storing a report", work)
+
+    def report_groups(self, project: str | None = None) -> list[ReportGroup]:
+        queries, params = report_group_queries("%s", project)
+
+        def work(conn: psycopg.Connection[Any]) -> list[ReportGroup]:
+            aggregates, lasts, releases = (conn.execute(sql, params).fetchall() for sql in queries)
+            return report_groups(aggregates, lasts, releases)
+
+        return self._pool.run("reading report groups", work)
+
+    def report_count(self) -> int:
+        return self._scalar("SELECT count(*) FROM reports")
+
+    def claim_report_forwards(self, *, now: int, lease_ms: int, limit: int) -> list[ReportForward]:
+        rows = self._pool.run(
+            "claiming report forwards",
+            lambda c: c.execute(
+                CLAIM_REPORT_FORWARDS, {"now": now, "until": now + lease_ms, "limit": limit}
+            ).fetchall(),
+        )
+        return sorted((ReportForward(*row) for row in rows), key=lambda r: r.id)
+
+    def report_forward_done(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._pool.run(
+                "updating the report outbox",
+                lambda c: c.execute("DELETE FROM report_outbox WHERE id = ANY(%s)", (list(ids),)),
+            )
+
+    def report_forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
+        if ids:
+            self._pool.run(
+                "updating the report outbox",
+                lambda c: c.execute(
+                    "UPDATE report_outbox SET attempts = attempts + 1, next_attempt_at = %s "
+                    "WHERE id = ANY(%s)",
+                    (next_attempt_at, list(ids)),
+                ),
+            )
+
+    def report_forward_expire(self, created_before: int) -> int:
+        return self._pool.run(
+            "expiring report forwards",
+            lambda c: (
+                c.execute(
+                    "DELETE FROM report_outbox WHERE created_at < %s", (created_before,)
+                ).rowcount
             ),
         )
 

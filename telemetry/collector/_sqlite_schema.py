@@ -102,6 +102,48 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE tombstones ADD COLUMN proof_hash TEXT",
         "CREATE INDEX tombstones_age ON tombstones (project, deleted_at)",
     ),
+    (
+        # Error reports (Sentry event items) and their forwarding outbox.
+        """
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            device_id TEXT,
+            received_at INTEGER NOT NULL,
+            timestamp INTEGER NOT NULL,
+            level TEXT,
+            platform TEXT,
+            release TEXT,
+            environment TEXT,
+            exception_type TEXT,
+            exception_value TEXT,
+            fingerprint TEXT NOT NULL,
+            count INTEGER NOT NULL CHECK (count >= 1),
+            first_seen INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            UNIQUE (project, event_id)
+        )
+        """,
+        "CREATE INDEX reports_group ON reports (project, fingerprint)",
+        "CREATE INDEX reports_device ON reports (project, device_id)",
+        """
+        CREATE TABLE report_outbox (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            device_id TEXT,
+            payload TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (project, event_id)
+        )
+        """,
+        "CREATE INDEX report_outbox_due ON report_outbox (next_attempt_at)",
+        "CREATE INDEX report_outbox_device ON report_outbox (project, device_id)",
+    ),
 )
 
 #: The schema version this code writes.

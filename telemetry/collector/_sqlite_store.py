@@ -9,15 +9,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from telemetry.collector._reports import Report, ReportGroup
 from telemetry.collector._sqlite_schema import INSERT_EVENT, LINK_COLUMNS, migrate
 from telemetry.collector._sqlite_wal import enter_wal
 from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
     MAX_TOMBSTONES,
+    REPORT_COLUMNS,
     DeletionResult,
     ForwardRow,
     InsertResult,
     LinkHit,
+    ReportForward,
     Storage,
     StorageUnavailable,
     batch_devices,
@@ -25,6 +28,9 @@ from telemetry.collector._storage import (
     now_ms,
     proof_matches,
     refused_devices,
+    report_group_queries,
+    report_groups,
+    report_row,
 )
 from telemetry.collector._validation import Batch
 
@@ -209,12 +215,18 @@ class EventStore(Storage):
                 "DELETE FROM outbox WHERE project = ? AND device_id = ?", key
             ).rowcount
             conn.execute("DELETE FROM device_proofs WHERE project = ? AND device_id = ?", key)
+            reports = conn.execute(
+                "DELETE FROM reports WHERE project = ? AND device_id = ?", key
+            ).rowcount
+            conn.execute("DELETE FROM report_outbox WHERE project = ? AND device_id = ?", key)
             conn.execute(
                 "DELETE FROM tombstones WHERE rowid IN (SELECT rowid FROM tombstones "
                 "WHERE project = ? ORDER BY deleted_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
                 (project, max(1, max_tombstones)),
             )
-            return DeletionResult(deleted=deleted, forwards_deleted=forwards)
+            return DeletionResult(
+                deleted=deleted, forwards_deleted=forwards, reports_deleted=reports
+            )
 
         result: DeletionResult = self._transaction("deleting a device", work)
         return result
@@ -249,6 +261,85 @@ class EventStore(Storage):
 
         result: list[ForwardRow] = self._transaction("claiming forwards", work)
         return result
+
+    def insert_report(
+        self, report: Report, *, received_at_ms: int | None = None, forward: bool = False
+    ) -> InsertResult:
+        received_at = now_ms() if received_at_ms is None else received_at_ms
+
+        def work(conn: sqlite3.Connection) -> InsertResult:
+            if report.device_id is not None:
+                tombstone = conn.execute(
+                    "SELECT 1 FROM tombstones WHERE project = ? AND device_id = ?",
+                    (report.project, report.device_id),
+                ).fetchone()
+                if tombstone is not None:
+                    return InsertResult(inserted=0, duplicates=0, rejected=1)
+            marks = ",".join("?" * 16)
+            inserted = conn.execute(
+                f"INSERT OR IGNORE INTO reports ({REPORT_COLUMNS}) VALUES ({marks})",
+                report_row(report, received_at),
+            ).rowcount
+            if inserted and forward:
+                conn.execute(
+                    "INSERT OR IGNORE INTO report_outbox (project, event_id, device_id, payload, "
+                    "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        report.project,
+                        report.event_id,
+                        report.device_id,
+                        report.payload,
+                        received_at,
+                        received_at,
+                    ),
+                )
+            return InsertResult(inserted=inserted, duplicates=1 - inserted)
+
+        result: InsertResult = self._transaction("storing a report", work)
+        return result
+
+    def report_groups(self, project: str | None = None) -> list[ReportGroup]:
+        queries, params = report_group_queries("?", project)
+        aggregates, lasts, releases = (self._read(sql, params) for sql in queries)
+        return report_groups(aggregates, lasts, releases)
+
+    def report_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM reports")[0][0])
+
+    def claim_report_forwards(self, *, now: int, lease_ms: int, limit: int) -> list[ReportForward]:
+        def work(conn: sqlite3.Connection) -> list[ReportForward]:
+            claimed = conn.execute(
+                "UPDATE report_outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM "
+                "report_outbox WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?) "
+                "RETURNING id, project, event_id, payload, created_at, attempts",
+                (now + lease_ms, now, limit),
+            ).fetchall()
+            return sorted((ReportForward(*row) for row in claimed), key=lambda r: r.id)
+
+        result: list[ReportForward] = self._transaction("claiming report forwards", work)
+        return result
+
+    def report_forward_done(self, ids: Sequence[int]) -> None:
+        self._update_ids("DELETE FROM report_outbox WHERE id IN ({marks})", (), ids)
+
+    def report_forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
+        self._update_ids(
+            "UPDATE report_outbox SET attempts = attempts + 1, next_attempt_at = ? "
+            "WHERE id IN ({marks})",
+            (next_attempt_at,),
+            ids,
+        )
+
+    def report_forward_expire(self, created_before: int) -> int:
+        expired: int = self._transaction(
+            "expiring report forwards",
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM report_outbox WHERE created_at < ?", (created_before,)
+                ).rowcount
+            ),
+        )
+        return expired
 
     def _update_ids(self, sql: str, params: Sequence[object], ids: Sequence[int]) -> int:
         if not ids:

@@ -13,7 +13,13 @@ Every backend keeps the same tables, created by versioned migrations:
   on first use, never replaced); a deletion request must carry the proof that hashes to it;
 * ``outbox``: events waiting to be forwarded to Amplitude, filled in the same transaction as the
   insert, deleted once forwarded (or after 7 days);
-* ``link_hits``: rows of the signed link tracker (``GET /r/collect``), IPs masked.
+* ``link_hits``: rows of the signed link tracker (``GET /r/collect``), IPs masked;
+* ``reports``: one row per stored error report (a Sentry ``event`` item), ``UNIQUE (project,
+  event_id)`` (the dedup key), its payload whole plus the columns grouping and deletion use
+  (``fingerprint``, ``count``, ``first_seen``, ``last_seen``, ``release``, ``device_id``...);
+  a deletion deletes the device's reports too, and a tombstoned device's reports are refused;
+* ``report_outbox``: reports waiting to be forwarded to a Sentry DSN, filled in the insert's
+  transaction, deleted once forwarded or dropped (or after 7 days).
 
 A method that returns has committed; a failing one has rolled back and raises
 :class:`StorageUnavailable`. The backends: SQLite (``_sqlite_store``, the default) and
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry.collector import _limits as L
+from telemetry.collector._reports import Report, ReportGroup
 from telemetry.collector._validation import Batch
 from telemetry.errors import TelemetryError
 
@@ -39,6 +46,7 @@ __all__ = [
     "ForwardRow",
     "InsertResult",
     "LinkHit",
+    "ReportForward",
     "Storage",
     "StorageUnavailable",
     "batch_devices",
@@ -46,6 +54,8 @@ __all__ = [
     "now_ms",
     "proof_matches",
     "refused_devices",
+    "report_groups",
+    "report_row",
 ]
 
 #: Longest ``reason`` kept from a deletion request.
@@ -79,6 +89,8 @@ class DeletionResult:
     forwards_deleted: int
     #: False when the proof did not match: nothing was deleted, no tombstone was set.
     verified: bool = True
+    #: Error reports of the device deleted (with their pending forwards).
+    reports_deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,97 @@ class ForwardRow:
     event: str
     created_at: int
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportForward:
+    """One ``report_outbox`` row claimed by the report forwarder."""
+
+    id: int
+    project: str
+    event_id: str
+    payload: str
+    created_at: int
+    attempts: int
+
+
+#: The ``reports`` columns, in the order of :func:`report_row`.
+REPORT_COLUMNS: Final = (
+    "project, event_id, device_id, received_at, timestamp, level, platform, release, "
+    "environment, exception_type, exception_value, fingerprint, count, first_seen, last_seen, "
+    "payload"
+)
+
+
+def report_row(report: Report, received_at: int) -> tuple[Any, ...]:
+    """The ``reports`` row of ``report`` (the order of :data:`REPORT_COLUMNS`)."""
+    r = report
+    return (
+        r.project,
+        r.event_id,
+        r.device_id,
+        received_at,
+        r.timestamp,
+        r.level,
+        r.platform,
+        r.release,
+        r.environment,
+        r.exception_type,
+        r.exception_value,
+        r.fingerprint,
+        r.count,
+        r.first_seen,
+        r.last_seen,
+        r.payload,
+    )
+
+
+def report_group_queries(
+    placeholder: str, project: str | None
+) -> tuple[list[str], tuple[str, ...]]:
+    """The three reads :func:`report_groups` combines (aggregates, last exception, releases),
+    filtered to ``project`` when given, with the backend's ``placeholder``; and their params."""
+    where = f"WHERE project = {placeholder}" if project is not None else ""
+    also = f"AND project = {placeholder}" if project is not None else ""
+    params = (project,) if project is not None else ()
+    return [
+        "SELECT project, fingerprint, sum(count), count(*), min(first_seen), max(last_seen) "
+        f"FROM reports {where} GROUP BY project, fingerprint",
+        "SELECT project, fingerprint, exception_type, exception_value FROM (SELECT project, "
+        "fingerprint, exception_type, exception_value, row_number() OVER (PARTITION BY project, "
+        f"fingerprint ORDER BY last_seen DESC, id DESC) AS n FROM reports {where}) AS ranked "
+        "WHERE n = 1",
+        f"SELECT DISTINCT project, fingerprint, release FROM reports WHERE release IS NOT NULL "
+        f"{also}",
+    ], params
+
+
+def report_groups(
+    aggregates: Iterable[Sequence[Any]],
+    lasts: Iterable[Sequence[Any]],
+    releases: Iterable[Sequence[Any]],
+) -> list[ReportGroup]:
+    """Groups from the rows of :func:`report_group_queries`, the last seen first."""
+    last = {(p, f): (t, v) for p, f, t, v in lasts}
+    versions: dict[tuple[str, str], set[str]] = {}
+    for p, f, release in releases:
+        versions.setdefault((p, f), set()).add(release)
+    groups = [
+        ReportGroup(
+            project=p,
+            fingerprint=f,
+            count=int(total),
+            reports=int(n),
+            first_seen=int(first),
+            last_seen=int(latest),
+            releases=tuple(sorted(versions.get((p, f), ()))),
+            exception_type=last.get((p, f), (None, None))[0],
+            exception_value=last.get((p, f), (None, None))[1],
+        )
+        for p, f, total, n, first, latest in aggregates
+    ]
+    groups.sort(key=lambda g: (-g.last_seen, g.project, g.fingerprint))
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +354,38 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def forward_expire(self, created_before: int) -> int:
         """Delete outbox rows created before ``created_before``; return how many."""
+
+    @abc.abstractmethod
+    def insert_report(
+        self, report: Report, *, received_at_ms: int | None = None, forward: bool = False
+    ) -> InsertResult:
+        """Store one error report unless its ``(project, event_id)`` is stored already
+        (``duplicates`` 1) or its device has a tombstone (``rejected`` 1); a new row also goes to
+        the report outbox when ``forward``."""
+
+    @abc.abstractmethod
+    def report_groups(self, project: str | None = None) -> list[ReportGroup]:
+        """The groups of stored reports (of ``project``, or of all), the last seen first."""
+
+    @abc.abstractmethod
+    def report_count(self) -> int:
+        """Number of stored error reports."""
+
+    @abc.abstractmethod
+    def claim_report_forwards(self, *, now: int, lease_ms: int, limit: int) -> list[ReportForward]:
+        """Lease up to ``limit`` due report outbox rows (oldest first) for ``lease_ms``."""
+
+    @abc.abstractmethod
+    def report_forward_done(self, ids: Sequence[int]) -> None:
+        """Delete forwarded (or dropped) report outbox rows."""
+
+    @abc.abstractmethod
+    def report_forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
+        """Count one more attempt for the rows and make them due at ``next_attempt_at``."""
+
+    @abc.abstractmethod
+    def report_forward_expire(self, created_before: int) -> int:
+        """Delete report outbox rows created before ``created_before``; return how many."""
 
     @abc.abstractmethod
     def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:

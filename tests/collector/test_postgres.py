@@ -26,7 +26,7 @@ from ._support import DEVICE_ID, PROJECT, batch, event, post
 def test_migrations_are_versioned_and_run_once(postgres_dsn: str) -> None:
     store = PostgresStore(postgres_dsn)
     try:
-        assert store.schema_version == PG_SCHEMA_VERSION == 3
+        assert store.schema_version == PG_SCHEMA_VERSION == 4
     finally:
         store.close()
     # A second opener (another collector) finds the schema current and changes nothing.
@@ -44,13 +44,15 @@ def test_migrations_are_versioned_and_run_once(postgres_dsn: str) -> None:
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'events'::regclass AND contype = 'u'"
         ).fetchone()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
     assert {
         "events",
         "tombstones",
         "outbox",
         "link_hits",
         "device_proofs",
+        "reports",
+        "report_outbox",
         "schema_migrations",
     } <= tables
     assert constraint == ("UNIQUE (project, insert_id)",)

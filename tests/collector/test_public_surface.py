@@ -37,10 +37,12 @@ SIGNATURES = {
         "(projects: 'dict[str, dict[str, Secret]] | None' = None, "
         "forward_url: 'str' = 'https://api2.amplitude.com/2/httpapi', "
         "links: 'LinkSettings | None' = None, device_events_per_second: 'float' = 1000.0, "
-        "device_burst_events: 'int' = 30000, source: 'str' = '(embedded default)') -> None"
+        "device_burst_events: 'int' = 30000, source: 'str' = '(embedded default)', "
+        "reports: 'dict[str, ReportSettings]' = <factory>) -> None"
     ),
     "DeletionResult": (
-        "(deleted: 'int', forwards_deleted: 'int', verified: 'bool' = True) -> None"
+        "(deleted: 'int', forwards_deleted: 'int', verified: 'bool' = True, "
+        "reports_deleted: 'int' = 0) -> None"
     ),
     "EventStore": "(path: 'str | Path', *, busy_timeout_ms: 'int' = 5000) -> 'None'",
     "InsertResult": "(inserted: 'int', duplicates: 'int', rejected: 'int' = 0) -> None",
@@ -65,6 +67,9 @@ SIGNATURES = {
 STORAGE_METHODS = {
     "check_writable": "(self) -> 'None'",
     "claim_forwards": "(self, *, now: 'int', lease_ms: 'int', limit: 'int') -> 'list[ForwardRow]'",
+    "claim_report_forwards": (
+        "(self, *, now: 'int', lease_ms: 'int', limit: 'int') -> 'list[ReportForward]'"
+    ),
     "close": "(self) -> 'None'",
     "count": "(self) -> 'int'",
     "delete_device": (
@@ -79,7 +84,16 @@ STORAGE_METHODS = {
         "forward: 'bool' = False) -> 'InsertResult'"
     ),
     "insert_link_hits": "(self, hits: 'Iterable[LinkHit]') -> 'None'",
+    "insert_report": (
+        "(self, report: 'Report', *, received_at_ms: 'int | None' = None, "
+        "forward: 'bool' = False) -> 'InsertResult'"
+    ),
     "outbox_count": "(self) -> 'int'",
+    "report_count": "(self) -> 'int'",
+    "report_forward_done": "(self, ids: 'Sequence[int]') -> 'None'",
+    "report_forward_expire": "(self, created_before: 'int') -> 'int'",
+    "report_forward_retry": "(self, ids: 'Sequence[int]', next_attempt_at: 'int') -> 'None'",
+    "report_groups": "(self, project: 'str | None' = None) -> 'list[ReportGroup]'",
     "schema_version": "(self) -> 'int'",
 }
 
@@ -119,7 +133,8 @@ def test_storage_interface_is_pinned() -> None:
 def test_schema_version_is_pinned() -> None:
     # A new migration raises it on purpose; update this pin with the migration.
     # 3: device_proofs (proof of ownership, trust on first use) and tombstones.proof_hash.
-    assert telemetry.collector.SCHEMA_VERSION == 3
+    # 4: reports and report_outbox (error reports, Sentry envelopes).
+    assert telemetry.collector.SCHEMA_VERSION == 4
 
 
 def test_public_exceptions_join_the_package_exception_tree() -> None:
