@@ -152,7 +152,7 @@ def elf_dynamic(paths: Iterable[Path]) -> dict[Path, ElfDynamic]:
             elif m := re.search(r"\(NEEDED\)\s+Shared library: \[(.+)\]", line):
                 found[current].needed.add(m.group(1))
             elif m := re.search(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]", line):
-                found[current].runpath += [p for p in m.group(1).split(":") if p]
+                found[current].runpath.extend(p for p in m.group(1).split(":") if p)
     return found
 
 
@@ -418,6 +418,13 @@ def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
             path.chmod(0o755)
     control = root / "DEBIAN" / "control"
     control.parent.mkdir()
+    (root / "DEBIAN" / "md5sums").write_text(  # for dpkg --verify
+        "".join(
+            f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n"
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.parts[len(root.parts)] != "DEBIAN"
+        )
+    )
     installed_kib = (tree_size(root) + 1023) // 1024
     arch = subprocess.run(
         ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
