@@ -14,8 +14,8 @@ pytestmark = pytest.mark.timeout(900)  # may build the bundle; lintian itself ta
 
 def test_lintian_finds_no_error_or_warning_that_is_not_overridden(deb: Path) -> None:
     proc = subprocess.run(
-        ["lintian", "--no-cfg", "--fail-on", "error,warning", "--display-info", "--tag-display-limit", "0",
-         str(deb)],
+        ["lintian", "--no-cfg", "--fail-on", "error,warning", "--display-info",
+         "--tag-display-limit", "0", str(deb)],
         capture_output=True,
         text=True,
         timeout=600,
