@@ -5,11 +5,11 @@
     uv run python packaging/build.py --cache build/packaging-cache   # reuse an identical build
 
 This module owns the package layout (``/usr/lib/<package>/``, the ``/usr/bin`` launcher, the
-desktop file, AppStream metainfo, hicolor icons, man page, copyright, changelog and lintian
-overrides), the ``Depends`` list, the build-input digest that keys the bundle cache, the size
-report, and the ELF helpers the spec uses: the ``DT_NEEDED``/``RUNPATH`` reader and the scrub that
-takes build-host paths out of the collected binaries. The spec (``demo_app.spec``) owns what goes
-into the bundle.
+desktop file, AppStream metainfo, hicolor icons, the polkit action of the write helper, man page,
+copyright, changelog and lintian overrides), the ``Depends`` list, the build-input digest that
+keys the bundle cache, the size report, and the ELF helpers the spec uses: the
+``DT_NEEDED``/``RUNPATH`` reader and the scrub that takes build-host paths out of the collected
+binaries. The spec (``demo_app.spec``) owns what goes into the bundle.
 """
 
 from __future__ import annotations
@@ -397,6 +397,7 @@ def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
             for s in ICON_SIZES
         ),
         (LINUX / "copyright", share / "doc" / PACKAGE),
+        (LINUX / f"{APP_ID}.policy", share / "polkit-1" / "actions"),  # pkexec's write helper
     ]:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / src.name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
 
@@ -100,6 +101,18 @@ def test_deb_ships_copyright_changelog_man_page_and_lintian_overrides(
     assert "\\-\\-self\\-test" in man  # the frozen app's own --help
     overrides = package_root / "usr/share/lintian/overrides" / build.PACKAGE
     assert overrides.read_text() == (build.LINUX / "lintian-overrides").read_text()
+
+
+def test_deb_installs_the_write_helpers_polkit_action_for_the_installed_executable(
+    package_root: Path, build: ModuleType
+) -> None:
+    policy = package_root / "usr/share/polkit-1/actions" / f"{build.APP_ID}.policy"
+    action = ET.parse(policy).getroot().find("action")
+    assert action is not None
+    annotations = {a.get("key"): a.text for a in action.iterfind("annotate")}
+    program = annotations["org.freedesktop.policykit.exec.path"]
+    assert program == f"{build.PREFIX}/{build.BUNDLE_NAME}"  # where pkexec finds it installed
+    assert (package_root / program.lstrip("/")).is_file()
 
 
 def test_deb_shared_libraries_are_not_executable(package_root: Path, build: ModuleType) -> None:
