@@ -158,8 +158,8 @@ def elf_dynamic(paths: Iterable[Path]) -> dict[Path, ElfDynamic]:
 
 def _slash_out(data: bytes, paths: Iterable[bytes]) -> bytes:
     """``data`` with each of ``paths`` that ends where a path component ends (followed by ``/`` or
-    NUL) replaced by as many slashes: same length, still an absolute path to the same place below
-    it (``/root/.pyenv/versions/3.11`` reads ``/////.pyenv/versions/3.11``), and any string the
+    NUL) replaced by as many slashes: same length, still a well-formed absolute path
+    (``/root/.pyenv/versions/3.11`` reads ``/////.pyenv/versions/3.11``), and any string the
     linker merged into its tail is left as it was."""
     out = bytearray(data)
     for path in paths:
@@ -376,8 +376,8 @@ def man_page(bundle: Path, version: str) -> str:
 def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
     """Lay out the .deb's file tree under ``root`` (with ``DEBIAN/control``); return ``root``.
 
-    The bundle goes to ``/usr/lib/<package>/`` and ``/usr/bin/<package>`` execs it (a script,
-    not a symlink: the executable's name stays ``demo-app``, Qt's WM_CLASS)."""
+    The bundle goes to ``/usr/lib/<package>/``; ``/usr/bin/<package>`` is a script that execs
+    it (the process runs as the bundle's own ``demo-app``, the program polkit's action names)."""
     app = root / PREFIX.lstrip("/")
     shutil.copytree(bundle, app, symlinks=True)
     for path in app.rglob("*"):  # dpkg-deb keeps modes: make them independent of the umask
