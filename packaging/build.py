@@ -4,28 +4,36 @@
     uv run python packaging/build.py --no-deb        # the bundle only
     uv run python packaging/build.py --cache build/packaging-cache   # reuse an identical build
 
-This module owns the package layout (``/opt/<package>/``, the ``/usr/bin`` launcher, the desktop
-file, AppStream metainfo and hicolor icons), the ``Depends`` list, the build-input digest that
-keys the bundle cache, and the size report. The spec (``demo_app.spec``) owns what goes into the
-bundle.
+This module owns the package layout (``/usr/lib/<package>/``, the ``/usr/bin`` launcher, the
+desktop file, AppStream metainfo, hicolor icons, the polkit action of the write helper, man page,
+copyright, changelog and lintian overrides), the ``Depends`` list, the build-input digest that
+keys the bundle cache, the size report, and the ELF helpers the spec uses: the
+``DT_NEEDED``/``RUNPATH`` reader and the scrub that takes build-host paths out of the collected
+binaries. The spec (``demo_app.spec``) owns what goes into the bundle.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import email.utils
 import fcntl
+import gzip
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 PACKAGING: Final = ROOT / "packaging"
@@ -34,14 +42,17 @@ SPEC: Final = PACKAGING / "demo_app.spec"
 
 APP_ID: Final = "io.github.desktop_telemetry.DemoFlasher"
 BUNDLE_NAME: Final = "demo-app"  # the executable (WM_CLASS is APP_ID, set by the app)
-PACKAGE: Final = "desktop-telemetry-demo"  # the .deb, the /opt folder and the /usr/bin launcher
-PREFIX: Final = f"/opt/{PACKAGE}"
+PACKAGE: Final = "desktop-telemetry-demo"  # the .deb, the /usr/lib folder, the /usr/bin launcher
+PREFIX: Final = f"/usr/lib/{PACKAGE}"  # private to the package (Debian policy: no /opt)
+MAINTAINER: Final = "desktop-telemetry contributors <maintainers@desktop-telemetry.invalid>"
 ICON_SIZES: Final = (16, 24, 32, 48, 64, 128, 256, 512)
 
 #: Libraries the bundle needs from the system. PyInstaller never bundles libc, GL/EGL or libxcb
 #: itself; libudev is loaded by pyudev through ctypes (never bundled, so the system's matches its
 #: udev); Qt's xcb plugin needs the xcb utility libraries; fontconfig needs fonts to render text.
 DEPENDS: Final = (
+    "zlib1g",  # libz and libbz2: the system's copies (lintian: embedded-library)
+    "libbz2-1.0",
     "libstdc++6",  # taken from the system (a bundled one older than Mesa's breaks its GL drivers)
     "libudev1",
     "libgl1",
@@ -108,6 +119,104 @@ def tree_size(path: Path) -> int:
 
 def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
+
+
+def is_elf(path: Path) -> bool:
+    """Whether ``path`` is a regular ELF file (not a symlink)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(4) == b"\x7fELF"
+
+
+class ElfDynamic(NamedTuple):
+    """The dynamic section entries of one ELF file that decide where its libraries come from."""
+
+    needed: set[str]  # DT_NEEDED sonames
+    runpath: list[str]  # DT_RUNPATH or DT_RPATH entries
+
+
+def elf_dynamic(paths: Iterable[Path]) -> dict[Path, ElfDynamic]:
+    """``DT_NEEDED`` and ``RUNPATH``/``RPATH`` of each ELF file (``readelf -d``, binutils)."""
+    files = list(paths)
+    found: dict[Path, ElfDynamic] = {f: ElfDynamic(set(), []) for f in files}
+    for start in range(0, len(files), 200):  # stay under the command-line length limit
+        chunk = files[start : start + 200]
+        out = subprocess.run(
+            ["readelf", "-d", "-W", *map(str, chunk)], capture_output=True, text=True, check=True
+        ).stdout
+        current = chunk[0]
+        for line in out.splitlines():
+            if line.startswith("File: "):
+                current = Path(line[6:].strip())
+            elif m := re.search(r"\(NEEDED\)\s+Shared library: \[(.+)\]", line):
+                found[current].needed.add(m.group(1))
+            elif m := re.search(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]", line):
+                found[current].runpath.extend(p for p in m.group(1).split(":") if p)
+    return found
+
+
+def _slash_out(data: bytes, paths: Iterable[bytes]) -> bytes:
+    """``data`` with each of ``paths`` that ends where a path component ends (followed by ``/`` or
+    NUL) replaced by as many slashes: same length, still a well-formed absolute path
+    (``/root/.pyenv/versions/3.11`` reads ``/////.pyenv/versions/3.11``), and any string the
+    linker merged into its tail is left as it was."""
+    out = bytearray(data)
+    for path in paths:
+        start = out.find(path)
+        while start >= 0:
+            end = start + len(path)
+            if end == len(out) or out[end] in b"/\0":
+                out[start:end] = b"/" * len(path)
+            start = out.find(path, end)
+    return bytes(out)
+
+
+def scrub_host_paths(folder: Path, host_paths: Iterable[str]) -> dict[str, int]:
+    """Take the build host out of the collected binaries under ``folder``, in place:
+
+    * ``RUNPATH``/``RPATH`` entries that are absolute paths (the build host's Python lib folder,
+      ``/root/.pyenv/versions/3.11/lib``) are removed with ``patchelf``; ``$ORIGIN`` ones stay;
+    * ``host_paths`` inside them (the interpreter's compiled-in prefix when the build host's
+      Python lives under a home folder) become slashes: a frozen app sets its own ``home`` and
+      never reads that prefix;
+    * shared libraries lose their execute bits (only the executable keeps them).
+
+    Returns counts of what was changed."""
+    elves = [p for p in sorted(folder.rglob("*")) if is_elf(p)]
+    counts = {"runpath_removed": 0, "runpath_trimmed": 0, "paths_slashed": 0, "chmod_644": 0}
+    patchelf = shutil.which("patchelf")
+    needles = sorted({p.rstrip("/").encode() for p in host_paths if p.rstrip("/")}, key=len)[::-1]
+    for path, dyn in elf_dynamic(elves).items():
+        kept = [entry for entry in dyn.runpath if entry.startswith("$ORIGIN")]
+        if kept != dyn.runpath:
+            if patchelf is None:
+                raise SystemExit("build: patchelf is needed to remove build-host RUNPATHs")
+            if kept:
+                subprocess.run([patchelf, "--set-rpath", ":".join(kept), str(path)], check=True)
+                counts["runpath_trimmed"] += 1
+            else:
+                subprocess.run([patchelf, "--remove-rpath", str(path)], check=True)
+                counts["runpath_removed"] += 1
+        data = path.read_bytes()
+        if any(n in data for n in needles):
+            slashed = _slash_out(data, needles)
+            if slashed != data:
+                path.write_bytes(slashed)
+                counts["paths_slashed"] += 1
+        if ".so" in path.name and path.stat().st_mode & 0o111:
+            path.chmod(0o644)
+            counts["chmod_644"] += 1
+    return counts
+
+
+def host_paths() -> list[str]:
+    """Paths that name this build host: the checkout, the home folder, the Python installation."""
+    paths = {str(ROOT), str(ROOT.resolve()), str(Path.home())}
+    for prefix in (sys.base_prefix, sys.base_exec_prefix):
+        if Path(prefix).resolve().is_relative_to(Path.home().resolve()):
+            paths.add(prefix)
+    return sorted(p for p in paths if p not in {"/", ""})
 
 
 def build_bundle(dist_dir: Path, work_dir: Path) -> Path:
@@ -198,10 +307,82 @@ def _glibc_floor() -> str:
     return version
 
 
+#: The package's one-line summary and its extended description (control file and man page).
+SUMMARY: Final = "Etcher-like image writer demonstrating desktop-telemetry"
+DESCRIPTION: Final = (
+    "Flash disk images to SD cards, USB drives or disk-image files, with\n"
+    "transparent, consent-first usage telemetry. A self-contained PySide6 app\n"
+    "frozen with PyInstaller."
+)
+
+
+def releases() -> list[tuple[str, date, list[str]]]:
+    """(version, date, notes) of every release in the AppStream metainfo, newest first: the one
+    place the release history is written (the changelog and the man page date come from it)."""
+    component = ET.parse(LINUX / f"{APP_ID}.metainfo.xml").getroot()
+    found = []
+    for release in component.iterfind("releases/release"):
+        notes = [" ".join("".join(p.itertext()).split()) for p in release.iterfind("description/*")]
+        found.append(
+            (release.get("version", ""), date.fromisoformat(release.get("date", "")), notes)
+        )
+    return sorted(found, key=lambda r: r[1], reverse=True)
+
+
+def debian_changelog() -> str:
+    """A Debian changelog (native package) written from the metainfo's releases."""
+    entries = []
+    for version, day, notes in releases():
+        stamp = email.utils.format_datetime(datetime.combine(day, dtime(), UTC))
+        items = "".join(f"  * {note}\n" for note in notes or ["Release."])
+        entries.append(
+            f"{PACKAGE} ({version}) unstable; urgency=medium\n\n{items}\n"
+            f" -- {MAINTAINER}  {stamp}\n"
+        )
+    return "\n".join(entries)
+
+
+def _roff(text: str) -> str:
+    """Plain text as roff lines: backslashes escaped, no line read as a request."""
+    lines = text.replace("\\", "\\e").replace("-", "\\-").splitlines()
+    return "".join(("\\&" + line if line[:1] in {".", "'"} else line) + "\n" for line in lines)
+
+
+def man_page(bundle: Path, version: str) -> str:
+    """``desktop-telemetry-demo(1)``: the options are the frozen app's own ``--help``."""
+    proc = subprocess.run(
+        [str(bundle / BUNDLE_NAME), "--help"],
+        env={
+            "HOME": tempfile.gettempdir(),
+            "PATH": "/usr/bin:/bin",
+            "QT_QPA_PLATFORM": "offscreen",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    usage = proc.stdout.replace(BUNDLE_NAME, PACKAGE, 1)
+    day = releases()[0][1].isoformat()
+    return (
+        f'.TH {PACKAGE.upper()} 1 "{day}" "{PACKAGE} {version}" "User Commands"\n'
+        f".SH NAME\n{PACKAGE} \\- {SUMMARY}\n"
+        f".SH SYNOPSIS\n.B {PACKAGE}\n[\\fIOPTION\\fR]...\n"
+        f".SH DESCRIPTION\n{_roff(DESCRIPTION)}"
+        f".SH OPTIONS\n.nf\n{_roff(usage)}.fi\n"
+    )
+
+
 def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
-    """Lay out the .deb's file tree under ``root`` (with ``DEBIAN/control``); return ``root``."""
-    opt = root / PREFIX.lstrip("/")
-    shutil.copytree(bundle, opt, symlinks=True)
+    """Lay out the .deb's file tree under ``root`` (with ``DEBIAN/control``); return ``root``.
+
+    The bundle goes to ``/usr/lib/<package>/``; ``/usr/bin/<package>`` is a script that execs
+    it (the process runs as the bundle's own ``demo-app``, the program polkit's action names)."""
+    app = root / PREFIX.lstrip("/")
+    shutil.copytree(bundle, app, symlinks=True)
+    for path in app.rglob("*"):  # dpkg-deb keeps modes: make them independent of the umask
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() or path.stat().st_mode & 0o100 else 0o644)
     launcher = root / "usr" / "bin" / PACKAGE
     launcher.parent.mkdir(parents=True)
     launcher.write_text(f'#!/bin/sh\nexec {PREFIX}/{BUNDLE_NAME} "$@"\n')
@@ -215,38 +396,53 @@ def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
             (LINUX / "icons" / str(s) / f"{APP_ID}.png", share / f"icons/hicolor/{s}x{s}/apps")
             for s in ICON_SIZES
         ),
+        (LINUX / "copyright", share / "doc" / PACKAGE),
+        (LINUX / f"{APP_ID}.policy", share / "polkit-1" / "actions"),  # pkexec's write helper
     ]:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / src.name)
         (dest / src.name).chmod(0o644)
-    docs = share / "doc" / PACKAGE
-    docs.mkdir(parents=True)
-    (docs / "copyright").write_text(
-        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
-        f"Upstream-Name: {PACKAGE}\n\nFiles: *\nCopyright: desktop-telemetry contributors\n"
-        "License: Apache-2.0\n On Debian systems the full text is in\n"
-        " /usr/share/common-licenses/Apache-2.0.\n"
-    )
+    generated = {
+        share / "doc" / PACKAGE / "changelog.gz": debian_changelog(),  # native: not .Debian.gz
+        share / "man" / "man1" / f"{PACKAGE}.1.gz": man_page(bundle, version),
+    }
+    for path, text in generated.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+        path.chmod(0o644)
+    overrides = share / "lintian" / "overrides" / PACKAGE
+    overrides.parent.mkdir(parents=True)
+    shutil.copyfile(LINUX / "lintian-overrides", overrides)
+    overrides.chmod(0o644)
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
     control = root / "DEBIAN" / "control"
     control.parent.mkdir()
+    (root / "DEBIAN" / "md5sums").write_text(  # for dpkg --verify
+        "".join(
+            f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n"
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.parts[len(root.parts)] != "DEBIAN"
+        )
+    )
     installed_kib = (tree_size(root) + 1023) // 1024
     arch = subprocess.run(
         ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
     ).stdout.strip()
+    description = "".join(f" {line}\n" for line in DESCRIPTION.splitlines())
     control.write_text(
         f"Package: {PACKAGE}\n"
         f"Version: {version}\n"
         f"Architecture: {arch}\n"
-        "Maintainer: desktop-telemetry contributors <maintainers@desktop-telemetry.invalid>\n"
+        f"Maintainer: {MAINTAINER}\n"
         f"Installed-Size: {installed_kib}\n"
         f"Depends: libc6 (>= {_glibc_floor()}), {', '.join(DEPENDS)}\n"
         f"Recommends: {', '.join(RECOMMENDS)}\n"
         "Section: utils\n"
         "Priority: optional\n"
         "Homepage: https://github.com/desktop-telemetry/desktop-telemetry\n"
-        "Description: Etcher-like image writer demonstrating desktop-telemetry\n"
-        " Flash disk images to SD cards, USB drives or disk-image files, with transparent,\n"
-        " consent-first usage telemetry. A self-contained PySide6 app frozen with PyInstaller.\n"
+        f"Description: {SUMMARY}\n{description}"
     )
     return root
 

@@ -9,7 +9,7 @@
 # start it: /usr/bin/desktop-telemetry-demo --bundle-check, --self-test and --screenshot, each in
 # `env -i` with a fresh HOME,
 # PATH=/usr/bin:/bin and QT_QPA_PLATFORM=offscreen. The frozen app then starts its collector child
-# from /opt/desktop-telemetry-demo/demo-app, lists drives through the chroot's libudev and /sys,
+# from /usr/lib/desktop-telemetry-demo/demo-app, lists drives through the chroot's libudev and /sys,
 # and stores its events under $HOME/.local/share.
 #
 # Needs: root, debootstrap, and a Debian mirror (MIRROR=..., default: the first deb.debian.org-style

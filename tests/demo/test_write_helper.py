@@ -478,7 +478,7 @@ def test_polkit_policy_describes_the_frozen_helper() -> None:
     assert action.get("id") == "io.github.desktop_telemetry.DemoFlasher.write"
     annotations = {a.get("key"): a.text for a in action.findall("annotate")}
     assert annotations["org.freedesktop.policykit.exec.path"] == (
-        "/opt/desktop-telemetry-demo/demo-app"
+        "/usr/lib/desktop-telemetry-demo/demo-app"
     )
     assert annotations["org.freedesktop.policykit.exec.argv1"] == HELPER_FLAG
     defaults = {d.tag: d.text for d in action.find("defaults") or []}

@@ -1,14 +1,25 @@
 """Fixtures for the packaging tests: the frozen bundle (built once per session, cached by a hash
-of the spec and sources), the build module, and a clean environment to run the bundle in."""
+of the spec and sources), the build module, the .deb built from the bundle and its extracted
+tree, and a clean environment to run the bundle in.
+
+These tests set up their own Qt platform: ``uv run pytest tests/packaging`` (or with
+``--confcutdir``, without the root conftest) must not need ``QT_QPA_PLATFORM`` from the shell.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+# Before pytest-qt creates the QApplication: no display is needed (the Xvfb test passes its own
+# DISPLAY and QT_QPA_PLATFORM=xcb to the bundle it runs).
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "build" / "packaging-cache"
@@ -42,3 +53,23 @@ def bundle(build: ModuleType) -> Path:
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """What ``env -i`` leaves plus HOME and a system PATH: no venv, no SSL_CERT_FILE, no XDG_*."""
     return {"HOME": str(home), "PATH": "/usr/bin:/bin", **extra}
+
+
+@pytest.fixture(scope="session")
+def deb(bundle: Path, build: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb built from the bundle: gzip at level 1 (a few seconds; lintian rejects an
+    uncompressed one); the release build's xz size is printed by ``packaging/build.py``."""
+    out = tmp_path_factory.mktemp("deb")
+    path: Path = build.build_deb(
+        bundle.parent, out, version=build._version(), compression="gzip", level=1
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def package_root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb's file tree, extracted with ``dpkg-deb --extract`` (control files in DEBIAN/)."""
+    root = tmp_path_factory.mktemp("extracted")
+    subprocess.run(["dpkg-deb", "--extract", str(deb), str(root)], check=True)
+    subprocess.run(["dpkg-deb", "--control", str(deb), str(root / "DEBIAN")], check=True)
+    return root

@@ -117,6 +117,38 @@ def test_bundle_stays_within_its_size_target(bundle: Path, build: ModuleType) ->
     assert not list(internal.rglob("libstdc++.so*"))  # from the system (Mesa needs the newest)
 
 
+def test_every_bundled_library_is_needed_by_a_kept_binary(bundle: Path, build: ModuleType) -> None:
+    """The bundle holds the ``DT_NEEDED`` closure of what Python and Qt load by path (extension
+    modules, Qt plugins, libpython) and nothing more: a build host with GTK3 and the X libraries
+    installed must not add libraries that only a dropped plugin (the GTK3 platform theme) used."""
+    internal = bundle.parent / "_internal"
+    elves = [p for p in internal.rglob("*") if build.is_elf(p)]
+    dynamic = build.elf_dynamic(elves)
+    by_name: dict[str, list[Path]] = {}
+    for path in internal.rglob("*"):  # the files, and PyInstaller's top-level symlinks to them
+        if path.is_file():
+            by_name.setdefault(path.name, []).append(path.resolve())
+    roots = [
+        p
+        for p in elves
+        if ".cpython-" in p.name
+        or (p.name.endswith(".abi3.so") and not p.name.startswith("lib"))
+        or "plugins" in p.relative_to(internal).parts
+        or p.name.startswith("libpython")
+    ]
+    assert len(roots) > 40
+    reached: set[Path] = set()
+    todo = [p.resolve() for p in roots]
+    while todo:
+        path = todo.pop()
+        if path not in reached:
+            reached.add(path)
+            for soname in dynamic[path].needed if path in dynamic else ():
+                todo += by_name.get(soname, [])
+    unneeded = sorted(str(p.relative_to(internal)) for p in elves if p.resolve() not in reached)
+    assert unneeded == [], f"bundled, but no kept binary needs them: {unneeded}"
+
+
 def test_bundle_carries_certifi_and_not_libudev(bundle: Path) -> None:
     internal = bundle.parent / "_internal"
     pem = internal / "certifi" / "cacert.pem"

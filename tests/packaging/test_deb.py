@@ -1,35 +1,24 @@
 """The .deb built from the bundle: its control fields, its file tree, and that every shared
 library the bundle links is either inside it or guaranteed by the declared dependencies.
 
-The package is built uncompressed here (``dpkg-deb -Znone``: the layout is what is tested; the
-release build's xz size is printed by ``packaging/build.py``). Installing it into a bare Debian
-chroot is ``packaging/test_deb_chroot.sh`` (needs a Debian mirror; see the README).
+The package is built with gzip at level 1 here (the ``deb`` fixture in conftest.py: the layout is
+what is tested; the release build's xz size is printed by ``packaging/build.py``). Installing it
+into a bare Debian chroot is ``packaging/test_deb_chroot.sh`` (needs a Debian mirror; see the
+README).
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 pytestmark = pytest.mark.timeout(900)  # may build the bundle (~25-60 s)
-
-
-@pytest.fixture(scope="module")
-def deb(bundle: Path, build: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("deb")
-    path: Path = build.build_deb(bundle.parent, out, version=build._version(), compression="none")
-    return path
-
-
-@pytest.fixture(scope="module")
-def package_root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("extracted")
-    subprocess.run(["dpkg-deb", "--extract", str(deb), str(root)], check=True)
-    return root
 
 
 def _field(deb: Path, name: str) -> str:
@@ -67,6 +56,8 @@ def test_deb_installed_size_covers_the_bundle(deb: Path, bundle: Path, build: Mo
 def test_deb_installs_the_app_launcher_desktop_entry_metainfo_and_icons(
     package_root: Path, build: ModuleType
 ) -> None:
+    assert f"/usr/lib/{build.PACKAGE}" == build.PREFIX  # Debian policy: nothing in /opt
+    assert not (package_root / "opt").exists()
     app = package_root / build.PREFIX.lstrip("/") / build.BUNDLE_NAME
     assert app.is_file()
     launcher = package_root / "usr" / "bin" / build.PACKAGE
@@ -87,6 +78,50 @@ def test_deb_installs_the_app_launcher_desktop_entry_metainfo_and_icons(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [line for line in proc.stdout.splitlines() if line[:2] in {"E:", "W:"}] == []
+
+
+def test_deb_ships_copyright_changelog_man_page_and_lintian_overrides(
+    package_root: Path, build: ModuleType
+) -> None:
+    docs = package_root / "usr/share/doc" / build.PACKAGE
+    copyright_text = (docs / "copyright").read_text()
+    assert copyright_text.startswith("Format: https://www.debian.org/doc/packaging-manuals/")
+    assert "Files: *\nCopyright: 2026 desktop-telemetry contributors\nLicense: Apache-2.0\n" in (
+        copyright_text
+    )  # the project's license (pyproject.toml), then the bundled Python, Qt, OpenSSL...
+    for license_name in ("PSF-2.0", "LGPL-3", "MPL-2.0"):
+        assert f"\nLicense: {license_name}\n" in copyright_text
+    # a native package's changelog, written from the metainfo's releases
+    changelog = gzip.decompress((docs / "changelog.gz").read_bytes()).decode()
+    assert changelog.startswith(f"{build.PACKAGE} ({build._version()}) unstable; urgency=medium")
+    man = gzip.decompress(
+        (package_root / "usr/share/man/man1" / f"{build.PACKAGE}.1.gz").read_bytes()
+    ).decode()
+    assert man.startswith(f".TH {build.PACKAGE.upper()} 1 ")
+    assert "\\-\\-self\\-test" in man  # the frozen app's own --help
+    overrides = package_root / "usr/share/lintian/overrides" / build.PACKAGE
+    assert overrides.read_text() == (build.LINUX / "lintian-overrides").read_text()
+
+
+def test_deb_installs_the_write_helpers_polkit_action_for_the_installed_executable(
+    package_root: Path, build: ModuleType
+) -> None:
+    policy = package_root / "usr/share/polkit-1/actions" / f"{build.APP_ID}.policy"
+    action = ET.parse(policy).getroot().find("action")
+    assert action is not None
+    annotations = {a.get("key"): a.text for a in action.iterfind("annotate")}
+    program = annotations["org.freedesktop.policykit.exec.path"]
+    assert program == f"{build.PREFIX}/{build.BUNDLE_NAME}"  # where pkexec finds it installed
+    assert (package_root / program.lstrip("/")).is_file()
+
+
+def test_deb_shared_libraries_are_not_executable(package_root: Path, build: ModuleType) -> None:
+    app = package_root / build.PREFIX.lstrip("/")
+    libraries = [p for p in app.rglob("*.so*") if p.is_file() and not p.is_symlink()]
+    assert len(libraries) > 50
+    executable = [str(p.relative_to(app)) for p in libraries if p.stat().st_mode & 0o111]
+    assert executable == []
+    assert (app / build.BUNDLE_NAME).stat().st_mode & 0o111
 
 
 def _needed(files: list[Path]) -> dict[Path, set[str]]:
@@ -147,9 +182,9 @@ def _dependency_closure(roots: set[str]) -> set[str]:
 
 
 def test_every_linked_library_is_bundled_or_guaranteed_by_depends(
-    deb: Path, package_root: Path
+    deb: Path, package_root: Path, build: ModuleType
 ) -> None:
-    bundle = package_root / "opt"
+    bundle = package_root / build.PREFIX.lstrip("/")
     files = [p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink()]
     elves = [p for p in files if p.open("rb").read(4) == b"\x7fELF"]
     assert len(elves) > 50
