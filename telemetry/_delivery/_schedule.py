@@ -92,6 +92,12 @@ class Schedule:
             self.idle = False
             self.scheduled = self.clock.monotonic()
 
+    def end_drain(self) -> None:
+        """The flush that asked for a drain saw the queue empty (or gave up): background
+        rules (the per-minute cap, pacing) apply again to what comes next."""
+        with self.lock:
+            self.drain_until = 0.0
+
     # ------------------------------------------------------------------ the loop's questions
 
     def wait_time(self) -> tuple[float, bool]:

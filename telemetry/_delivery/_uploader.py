@@ -219,9 +219,11 @@ class Uploader:
         self._wake.set()
         while True:
             if self._drained():
+                self._schedule.end_drain()
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._thread is None or not self._events_allowed:
+                self._schedule.end_drain()
                 return self._drained()
             with self._cycle_done:
                 self._cycle_done.wait(min(remaining, 0.5))
@@ -288,10 +290,7 @@ class Uploader:
         if held_back is not None:
             return held_back
         if self._deletions.pending() and self.deletion_url is not None:
-            if not self.connectivity.is_online():
-                self._schedule.at(now + self.policy.offline_check_interval)
-                return "offline"
-            refused = self._take_lease(now)
+            refused = self._ready_to_send(now)
             if refused is not None:
                 return refused
             # Read again under the lease: another process of the app may have delivered it.
@@ -311,10 +310,7 @@ class Uploader:
     def _send_report(self, now: float) -> str:
         """Send the oldest waiting error report (one envelope); reports go before events:
         they are few and small."""
-        if not self.connectivity.is_online():
-            self._schedule.at(now + self.policy.offline_check_interval)
-            return "offline"
-        refused = self._take_lease(now)
+        refused = self._ready_to_send(now)
         if refused is not None:
             return refused
         waiting = self.store.pending_reports(1)
@@ -356,11 +352,7 @@ class Uploader:
             if age < self.policy.flush_interval:
                 self._schedule.at(now + self.policy.flush_interval - age)
                 return "waiting"
-        if not self.connectivity.is_online():
-            self._schedule.at(now + self.policy.offline_check_interval)
-            self._outcomes.save("offline: waiting for the network", None, changed_only=True)
-            return "offline"
-        refused = self._take_lease(now)
+        refused = self._ready_to_send(now)
         if refused is not None:
             return refused
         # Only a batch read under the lease is sent: what another uploader sent is gone.
@@ -368,6 +360,15 @@ class Uploader:
         if not batch:
             return self._go_idle(now, seen)
         return self._send(batch)
+
+    def _ready_to_send(self, now: float) -> str | None:
+        """None when a request may go now (online, and the upload lease is ours); else the
+        outcome, with the next attempt scheduled."""
+        if not self.connectivity.is_online():
+            self._schedule.at(now + self.policy.offline_check_interval)
+            self._outcomes.save("offline: waiting for the network", None, changed_only=True)
+            return "offline"
+        return self._take_lease(now)
 
     def _take_lease(self, now: float) -> str | None:
         """Take (or renew) the upload lease: one uploader per data dir sends at a time.

@@ -100,6 +100,7 @@ def test_after_a_drain_background_sending_is_capped_again(rig: Rig):
     rig.track(200)
     assert rig.uploader.flush(timeout=30.0) is True
     assert len(rig.destination.batches) == 20
+    rig.asleep_for_at_least(59.0)  # idle: the queue was found empty and the drain is over
     # More full batches, not flushed: the 20 requests of the drain fill this minute's window,
     # so the uploader sleeps until the window frees instead of sending.
     rig.track(300)
