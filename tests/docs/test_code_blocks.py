@@ -6,7 +6,8 @@ marked, see ``tests/docs/_blocks.py``) the next time the suite runs. How each la
 * ``python``: executed in this process. Names a block uses without defining are given to it:
   ``telemetry``; ``client`` (a real client on a SQLite file in a temporary dir, sending to a
   real collector process on 127.0.0.1; the first-run notice not answered yet); ``tmp_path``;
-  ``t0`` (a ``time.monotonic()`` value); and for the Qt examples ``layout`` and
+  ``t0`` (a ``time.monotonic()`` value); ``Path`` and ``__file__`` (an app's main module in a
+  temporary folder); and for the Qt examples ``layout`` and
   ``settings_page`` (layouts of a real offscreen widget) and ``on_drive`` (a slot). Any other
   undefined name fails the block. ``127.0.0.1:8555`` (the collector's default port) is replaced
   by that collector's address. Clients, Qt adapters and widgets the block leaves are closed.
@@ -209,6 +210,13 @@ def _provide(name: str, request: pytest.FixtureRequest, tmp_path: Path, keep: li
         return tmp_path
     if name == "t0":
         return time.monotonic()
+    if name == "Path":
+        return Path
+    if name == "__file__":  # the app's main module, in a folder of its own
+        main = tmp_path / "app_code" / "main.py"
+        main.parent.mkdir(exist_ok=True)
+        main.touch()
+        return str(main)
     if name == "client":
         collector: CollectorProcess = request.getfixturevalue("docs_collector")
         client = telemetry.create_client(
