@@ -13,7 +13,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 
-class DemoSourcesHook(BuildHookInterface):  # type: ignore[type-arg]
+class DemoSourcesHook(BuildHookInterface):  # type: ignore[misc,type-arg,unused-ignore]
     """Force-include the repository's ``demo_app/`` when it is not already next to this file."""
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -86,7 +86,7 @@ class DistributionLicense:
 
 
 def _declared_license(dist: metadata.Distribution) -> str:
-    meta = dist.metadata
+    meta: Any = dist.metadata  # an email.message.Message: .get() answers None when absent
     expression = meta.get("License-Expression")
     if expression:
         return str(expression)
@@ -171,7 +171,7 @@ def collect(
     Raises ``importlib.metadata.PackageNotFoundError`` when a root, a requirement of the
     closure or an extra distribution is not installed here (the bundle could not have it).
     """
-    environment = dict(default_environment())
+    environment = {key: str(value) for key, value in default_environment().items()}
     excluded = set(excluded_modules)
     found: dict[str, metadata.Distribution] = {}
     pending: list[tuple[str, frozenset[str]]] = [(r, frozenset()) for r in roots]

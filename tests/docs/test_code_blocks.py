@@ -241,8 +241,8 @@ def _close_all(objects: list[Any]) -> None:
     """Stop what a block started: clients, Qt adapters (``stop``), then top-level widgets."""
     import telemetry
 
-    qt_types: tuple[type, ...] = ()
-    widget_type: type | None = None
+    qt_types: Any = ()  # the classes, once Qt is loaded
+    widget_type: Any = None
     if "PySide6.QtWidgets" in sys.modules:
         from PySide6.QtWidgets import QWidget
 
