@@ -72,7 +72,9 @@ def create_client(
             (``http://127.0.0.1:8555``); ``None`` sends to Amplitude's HTTP V2 API.
         device_id: use this device id instead of the persisted or a new random one.
         data_dir: where ``telemetry.db`` lives; default: the platform's user data dir.
-        max_events, max_bytes, max_age_days: caps of the local queue (oldest dropped first).
+        max_events: cap of the local queue, in events (oldest dropped first).
+        max_bytes: cap of the local queue, in bytes (oldest dropped first).
+        max_age_days: queued events older than this expire.
         session_timeout: seconds of inactivity that end a session.
         property_allowlist: if given, only property keys matching these patterns are stored.
         throttle: at most one event per name per interval, in seconds: one number for every

@@ -1,0 +1,1 @@
+"""Tests of the documentation: every README and docs/ code block runs; the wheel installs."""
