@@ -90,11 +90,17 @@ _DIGEST_GLOBS: Final = (
     "packaging/demo_app.spec",
     "packaging/run_demo_app.py",
     "packaging/build.py",
+    "packaging/third_party_licenses.py",
+    "packaging/licenses/*",
+    "LICENSE",
+    "demo/pyproject.toml",
     "uv.lock",
     "pyproject.toml",
     "telemetry/**/*",
     "demo_app/**/*",
 )
+#: The license texts of what the bundle ships (packaging/third_party_licenses.py writes it).
+THIRD_PARTY_NOTICES: Final = "THIRD-PARTY-LICENSES.txt"
 _CACHE_KEEP: Final = 2  # cached bundles kept (each is ~100 MB)
 
 
@@ -231,6 +237,14 @@ def build_bundle(dist_dir: Path, work_dir: Path) -> Path:
     )  # fmt: skip
     bundle = dist_dir / BUNDLE_NAME
     check_bundle(bundle)
+    # The license texts of the project and of everything the bundle ships, next to the app.
+    shutil.copyfile(ROOT / "LICENSE", bundle / "LICENSE")
+    subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "third_party_licenses.py"),
+         "-o", str(bundle / THIRD_PARTY_NOTICES)],
+        cwd=ROOT,
+        check=True,
+    )  # fmt: skip
     print(f"bundle built in {time.monotonic() - started:.1f} s: {bundle}", flush=True)
     return bundle
 
@@ -380,6 +394,10 @@ def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
     it (the process runs as the bundle's own ``demo-app``, the program polkit's action names)."""
     app = root / PREFIX.lstrip("/")
     shutil.copytree(bundle, app, symlinks=True)
+    # Debian keeps license texts in /usr/share/doc/<package> (the copyright file points there).
+    notices = (app / THIRD_PARTY_NOTICES).read_text(encoding="utf-8")
+    (app / THIRD_PARTY_NOTICES).unlink()
+    (app / "LICENSE").unlink()
     for path in app.rglob("*"):  # dpkg-deb keeps modes: make them independent of the umask
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() or path.stat().st_mode & 0o100 else 0o644)
@@ -405,6 +423,7 @@ def stage_package_root(bundle: Path, root: Path, version: str) -> Path:
     generated = {
         share / "doc" / PACKAGE / "changelog.gz": debian_changelog(),  # native: not .Debian.gz
         share / "man" / "man1" / f"{PACKAGE}.1.gz": man_page(bundle, version),
+        share / "doc" / PACKAGE / f"{THIRD_PARTY_NOTICES}.gz": notices,
     }
     for path, text in generated.items():
         path.parent.mkdir(parents=True, exist_ok=True)
