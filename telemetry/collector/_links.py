@@ -94,24 +94,33 @@ def _program_and_kind(params: QueryParams) -> tuple[str, str]:
     return params.get("p", ""), params.get("k", "").replace("-", "_")
 
 
+def _text(value: str) -> str:
+    """A parameter as stored: NUL (which PostgreSQL's text refuses, losing the row) becomes
+    U+FFFD, as do lone surrogates."""
+    if "\0" in value:
+        value = value.replace("\0", "\ufffd")
+    return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+
+
 def _hit(request: Request, now_ms: int) -> LinkHit:
-    """The row a (valid) hit stores; ``lead`` false, the client's address masked."""
+    """The row a (valid) hit stores; ``lead`` false, the client's address masked; every text
+    storable on both backends (:func:`_text`)."""
     params = request.query_params
     program_id, kind = _program_and_kind(params)
     return LinkHit(
-        program_id=program_id,
-        kind=kind,
+        program_id=_text(program_id),
+        kind=_text(kind),
         lead=False,
-        affiliate=params.get("a", ""),
-        url=params.get("url", ""),
+        affiliate=_text(params.get("a", "")),
+        url=_text(params.get("url", "")),
         client_ip=mask_ip(request.scope.get("state", {}).get("peer_host")),
-        user_agent=request.headers.get("user-agent", "")[:_MAX_PARAM_LENGTH],
+        user_agent=_text(request.headers.get("user-agent", "")[:_MAX_PARAM_LENGTH]),
         dimensions=(
-            params.get("d1", ""),
-            params.get("d2", ""),
-            params.get("d3", ""),
-            params.get("d4", ""),
-            params.get("d5", ""),
+            _text(params.get("d1", "")),
+            _text(params.get("d2", "")),
+            _text(params.get("d3", "")),
+            _text(params.get("d4", "")),
+            _text(params.get("d5", "")),
         ),
         is_sponsored=params.get("sp") == "1",
         created_at=now_ms,

@@ -207,3 +207,34 @@ def test_mask_ip() -> None:
     assert mask_ip("2001:db8:abcd:12:1:2:3:4") == "2001:db8:abcd::"
     assert mask_ip("::ffff:198.51.100.9") == "198.51.100.0"
     assert mask_ip(None) == mask_ip("not an ip") == ""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_nul_in_a_signed_parameter_is_stored_as_a_replacement_character(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    # PostgreSQL's text refuses NUL: before, the row was lost (logged) on that backend.
+    from telemetry.collector import EventStore
+    from telemetry.collector._postgres_store import PostgresStore
+
+    settings = {"secret": SECRET, "allowed_hosts": ["github.com"]}
+    if backend == "sqlite":
+        store: Any = EventStore(tmp_path / "c.db")
+    else:
+        store = PostgresStore(request.getfixturevalue("postgres_dsn"))
+    url, stop = start_in_thread(store, config=parse_config({"links": settings}))
+    try:
+        answer = get(link(url, p="prog", k="click", d1="a\0b", a="aff\0"))
+        assert answer.status_code == 200
+        if backend == "sqlite":
+            rows = hits(tmp_path / "c.db")
+        else:
+            import psycopg
+
+            with psycopg.connect(request.getfixturevalue("postgres_dsn")) as conn:
+                cur = conn.execute("SELECT dimension1, affiliate FROM link_hits")
+                rows = [{"dimension1": d1, "affiliate": aff} for d1, aff in cur.fetchall()]
+        assert [(r["dimension1"], r["affiliate"]) for r in rows] == [("a\ufffdb", "aff\ufffd")]
+    finally:
+        stop()
+        store.close()
