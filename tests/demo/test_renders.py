@@ -1,7 +1,8 @@
 """PNG renders of the main window, the first-run notice, Settings and the inspector (its events
-and its error reports), in the dark and the light theme, written to ``tests/demo/renders/`` (git-ignored; the paths are
-printed) and checked: not blank, as dark or light as the theme, and drawn in the theme's own
-colours, so the notice and the dialogs cannot fall back to another palette.
+and its error reports), in the dark and the light theme, written to ``tests/demo/renders/``
+(git-ignored; the paths are printed) and checked: not blank, as dark or light as the theme,
+and drawn in the theme's own colours, so the notice and the dialogs cannot fall back to another
+palette.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def test_renders_of_every_window_in_both_themes(
     try:  # an error the app reports: the Reports tab shows it
         raise OSError(28, "No space left on device")
     except OSError as exc:
-        assert demo.client.capture_exception(exc) is not None
+        fingerprint = demo.client.capture_exception(exc)
+    assert fingerprint is not None
     inspector.reload()
     inspector.set_current_kind("reports")
     qtbot.waitUntil(lambda: bool(inspector.shown_rows()), timeout=10_000)
