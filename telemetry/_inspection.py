@@ -216,23 +216,25 @@ def _iso_ms(value: Any) -> int | None:
         return None
 
 
-def _report_row(report: Mapping[str, Any], key: str, status: str, sent: Any = None) -> ReportRow:
+def _report_row(
+    report: Mapping[str, Any], key: str, status: str, sent: Mapping[str, Any] | None = None
+) -> ReportRow:
     contexts = report.get("contexts")
-    telemetry = contexts.get("telemetry") if isinstance(contexts, dict) else None
-    telemetry = telemetry if isinstance(telemetry, dict) else {}
-    count = telemetry.get("count")
+    ours = contexts.get("telemetry") if isinstance(contexts, dict) else None
+    ours = ours if isinstance(ours, dict) else {}
+    count = ours.get("count")
     timestamp = report.get("timestamp")
     stamp = int(timestamp * 1000) if isinstance(timestamp, int | float) else None
-    sent_at = sent.get("sent_at") if isinstance(sent, dict) else None
-    http_status = sent.get("status") if isinstance(sent, dict) else None
+    sent_at = sent.get("sent_at") if sent is not None else None
+    http_status = sent.get("status") if sent is not None else None
     return ReportRow(
         key=key,
         status=status,
         level=str(report.get("level") or "error"),
         error=report_error(report),
         count=count if isinstance(count, int) else 1,
-        first_seen=_iso_ms(telemetry.get("first_seen")) or stamp,
-        last_seen=_iso_ms(telemetry.get("last_seen")) or stamp,
+        first_seen=_iso_ms(ours.get("first_seen")) or stamp,
+        last_seen=_iso_ms(ours.get("last_seen")) or stamp,
         sent_at=sent_at if isinstance(sent_at, int) else None,
         http_status=http_status if isinstance(http_status, int) else None,
         # The client serialises reports with this same encoder: this is the text sent.
