@@ -1,5 +1,5 @@
 """The ``telemetry`` command's data-dir commands: ``status``, ``events``, ``export``, ``purge``,
-``flush``, ``catalogue`` and ``query``, each a few calls on the client that
+``sent``, ``errors``, ``flush``, ``catalogue`` and ``query``, each a few calls on the client that
 :func:`telemetry.open_client` gives, so each follows the app's consent decision."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from telemetry._cli_text import (
     consent_words,
     fit_widths,
     plural,
+    printable,
     table,
     terminal_width,
     utc,
@@ -26,6 +27,7 @@ from telemetry.errors import TelemetryError
 
 if TYPE_CHECKING:
     from telemetry import Client, StoredEvent
+    from telemetry._inspection import ReportRow
 
 #: Exit code of a command that could not do what was asked (a usage error exits with 2).
 EXIT_FAILED = 1
@@ -256,18 +258,24 @@ def _status_vetoed(client: Client, as_json: bool, out: TextIO) -> int:
 # ---------------------------------------------------------------------- events, export, purge
 
 
-def _nothing_queued(client: Client) -> str:
-    """Why the queue is empty, in words, when the consent decision explains it."""
+def _nothing_recorded(client: Client) -> str | None:
+    """Why nothing is recorded, in words, when the consent decision says so."""
     from telemetry.consent import ConsentPolicy, ConsentState
 
     if client.consent_state is ConsentState.DENIED:
-        return "no events are queued: you turned telemetry off, so nothing is recorded"
+        return "you turned telemetry off, so nothing is recorded"
     if (
         client.consent_policy is ConsentPolicy.OPT_IN
         and client.consent_state is not ConsentState.GRANTED
     ):
-        return "no events are queued: nothing is recorded until you agree (opt-in policy)"
-    return "no events are queued"
+        return "nothing is recorded until you agree (opt-in policy)"
+    return None
+
+
+def _nothing_queued(client: Client) -> str:
+    """Why the queue is empty, in words, when the consent decision explains it."""
+    reason = _nothing_recorded(client)
+    return "no events are queued" + (f": {reason}" if reason else "")
 
 
 #: The event column's widest width; longer event types end in an ellipsis.
@@ -441,6 +449,72 @@ def cmd_sent(args: argparse.Namespace, out: TextIO) -> int:
     out.write("\n")
     if upload.get("last_success_url"):
         out.write(f"The last upload went to {upload['last_success_url']}.\n")
+    return 0
+
+
+# ---------------------------------------------------------------------- errors
+
+_ERRORS_HEADER = ("LEVEL", "COUNT", "LAST SEEN (UTC)", "STATUS", "ERROR")
+
+
+def _report_status(row: ReportRow) -> str:
+    if row.status == "queued":
+        return "queued"
+    return "sent" if row.http_status is None else f"sent {row.http_status}"
+
+
+def _report_line(row: ReportRow) -> str:
+    """One JSON line: where the report is, and the report itself exactly as (to be) sent."""
+    head = {"status": row.status, "sent_at": row.sent_at, "http_status": row.http_status}
+    return json.dumps(head, separators=(",", ":"))[:-1] + ',"report":' + row.json + "}"
+
+
+def cmd_errors(args: argparse.Namespace, out: TextIO) -> int:
+    from telemetry._inspection import QUEUED, report_rows
+
+    with _opened(args) as client:
+        _refuse_if_vetoed(client, "the reports were not read, nothing was written or sent")
+        rows = report_rows(client, sent=max(0, args.limit))
+        # The last seen first; of two seen in the same millisecond, the one recorded later.
+        order = {row.key: index for index, row in enumerate(rows)}
+        waiting = sorted(
+            (r for r in rows if r.status == QUEUED),
+            key=lambda r: (r.last_seen or 0, order[r.key]),
+            reverse=True,
+        )
+        rows = [*waiting, *(r for r in rows if r.status != QUEUED)]  # the sent: newest first
+        not_sent = None
+        if waiting:
+            recorded = client.status()["project_name"] is not None
+            not_sent = _why_not_sent(client, recorded=recorded)
+        empty = _nothing_recorded(client) if not rows else None
+    notes = [f"the reports waiting are not sent: {not_sent}"] if not_sent else []
+    if not rows:
+        notes = ["no error reports are waiting or were sent" + (f": {empty}" if empty else "")]
+    if args.json:
+        for row in rows:
+            out.write(_report_line(row) + "\n")
+        for note in notes:  # standard output stays JSON lines
+            sys.stderr.write(f"telemetry: {note}\n")
+        return 0
+    if rows:
+        cols = [
+            (r.level, f"{r.count:,}", utc(r.last_seen, suffix=False), _report_status(r),
+             printable(r.error) or "(no message)")
+            for r in rows
+        ]  # fmt: skip
+        natural = [max(cells(c[i]) for c in [_ERRORS_HEADER, *cols]) for i in range(5)]
+        widths = fit_widths(natural, terminal_width())
+        lines = table(_ERRORS_HEADER, cols, widths=widths, right=(False, True))
+        occurrences = sum(r.count for r in waiting)
+        lines.append(
+            f"{plural(len(waiting), 'report')} waiting to be sent"
+            + (f" ({plural(occurrences, 'occurrence')})" if waiting else "")
+            + f", {len(rows) - len(waiting):,} of the last sent shown."
+        )
+        out.write("\n".join(lines) + "\n")
+    for note in notes:
+        out.write(note[0].upper() + note[1:] + ".\n")
     return 0
 
 

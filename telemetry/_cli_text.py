@@ -51,6 +51,15 @@ def cut(text: str, width: int) -> str:
     return "".join(kept) + ELLIPSIS
 
 
+def printable(text: str) -> str:
+    """``text`` on one line (runs of white space become one space) with every other character
+    that is not printable replaced by ``�``: a text that came from
+    elsewhere cannot move the cursor or recolour the terminal."""
+    return "".join(
+        c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in " ".join(text.split())
+    )
+
+
 def pad(text: str, width: int, *, right: bool = False) -> str:
     """``text`` cut to ``width`` cells and padded with spaces to exactly ``width``."""
     text = cut(text, width)

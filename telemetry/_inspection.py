@@ -1,18 +1,21 @@
-"""Inspection rows: what is kept on this computer and what was sent, event by event, without Qt.
+"""Inspection rows: what is kept on this computer and what was sent, event by event and error
+report by error report, without Qt.
 
 This module owns :class:`EventRow` (one event as an inspector shows it), the three row lists
 read through a :class:`~telemetry.TelemetryClient`'s public methods (queued events a page at a
-time, the events of the last sent batches, the dropped-event log), the filter an inspector
-applies to them, the cheap figures that tell whether a list changed, and the JSON Lines export.
-The Qt inspector (``telemetry.qt``) and command-line tools both build on it.
+time, the events of the last sent batches, the dropped-event log), :class:`ReportRow` (one
+error report: the reports waiting and the last sent, each exactly as it is or was sent), the
+filter an inspector applies to them, the cheap figures that tell whether a list changed, and
+the JSON Lines export. The Qt inspector (``telemetry.qt``) and ``telemetry errors`` build on it.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,13 +29,18 @@ __all__ = [
     "DROPPED",
     "KINDS",
     "QUEUED",
+    "REPORTS",
     "SENT",
     "EventRow",
+    "ReportRow",
+    "Row",
     "all_queued_rows",
     "dropped_rows",
     "human_bytes",
     "last_queue_id",
     "queued_rows",
+    "report_error",
+    "report_rows",
     "row_matches",
     "rows_of",
     "sent_rows",
@@ -45,9 +53,13 @@ SENT: Final = "sent"
 DROPPED: Final = "dropped"
 #: The three lists, in the order an inspector shows them.
 KINDS: Final = (QUEUED, SENT, DROPPED)
+#: The error reports: those waiting and the last sent.
+REPORTS: Final = "reports"
 #: How many sent batches and dropped events are read (the store keeps about this many).
 SENT_BATCHES: Final = 100
 DROPPED_LIMIT: Final = 1000
+#: How many sent reports are read (the store keeps the last 50).
+SENT_REPORTS: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,33 @@ class EventRow:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", utf8_size(self.json))  # UTF-8 bytes of the JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One error report as an inspector shows it.
+
+    ``status`` is :data:`QUEUED` (waiting) or :data:`SENT`; ``json`` is the report (a Sentry
+    event object) exactly as it will be or was sent; ``error`` is ``Type: message`` (a message
+    report: its message); ``count`` is how many times it happened between ``first_seen`` and
+    ``last_seen`` (ms since the epoch, ``None`` when the report does not say);
+    ``sent_at`` and ``http_status`` are those of its delivery (``None`` while queued).
+    """
+
+    key: str
+    status: str
+    level: str
+    error: str
+    count: int
+    first_seen: int | None
+    last_seen: int | None
+    sent_at: int | None
+    http_status: int | None
+    json: str
+
+
+#: A row of any inspector list.
+Row = EventRow | ReportRow
 
 
 # ---------------------------------------------------------------------------- reading rows
@@ -149,6 +188,77 @@ def dropped_rows(client: TelemetryClient, *, limit: int = DROPPED_LIMIT) -> list
     return rows
 
 
+def report_error(report: Mapping[str, Any]) -> str:
+    """``Type: message`` of the exception a report is about (the last of
+    ``exception.values``, the one raised), else its message."""
+    exception = report.get("exception")
+    values = exception.get("values") if isinstance(exception, dict) else None
+    if isinstance(values, list) and values and isinstance(values[-1], dict):
+        last = values[-1]
+        kind, value = str(last.get("type") or ""), str(last.get("value") or "")
+        return f"{kind}: {value}" if kind and value else kind or value
+    message = report.get("message")
+    if isinstance(message, dict):
+        return str(message.get("formatted") or message.get("message") or "")
+    if isinstance(message, str):
+        return message
+    logentry = report.get("logentry")
+    return str(logentry.get("formatted") or "") if isinstance(logentry, dict) else ""
+
+
+def _iso_ms(value: Any) -> int | None:
+    """ms since the epoch of an RFC 3339 time (``2026-01-31T12:00:00.000000Z``), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _report_row(
+    report: Mapping[str, Any], key: str, status: str, sent: Mapping[str, Any] | None = None
+) -> ReportRow:
+    contexts = report.get("contexts")
+    ours = contexts.get("telemetry") if isinstance(contexts, dict) else None
+    ours = ours if isinstance(ours, dict) else {}
+    count = ours.get("count")
+    timestamp = report.get("timestamp")
+    stamp = int(timestamp * 1000) if isinstance(timestamp, int | float) else None
+    sent_at = sent.get("sent_at") if sent is not None else None
+    http_status = sent.get("status") if sent is not None else None
+    return ReportRow(
+        key=key,
+        status=status,
+        level=str(report.get("level") or "error"),
+        error=report_error(report),
+        count=count if isinstance(count, int) else 1,
+        first_seen=_iso_ms(ours.get("first_seen")) or stamp,
+        last_seen=_iso_ms(ours.get("last_seen")) or stamp,
+        sent_at=sent_at if isinstance(sent_at, int) else None,
+        http_status=http_status if isinstance(http_status, int) else None,
+        # The client serialises reports with this same encoder: this is the text sent.
+        json=encode_json(report),
+    )
+
+
+def report_rows(client: TelemetryClient, *, sent: int = SENT_REPORTS) -> list[ReportRow]:
+    """The error reports waiting (oldest first), then the last ``sent`` sent (newest first),
+    through ``client.queued_reports()`` and ``client.sent_reports()``. At most 100 reports
+    wait and the last 50 sent are kept, so this reads a bounded amount."""
+    rows = [
+        _report_row(report, f"rq:{report.get('event_id')}", QUEUED)
+        for report in client.queued_reports()
+        if isinstance(report, dict)
+    ]
+    for entry in client.sent_reports(sent):
+        report = entry.get("report")
+        if isinstance(report, dict):
+            key = f"rs:{entry.get('sent_at')}:{report.get('event_id')}"
+            rows.append(_report_row(report, key, SENT, entry))
+    return rows
+
+
 def rows_of(client: TelemetryClient, kind: str) -> Iterator[EventRow]:
     """Every row of one list: all queued events, or the sent or dropped ones."""
     if kind == QUEUED:
@@ -186,12 +296,17 @@ def last_queue_id(rows: Iterable[EventRow]) -> int:
 # ---------------------------------------------------------------------------- filter, export
 
 
-def row_matches(row: EventRow, event_type: str | None, search: str) -> bool:
-    """Whether ``row`` is of ``event_type`` (``None``: any) and contains ``search``
-    (case-insensitive, in its JSON, event type or detail; empty: anything)."""
+def row_matches(row: Row, event_type: str | None, search: str) -> bool:
+    """Whether ``row`` is of ``event_type`` (``None``: any; an error report has no event type
+    and is never left out by it) and contains ``search`` (case-insensitive, in its JSON, event
+    type or detail, a report's error and level; empty: anything)."""
+    needle = search.casefold().strip()
+    if isinstance(row, ReportRow):
+        return not needle or any(
+            needle in text.casefold() for text in (row.json, row.error, row.level)
+        )
     if event_type is not None and row.event_type != event_type:
         return False
-    needle = search.casefold().strip()
     if not needle:
         return True
     return (
@@ -201,7 +316,7 @@ def row_matches(row: EventRow, event_type: str | None, search: str) -> bool:
     )
 
 
-def write_jsonl(rows: Iterable[EventRow], path: str | os.PathLike[str]) -> int:
+def write_jsonl(rows: Iterable[Row], path: str | os.PathLike[str]) -> int:
     """Write each row's exact JSON as one line (UTF-8) to ``path``, replacing it only once
     everything is written; returns the number of lines."""
     count = 0

@@ -1,11 +1,12 @@
 """The ``telemetry`` command (and ``python -m telemetry``): it parses, calls the client, prints.
 
-Every command on an app's data dir (``status``, ``events``, ``export``, ``purge``, ``flush``,
-``catalogue``, ``query``) opens it with :func:`telemetry.open_client`, so it follows the app's
-consent decision: ``DO_NOT_TRACK``/``TELEMETRY_DISABLED``, the user's choice, whether the
-first-run notice was answered, the app's policy. ``drives`` and ``collector`` need no data dir.
-The data-dir commands live in ``_cli_data``. Each command imports what it needs when it runs:
-``telemetry --help`` and ``telemetry drives`` load neither the store nor the HTTP stack.
+Every command on an app's data dir (``status``, ``events``, ``export``, ``purge``, ``sent``,
+``errors``, ``flush``, ``catalogue``, ``query``) opens it with :func:`telemetry.open_client`, so
+it follows the app's consent decision: ``DO_NOT_TRACK``/``TELEMETRY_DISABLED``, the user's
+choice, whether the first-run notice was answered, the app's policy. ``drives`` and
+``collector`` need no data dir. The data-dir commands live in ``_cli_data``. Each command
+imports what it needs when it runs: ``telemetry --help`` and ``telemetry drives`` load neither
+the store nor the HTTP stack.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from telemetry._cli_data import (
     EXIT_FAILED,
     CommandError,
     cmd_catalogue,
+    cmd_errors,
     cmd_events,
     cmd_export,
     cmd_flush,
@@ -125,6 +127,19 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=100, help="at most this many (newest first)")
     p.set_defaults(func=cmd_sent)
+
+    p = sub.add_parser(
+        "errors", help="the error reports waiting to be sent and the last sent, with their counts"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line: status, sent_at, http_status, the report as sent",
+    )
+    p.add_argument(
+        "--limit", type=int, default=50, help="at most this many sent reports (newest first)"
+    )
+    p.set_defaults(func=cmd_errors)
 
     p = sub.add_parser("flush", help="send the queued events now, if the user's consent allows it")
     p.add_argument("--timeout", type=float, default=30.0)

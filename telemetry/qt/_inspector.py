@@ -1,15 +1,19 @@
 """``EventInspector``: the window showing what is kept on this computer and what was sent.
 
-Three tabs over the client's public read methods (rows from :mod:`telemetry._inspection`):
+Four tabs over the client's public read methods (rows from :mod:`telemetry._inspection`):
 **Queued** (read a page at a time so a large backlog never blocks the GUI thread), **Sent**
-(the events of the last 100 batches, each exactly as it went out) and **Dropped** (with the
-reason). A type filter and a search box narrow the rows; the exact JSON of the selected event
-is shown below. Export writes the shown events as JSON Lines; Purge deletes the queue through
-``client.purge()`` after a confirmation. While the window is visible a ``QTimer`` polls cheap
-figures (queue count and bytes, newest sent batch, newest drop) and the client's listener
-triggers a poll; only a tab whose figures changed is re-read. Each time the window is shown
-it opens on a tab with something in it (Queued, else Sent, else Dropped) unless the tab shown
-has rows, with the newest event selected; Esc closes it when it is a window.
+(the events of the last 100 batches, each exactly as it went out), **Dropped** (with the
+reason) and **Reports** (the error reports waiting and the last 50 sent, one row per report
+with its level, error, count, first and last seen and status, through ``queued_reports()`` and
+``sent_reports()``). A type filter and a search box narrow the rows (the search only, for
+reports); the exact JSON of the selected event or report is shown below. Export writes the
+shown rows as JSON Lines; Purge deletes the event queue through ``client.purge()`` after a
+confirmation. While the window is visible a ``QTimer`` polls cheap figures (queue count and
+bytes, newest sent batch, newest drop; the reports, at most 150, are read and compared) and
+the client's listener triggers a poll; only a tab whose figures changed is re-read. Each time
+the window is shown it opens on a tab with something in it (Queued, else Sent, else Dropped,
+else Reports) unless the tab shown has rows, with the newest row selected; Esc closes it when
+it is a window.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ from telemetry._inspection import (
     DROPPED,
     KINDS,
     QUEUED,
+    REPORTS,
     SENT,
     EventRow,
+    ReportRow,
+    Row,
     all_queued_rows,
     dropped_rows,
     human_bytes,
     last_queue_id,
     queued_rows,
+    report_rows,
     sent_rows,
     signature,
     write_jsonl,
@@ -47,7 +55,7 @@ from telemetry._inspection import (
 from telemetry._protocol import TelemetryClient
 from telemetry.qt._bridge import ClientWatcher
 from telemetry.qt._common import name_widget
-from telemetry.qt._inspector_ui import InspectorLayout
+from telemetry.qt._inspector_ui import TABS, InspectorLayout
 
 __all__ = ["EventInspector", "EventRow"]
 
@@ -55,7 +63,7 @@ log = logging.getLogger(__name__)
 
 
 class EventInspector(InspectorLayout):
-    """A window over the local telemetry: queued, sent and dropped events.
+    """A window over the local telemetry: queued, sent and dropped events, and error reports.
 
     Args:
         client: the telemetry client (read and purged through its public methods only).
@@ -90,7 +98,7 @@ class EventInspector(InspectorLayout):
         name_widget(
             self,
             self.tr("Telemetry data"),
-            self.tr("The usage events kept on this computer, sent and dropped"),
+            self.tr("The usage events and error reports kept on this computer, sent and dropped"),
         )
         self._build_ui(refresh_interval)
         self._connect(refresh_interval)
@@ -103,6 +111,7 @@ class EventInspector(InspectorLayout):
         self.type_combo.currentIndexChanged.connect(self._apply_filter)
         self.search_edit.textChanged.connect(self._apply_filter)
         self.tabs.currentChanged.connect(self._refresh_json)
+        self.tabs.currentChanged.connect(self._update_type_filter)
         self.pretty_check.toggled.connect(self._refresh_json)
         for view in self.views.values():
             view.selectionModel().currentRowChanged.connect(self._refresh_json)
@@ -141,12 +150,34 @@ class EventInspector(InspectorLayout):
             if not (kind == QUEUED and self._appended_only(previous, current)):
                 self._load(kind)
             changed = True
-        if changed:
+        if self._poll_reports() or changed:
             self._after_load()
+
+    def _poll_reports(self) -> bool:
+        """Re-read the error reports (at most 100 waiting and 50 sent); True when they
+        changed."""
+        try:
+            rows = report_rows(self._client)
+        except Exception:  # a busy or broken database must not break the window
+            log.exception("reading error reports failed")
+            return False
+        if REPORTS in self._signatures and rows == self.report_model.rows:
+            return False
+        self._signatures[REPORTS] = len(rows)
+        self._set_report_rows(rows)
+        return True
+
+    def _set_report_rows(self, rows: list[ReportRow]) -> None:
+        selected = self._selected_row(REPORTS)
+        self.report_model.set_rows(rows)
+        if selected is not None:
+            self._select_key(REPORTS, selected.key)
+        if self.current_kind() == REPORTS:
+            self._refresh_json()
 
     @Slot()
     def reload(self) -> None:
-        """Re-read all three tabs now."""
+        """Re-read all four tabs now."""
         self._signatures.clear()
         self.poll()
 
@@ -245,10 +276,13 @@ class EventInspector(InspectorLayout):
     def _update_summary(self) -> None:
         queued_total, queued_bytes = self._queued_total()
         shown = len(self.models[QUEUED].rows)
+        reports = self.report_model.rows
+        waiting = sum(1 for r in reports if r.status == QUEUED)
         parts = [
             self.tr("{0} queued ({1})").format(queued_total, human_bytes(queued_bytes)),
             self.tr("{0} sent in the last batches").format(len(self.models[SENT].rows)),
             self.tr("{0} dropped").format(len(self.models[DROPPED].rows)),
+            self.tr("{0} error reports waiting, {1} sent").format(waiting, len(reports) - waiting),
         ]
         if shown < queued_total:
             parts.append(self.tr("first {0} queued shown").format(shown))
@@ -266,15 +300,23 @@ class EventInspector(InspectorLayout):
         self._refresh_json()
 
     @Slot()
+    def _update_type_filter(self) -> None:
+        """Error reports have no event type: the type filter is off on their tab."""
+        self.type_combo.setEnabled(self.current_kind() != REPORTS)
+
+    @Slot()
     def _refresh_json(self) -> None:
         kind = self.current_kind()
+        row = self.selected_row()
+        if isinstance(row, ReportRow):
+            kind = row.status  # a waiting report, or a sent one
         captions = {
             QUEUED: self.tr("Exact JSON as it will be sent"),
             SENT: self.tr("Exact JSON as sent"),
             DROPPED: self.tr("Exact JSON as it would have been sent"),
+            REPORTS: self.tr("Exact JSON as it is or was sent"),
         }
         self.json_caption.setText(captions[kind])
-        row = self.selected_row()
         if row is None:
             self.json_view.setPlainText("")
             return
@@ -294,11 +336,11 @@ class EventInspector(InspectorLayout):
         self.show_something()
 
     def show_something(self) -> None:
-        """Show a tab with rows (the current one if it has any, else Queued, Sent, Dropped
-        in that order) and select its newest row when none is selected."""
+        """Show a tab with rows (the current one if it has any, else Queued, Sent, Dropped,
+        Reports in that order) and select its newest row when none is selected."""
         kind = self.current_kind()
         if not self.shown_rows(kind):
-            kind = next((k for k in KINDS if self.shown_rows(k)), kind)
+            kind = next((k for k in TABS if self.shown_rows(k)), kind)
             self.set_current_kind(kind)
         if self.selected_row() is None and self.shown_rows(kind):
             self.select_row(0, kind)
@@ -331,14 +373,18 @@ class EventInspector(InspectorLayout):
     # ------------------------------------------------------------------ export
 
     def export_jsonl(self, path: str | os.PathLike[str], kind: str | None = None) -> int:
-        """Write the events of a tab (default: the current one) that pass the filter to
-        ``path`` as JSON Lines, each line the event exactly as (to be) sent. For the queued tab
-        every queued event is read, not only the loaded pages. Returns the number written."""
+        """Write the events (or error reports) of a tab (default: the current one) that pass
+        the filter to ``path`` as JSON Lines, each line exactly as (to be) sent. For the queued
+        tab every queued event is read, not only the loaded pages. Returns the number written."""
         kind = kind or self.current_kind()
         proxy = self.proxies[kind]
-        source: Iterable[EventRow] = (
-            all_queued_rows(self._client) if kind == QUEUED else self.models[kind].rows
-        )
+        source: Iterable[Row]
+        if kind == QUEUED:
+            source = all_queued_rows(self._client)
+        elif kind == REPORTS:
+            source = self.report_model.rows
+        else:
+            source = self.models[kind].rows
         return write_jsonl((r for r in source if proxy.accepts(r)), path)
 
     @Slot()
@@ -373,7 +419,10 @@ class EventInspector(InspectorLayout):
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()  # not exec(): the app's event loop keeps running
             return
-        self.summary_label.setText(self.tr("{0} events exported.").format(count))
+        if self.current_kind() == REPORTS:
+            self.summary_label.setText(self.tr("{0} error reports exported.").format(count))
+        else:
+            self.summary_label.setText(self.tr("{0} events exported.").format(count))
 
     # ------------------------------------------------------------------ purge
 

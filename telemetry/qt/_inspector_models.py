@@ -1,6 +1,6 @@
-"""The inspector's Qt models: a table of :class:`~telemetry._inspection.EventRow` and the proxy
-that filters it by event type and search text (the filter itself is
-:func:`~telemetry._inspection.row_matches`)."""
+"""The inspector's Qt models: a table of :class:`~telemetry._inspection.EventRow`, a table of
+:class:`~telemetry._inspection.ReportRow` (error reports), and the proxy that filters either by
+event type and search text (the filter itself is :func:`~telemetry._inspection.row_matches`)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,17 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from telemetry._inspection import EventRow, row_matches
+from telemetry._inspection import QUEUED, EventRow, ReportRow, Row, row_matches
 
-__all__ = ["EventFilterProxy", "EventTableModel"]
+__all__ = ["EventFilterProxy", "EventTableModel", "ReportTableModel"]
 
 _ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+def _local_time(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return QDateTime.fromMSecsSinceEpoch(ms).toLocalTime().toString("yyyy-MM-dd HH:mm:ss.zzz")
 
 
 class EventTableModel(QAbstractTableModel):
@@ -76,15 +82,89 @@ class EventTableModel(QAbstractTableModel):
 
     def _display(self, row: EventRow, column: int) -> str:
         if column == 0:
-            if row.time is None:
-                return ""
-            local = QDateTime.fromMSecsSinceEpoch(row.time).toLocalTime()
-            return local.toString("yyyy-MM-dd HH:mm:ss.zzz")
+            return _local_time(row.time)
         if column == 1:
             return row.event_type
         if column == 2:
             return row.detail
         return self.tr("{0} B").format(row.size)
+
+
+class ReportTableModel(QAbstractTableModel):
+    """Error reports: level, error (``Type: message``), count, first and last seen, status
+    (queued, or sent with the HTTP answer)."""
+
+    SORT_ROLE = EventTableModel.SORT_ROLE
+    LAST_SEEN = 4
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[ReportRow] = []
+        self._headers = [
+            self.tr("Level"),
+            self.tr("Error"),
+            self.tr("Count"),
+            self.tr("First seen"),
+            self.tr("Last seen"),
+            self.tr("Status"),
+        ]
+
+    def set_rows(self, rows: list[ReportRow]) -> None:
+        """Replace every row."""
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._headers)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self._headers[section]
+        return None
+
+    def data(self, index: _ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.rows):
+            return None
+        row = self.rows[index.row()]
+        column = index.column()
+        if role == self.SORT_ROLE:
+            status = 0 if row.status == QUEUED else 1
+            return (
+                row.level,
+                row.error,
+                row.count,
+                row.first_seen or 0,
+                row.last_seen or 0,
+                status,
+            )[column]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return self._display(row, column)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column == 2:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, row: ReportRow, column: int) -> str:
+        if column == 0:
+            return row.level
+        if column == 1:
+            return " ".join(row.error.split())  # one line in the table; the JSON has it all
+        if column == 2:
+            return f"{row.count:,}"
+        if column == 3:
+            return _local_time(row.first_seen)
+        if column == 4:
+            return _local_time(row.last_seen)
+        if row.status == QUEUED:
+            return self.tr("Queued")
+        if row.http_status is None:
+            return self.tr("Sent")
+        return self.tr("Sent · HTTP {0}").format(row.http_status)
 
 
 class EventFilterProxy(QSortFilterProxyModel):
@@ -109,12 +189,14 @@ class EventFilterProxy(QSortFilterProxyModel):
         else:
             self.invalidateRowsFilter()
 
-    def accepts(self, row: EventRow) -> bool:
+    def accepts(self, row: Row) -> bool:
         """Whether ``row`` passes the current filter."""
         return row_matches(row, self.event_type, self.search)
 
     def filterAcceptsRow(self, source_row: int, source_parent: _ModelIndex) -> bool:
         model = self.sourceModel()
-        if not isinstance(model, EventTableModel) or source_row >= len(model.rows):
+        if not isinstance(model, EventTableModel | ReportTableModel):
+            return False
+        if source_row >= len(model.rows):
             return False
         return self.accepts(model.rows[source_row])

@@ -1,10 +1,12 @@
-"""The inspector's widgets and their layout: filter row, the three tabs with their table views,
-the JSON pane and the bottom row of buttons, with an accessible name on every control and the
-tab order following the layout. :class:`~telemetry.qt.EventInspector` adds the behaviour."""
+"""The inspector's widgets and their layout: filter row, the four tabs (queued, sent and
+dropped events, error reports) with their table views, the JSON pane and the bottom row of
+buttons, with an accessible name on every control and the tab order following the layout.
+:class:`~telemetry.qt.EventInspector` adds the behaviour."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QFontDatabase
@@ -25,11 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from telemetry._inspection import DROPPED, KINDS, QUEUED, SENT, EventRow
+from telemetry._inspection import DROPPED, KINDS, QUEUED, REPORTS, SENT, Row
 from telemetry.qt._common import name_widget
-from telemetry.qt._inspector_models import EventFilterProxy, EventTableModel
+from telemetry.qt._inspector_models import EventFilterProxy, EventTableModel, ReportTableModel
 
-__all__ = ["InspectorLayout"]
+__all__ = ["TABS", "InspectorLayout"]
+
+#: The tabs, in order: the three event lists, then the error reports.
+TABS = (*KINDS, REPORTS)
 
 
 class InspectorLayout(QWidget):
@@ -74,7 +79,7 @@ class InspectorLayout(QWidget):
     def _build_tabs(self) -> QTabWidget:
         self.tabs = QTabWidget(self)
         name_widget(self.tabs, self.tr("Event lists"))
-        name_widget(self.tabs.tabBar(), self.tr("Queued, sent or dropped events"))
+        name_widget(self.tabs.tabBar(), self.tr("Queued, sent or dropped events, or error reports"))
         self.models: dict[str, EventTableModel] = {}
         self.proxies: dict[str, EventFilterProxy] = {}
         self.views: dict[str, QTableView] = {}
@@ -92,7 +97,21 @@ class InspectorLayout(QWidget):
             view = self._make_view(proxy, names[kind])
             self.models[kind], self.proxies[kind], self.views[kind] = model, proxy, view
             self.tabs.addTab(view, titles[kind])
+        self._build_reports_tab()
         return self.tabs
+
+    def _build_reports_tab(self) -> None:
+        self.report_model = ReportTableModel(self)
+        proxy = EventFilterProxy(self)
+        proxy.setSourceModel(self.report_model)
+        view = self._make_view(proxy, self.tr("Error reports waiting to be sent and the last sent"))
+        header = view.horizontalHeader()
+        for column in range(self.report_model.columnCount()):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        view.sortByColumn(ReportTableModel.LAST_SEEN, Qt.SortOrder.DescendingOrder)
+        self.proxies[REPORTS], self.views[REPORTS] = proxy, view
+        self.tabs.addTab(view, self.tr("Rep&orts"))
 
     def _make_view(self, proxy: EventFilterProxy, name: str) -> QTableView:
         view = QTableView(self.tabs)
@@ -187,43 +206,46 @@ class InspectorLayout(QWidget):
     # ------------------------------------------------------------------ reading the views
 
     def current_kind(self) -> str:
-        """``queued``, ``sent`` or ``dropped``: the tab shown."""
-        return KINDS[max(0, self.tabs.currentIndex())]
+        """``queued``, ``sent``, ``dropped`` or ``reports``: the tab shown."""
+        return TABS[max(0, self.tabs.currentIndex())]
 
     def set_current_kind(self, kind: str) -> None:
-        """Show the ``queued``, ``sent`` or ``dropped`` tab."""
-        self.tabs.setCurrentIndex(KINDS.index(kind))
+        """Show the ``queued``, ``sent``, ``dropped`` or ``reports`` tab."""
+        self.tabs.setCurrentIndex(TABS.index(kind))
 
-    def shown_rows(self, kind: str | None = None) -> list[EventRow]:
-        """The rows of a tab (default: the current one) that pass the filter, in view order."""
+    def _model_rows(self, kind: str) -> Sequence[Row]:
+        return self.report_model.rows if kind == REPORTS else self.models[kind].rows
+
+    def shown_rows(self, kind: str | None = None) -> list[Row]:
+        """The rows of a tab (default: the current one) that pass the filter, in view order
+        (:class:`~telemetry._inspection.ReportRow` on the reports tab)."""
         kind = kind or self.current_kind()
-        proxy, model = self.proxies[kind], self.models[kind]
-        return [
-            model.rows[proxy.mapToSource(proxy.index(r, 0)).row()] for r in range(proxy.rowCount())
-        ]
+        proxy, rows = self.proxies[kind], self._model_rows(kind)
+        return [rows[proxy.mapToSource(proxy.index(r, 0)).row()] for r in range(proxy.rowCount())]
 
     def select_row(self, row: int, kind: str | None = None) -> None:
         """Select the ``row``-th shown row of a tab (as a click would)."""
         view = self.views[kind or self.current_kind()]
         view.setCurrentIndex(view.model().index(row, 0))
 
-    def _selected_row(self, kind: str) -> EventRow | None:
-        view, proxy, model = self.views[kind], self.proxies[kind], self.models[kind]
+    def _selected_row(self, kind: str) -> Row | None:
+        view, proxy, rows = self.views[kind], self.proxies[kind], self._model_rows(kind)
         index = view.currentIndex()
         if not index.isValid():
             return None
         source = proxy.mapToSource(index)
-        if not source.isValid() or source.row() >= len(model.rows):
+        if not source.isValid() or source.row() >= len(rows):
             return None
-        return model.rows[source.row()]
+        return rows[source.row()]
 
-    def selected_row(self) -> EventRow | None:
-        """The selected event of the current tab."""
+    def selected_row(self) -> Row | None:
+        """The selected event (or error report) of the current tab."""
         return self._selected_row(self.current_kind())
 
     def _select_key(self, kind: str, key: str) -> None:
-        model, proxy, view = self.models[kind], self.proxies[kind], self.views[kind]
-        for i, row in enumerate(model.rows):
+        proxy, view = self.proxies[kind], self.views[kind]
+        model = proxy.sourceModel()
+        for i, row in enumerate(self._model_rows(kind)):
             if row.key == key:
                 index = proxy.mapFromSource(model.index(i, 0))
                 if index.isValid():

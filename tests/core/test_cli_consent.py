@@ -41,6 +41,8 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("query", "select key from state order by key", "--table"),
     ("sent",),
     ("sent", "--json"),
+    ("errors",),
+    ("errors", "--json"),
     ("flush", "--timeout", "10"),
     ("purge",),
 )
@@ -149,6 +151,7 @@ def test_under_the_environment_veto_no_command_reads_writes_or_sends(
     assert "nothing was sent" in results["flush --timeout 10"][2]
     assert "nothing was deleted, written or sent" in results["purge"][2]
     assert "the queue was not read" in results["events"][2]
+    assert "the reports were not read" in results["errors"][2]
     assert f"disabled:     by {variable} in this environment" in results["status"][1]
     assert f"consent:      off ({variable} is set)" in results["status"][1]
     assert "your choice:  on (notice answered, opt-out policy)" in results["status"][1]
@@ -241,6 +244,11 @@ def test_after_an_opt_out_no_command_sends(
     assert results["events"][:2] == (
         0,
         "No events are queued: you turned telemetry off, so nothing is recorded.\n",
+    )
+    assert results["errors"][:2] == (
+        0,
+        "No error reports are waiting or were sent: you turned telemetry off, so nothing is"
+        " recorded.\n",
     )
     assert "the user turned telemetry off; 0 events stay queued" in results["flush --timeout 10"][2]
     assert results["purge"][:2] == (0, "purged 0 queued events\n")

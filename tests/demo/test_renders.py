@@ -1,7 +1,8 @@
-"""PNG renders of the main window, the first-run notice, Settings and the inspector, in the
-dark and the light theme, written to ``tests/demo/renders/`` (git-ignored; the paths are
-printed) and checked: not blank, as dark or light as the theme, and drawn in the theme's own
-colours, so the notice and the dialogs cannot fall back to another palette.
+"""PNG renders of the main window, the first-run notice, Settings and the inspector (its events
+and its error reports), in the dark and the light theme, written to ``tests/demo/renders/``
+(git-ignored; the paths are printed) and checked: not blank, as dark or light as the theme,
+and drawn in the theme's own colours, so the notice and the dialogs cannot fall back to another
+palette.
 """
 
 from __future__ import annotations
@@ -99,4 +100,17 @@ def test_renders_of_every_window_in_both_themes(
     qtbot.waitExposed(inspector)
     qtbot.waitUntil(lambda: bool(inspector.shown_rows()), timeout=10_000)
     _check(_save(inspector, f"inspector-{theme.name}"), theme, theme.card, "inspector")
+
+    try:  # an error the app reports: the Reports tab shows it
+        raise OSError(28, "No space left on device")
+    except OSError as exc:
+        fingerprint = demo.client.capture_exception(exc)
+    assert fingerprint is not None
+    inspector.reload()
+    inspector.set_current_kind("reports")
+    qtbot.waitUntil(lambda: bool(inspector.shown_rows()), timeout=10_000)
+    inspector.select_row(0)
+    assert "No space left on device" in inspector.json_view.toPlainText()
+    reports = _save(inspector, f"inspector-reports-{theme.name}")
+    _check(reports, theme, theme.card, "inspector reports")
     inspector.close()

@@ -106,3 +106,43 @@ def test_the_qt_layer_reads_no_store_or_uploader() -> None:
             ):
                 problems.append(f"{path.name}:{node.lineno}: import {node.module}")
     assert problems == []
+
+
+def test_report_rows_without_qt(data_dir: Path) -> None:
+    """One row per waiting report with its count and times, then the sent ones; the error is
+    the exception raised (the last of a chain), else the message; the JSON is the text sent."""
+    from telemetry.testing import RecordingDestination
+
+    destination = RecordingDestination()
+    with telemetry.create_client(
+        "p", "a", "1.0", "http://127.0.0.1:9", data_dir=data_dir, destination=destination
+    ) as client:
+        client.mark_notice_answered()
+        client.capture_message("sent first", level="warning")
+        assert client.flush(10)
+        destination.fail(times=1_000)  # from now on nothing is delivered
+        for n in range(2):
+            try:
+                try:
+                    {}["missing"]
+                except KeyError as inner:
+                    raise RuntimeError(f"lookup failed {n}") from inner
+            except RuntimeError as exc:
+                client.capture_exception(exc)
+        rows = inspection.report_rows(client)
+        waiting = client.queued_reports()
+    assert [(r.status, r.level, r.error, r.count) for r in rows] == [
+        ("queued", "error", "RuntimeError: lookup failed 1", 2),
+        ("sent", "warning", "sent first", 1),
+    ]
+    queued, sent = rows
+    assert json.loads(queued.json) == waiting[0]
+    assert queued.first_seen is not None and queued.last_seen is not None
+    assert queued.first_seen <= queued.last_seen
+    assert (queued.sent_at, queued.http_status) == (None, None)
+    [received] = destination.reports[:1]
+    assert sent.json == json.dumps(received, ensure_ascii=False, separators=(",", ":"))
+    assert sent.http_status == 200 and isinstance(sent.sent_at, int)
+    # The search looks into reports too; the event type filter never leaves them out.
+    assert [r.status for r in rows if inspection.row_matches(r, "Flash", "LOOKUP")] == ["queued"]
+    assert inspection.report_rows(telemetry.create_noop_client()) == []
