@@ -1,18 +1,28 @@
-"""Reading a request body in a streaming way, with a hard cap on its decompressed size, and the
-answer to give when it cannot be read (unsupported encoding, too large, corrupt gzip)."""
+"""Reading a request body in a streaming way, with a hard cap on its decompressed size and a
+budget for all the bodies one process is reading at once (:data:`BODY_BUDGET`), and the answer to
+give when it cannot be read (unsupported encoding, too large, corrupt gzip, budget spent)."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterable
+from typing import Final
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from telemetry.collector import _limits as L
-from telemetry.collector._responses import json_error, payload_too_large
+from telemetry.collector._responses import busy, json_error, payload_too_large
 
-__all__ = ["BodyTooLarge", "InvalidGzip", "read_capped_body", "read_request_body"]
+__all__ = [
+    "BODY_BUDGET",
+    "BodyBudget",
+    "BodyTooLarge",
+    "InvalidGzip",
+    "OverBudget",
+    "read_capped_body",
+    "read_request_body",
+]
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -23,6 +33,33 @@ class BodyTooLarge(Exception):
 
 class InvalidGzip(Exception):
     """The body claims to be gzip but is not a complete, valid gzip stream."""
+
+
+class OverBudget(Exception):
+    """Reading on would take the process's bodies beyond :data:`BODY_BUDGET`."""
+
+
+class BodyBudget:
+    """Bytes held by the bodies being read (received plus decompressed), across requests. The
+    collector's requests run on one event loop per process: no lock is needed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, amount: int) -> None:
+        """Hold ``amount`` more bytes, or raise :class:`OverBudget` (holding nothing more)."""
+        if self.used + amount > self.limit:
+            raise OverBudget
+        self.used += amount
+
+    def give(self, amount: int) -> None:
+        """Release ``amount`` bytes."""
+        self.used -= amount
+
+
+#: The budget of this process (see :data:`telemetry.collector._limits.MAX_BUFFERED_BODY_BYTES`).
+BODY_BUDGET: Final = BodyBudget(L.MAX_BUFFERED_BODY_BYTES)
 
 
 class _CappedGunzip:
@@ -55,6 +92,11 @@ class _CappedGunzip:
             else:
                 data = self._inflater.unconsumed_tail
 
+    @property
+    def size(self) -> int:
+        """Decompressed bytes so far."""
+        return len(self._out)
+
     def finish(self) -> bytes:
         if not self._member_has_input:
             return b""
@@ -73,21 +115,33 @@ async def read_capped_body(
     :class:`InvalidGzip` for a corrupt or truncated gzip stream.
     """
     received = 0
-    if not gzip:
-        plain = bytearray()
+    held = 0  # bytes of BODY_BUDGET this read holds until it returns
+    try:
+        if not gzip:
+            plain = bytearray()
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > min(limit, raw_limit):
+                    raise BodyTooLarge
+                BODY_BUDGET.take(len(chunk))
+                held += len(chunk)
+                plain += chunk
+            return bytes(plain)
+        gunzip = _CappedGunzip(limit)
         async for chunk in chunks:
             received += len(chunk)
-            if received > min(limit, raw_limit):
+            if received > raw_limit:
                 raise BodyTooLarge
-            plain += chunk
-        return bytes(plain)
-    gunzip = _CappedGunzip(limit)
-    async for chunk in chunks:
-        received += len(chunk)
-        if received > raw_limit:
-            raise BodyTooLarge
-        gunzip.feed(chunk)
-    return gunzip.finish()
+            before = gunzip.size
+            BODY_BUDGET.take(len(chunk))
+            held += len(chunk)
+            gunzip.feed(chunk)
+            grown = gunzip.size - before
+            BODY_BUDGET.take(grown)
+            held += grown
+        return gunzip.finish()
+    finally:
+        BODY_BUDGET.give(held)
 
 
 def _content_length(request: Request) -> int | None:
@@ -119,5 +173,7 @@ async def read_request_body(request: Request, limit: int) -> bytes | Response:
         return payload_too_large()
     except InvalidGzip:
         return json_error(400, L.ERROR_INVALID_GZIP)
+    except OverBudget:
+        return busy()
     except ClientDisconnect:
         return Response(status_code=400)

@@ -9,6 +9,11 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 #: Extra room allowed for the *compressed* size of a gzip body over ``MAX_BODY_BYTES`` (gzip of
 #: incompressible data is a little larger than the data itself).
 GZIP_OVERHEAD_BYTES: Final = 64 * 1024
+#: Most request-body bytes (received and decompressed) one collector process holds at once
+#: across all the uploads it is reading; an upload that would go beyond waits for none and gets
+#: 503 with ``Retry-After`` (the client backs off): slow or many senders cannot exhaust memory.
+MAX_BUFFERED_BODY_BYTES: Final = 64 * 1024 * 1024
+RETRY_AFTER_BUSY_SECONDS: Final = 5
 #: Most events accepted in one request (Amplitude HTTP V2: 2,000).
 MAX_EVENTS_PER_BATCH: Final = 2000
 #: Largest accepted event, measured as compact UTF-8 JSON (Segment's 32 KB per-event limit).
@@ -59,6 +64,7 @@ ERROR_PAYLOAD_TOO_LARGE: Final = "Payload too large"
 ERROR_INVALID_OPTIONS: Final = "Invalid options: min_id_length must be a positive integer"
 ERROR_INVALID_GZIP: Final = "Invalid gzip request body"
 ERROR_UNSUPPORTED_ENCODING: Final = "Unsupported Content-Encoding (use gzip or none)"
+ERROR_BUSY: Final = "Service busy: too many uploads in progress, retry later"
 ERROR_STORAGE_UNAVAILABLE: Final = "Service unavailable: events were not stored, retry later"
 ERROR_UNKNOWN_KEYS: Final = "Unknown keys in request"
 ERROR_WRONG_TYPE: Final = "Invalid field value (expected a non-empty string)"

@@ -27,3 +27,12 @@ def storage_unavailable() -> JSONResponse:
         status_code=503,
         headers={"Retry-After": str(L.RETRY_AFTER_STORAGE_SECONDS)},
     )
+
+
+def busy() -> JSONResponse:
+    """503 with ``Retry-After``: the bodies being read already fill the process's budget."""
+    return JSONResponse(
+        {"code": 503, "error": L.ERROR_BUSY},
+        status_code=503,
+        headers={"Retry-After": str(L.RETRY_AFTER_BUSY_SECONDS)},
+    )
