@@ -183,7 +183,8 @@ def _add_tool_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "collector",
-        help="run the collector (the receiving end); also takes python -m telemetry.collector's"
+        help="run the collector (the receiving end), or 'telemetry collector errors' to list"
+        " the error-report groups it stored; also takes python -m telemetry.collector's"
         " --config, --environment, --forward-interval and --ready-file",
     )
     p.add_argument("--host", default="127.0.0.1")
