@@ -156,6 +156,11 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX report_outbox_due ON report_outbox (next_attempt_at)",
         "CREATE INDEX report_outbox_device ON report_outbox (project, device_id)",
     ),
+    (
+        # Retention deletes reports by age (events: ``events_received``; tombstones:
+        # ``tombstones_age``).
+        "CREATE INDEX reports_received ON reports (received_at)",
+    ),
 )
 
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)

@@ -144,6 +144,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX report_outbox_due ON report_outbox (next_attempt_at)",
         "CREATE INDEX report_outbox_device ON report_outbox (project, device_id)",
     ),
+    (
+        # Retention deletes reports by age (events: ``events_received``; tombstones:
+        # ``tombstones_age``).
+        "CREATE INDEX reports_received ON reports (received_at)",
+    ),
 )
 
 #: The schema version this code writes.

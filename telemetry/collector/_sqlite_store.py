@@ -27,6 +27,7 @@ from telemetry.collector._storage import (
     event_rows,
     now_ms,
     proof_matches,
+    purge_statements,
     refused_devices,
     report_group_queries,
     report_groups,
@@ -374,6 +375,20 @@ class EventStore(Storage):
             ),
         )
         return expired
+
+    def purge_expired(
+        self, *, cutoff_ms: int, project: str | None, excluded: Sequence[str] = (), limit: int
+    ) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            total = 0
+            for sql, scope in purge_statements("?", "rowid", project, excluded):
+                if total >= limit:
+                    break
+                total += conn.execute(sql, (cutoff_ms, *scope, limit - total)).rowcount
+            return total
+
+        purged: int = self._transaction("deleting expired rows", work)
+        return purged
 
     def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:
         rows = [hit.as_row() for hit in hits]

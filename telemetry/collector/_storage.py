@@ -21,6 +21,9 @@ Every backend keeps the same tables, created by versioned migrations:
 * ``report_outbox``: reports waiting to be forwarded to a Sentry DSN, filled in the insert's
   transaction, deleted once forwarded or dropped (or after 7 days).
 
+Retention (:meth:`Storage.purge_expired`) deletes events and reports by ``received_at`` and
+tombstones by ``deleted_at``, a few thousand rows per transaction (``_retention`` runs it).
+
 A method that returns has committed; a failing one has rolled back and raises
 :class:`StorageUnavailable`. The backends: SQLite (``_sqlite_store``, the default) and
 PostgreSQL (``_postgres_store``); ``_open_storage`` picks one from the ``--database`` argument.
@@ -53,6 +56,7 @@ __all__ = [
     "event_rows",
     "now_ms",
     "proof_matches",
+    "purge_statements",
     "refused_devices",
     "report_groups",
     "report_row",
@@ -147,6 +151,42 @@ def report_row(report: Report, received_at: int) -> tuple[Any, ...]:
         r.last_seen,
         r.payload,
     )
+
+
+#: What retention deletes: (table, age column, row key) in the order it deletes them.
+PURGED_TABLES: Final = (
+    ("events", "received_at", "id"),
+    ("reports", "received_at", "id"),
+    ("tombstones", "deleted_at", "{rowkey}"),
+)
+
+
+def purge_statements(
+    placeholder: str, rowkey: str, project: str | None, excluded: Sequence[str]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """One ``DELETE`` per :data:`PURGED_TABLES` table of at most ``limit`` rows older than a
+    cutoff, in the backend's ``placeholder`` style (``rowkey``: its row id column for
+    tombstones); each with its scope params. The caller appends ``(cutoff, limit)`` around them:
+    the params are ``(cutoff, *scope, limit)``. Scope: ``project`` only, or every project but
+    ``excluded``."""
+    if project is not None:
+        scope, params = f"AND project = {placeholder}", (project,)
+    elif excluded:
+        marks = ", ".join([placeholder] * len(excluded))
+        scope, params = f"AND project NOT IN ({marks})", tuple(excluded)
+    else:
+        scope, params = "", ()
+    statements = []
+    for table, column, key in PURGED_TABLES:
+        key = key.format(rowkey=rowkey)
+        statements.append(
+            (
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
+                f"WHERE {column} < {placeholder} {scope} LIMIT {placeholder})",
+                params,
+            )
+        )
+    return statements
 
 
 def report_group_queries(
@@ -386,6 +426,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def report_forward_expire(self, created_before: int) -> int:
         """Delete report outbox rows created before ``created_before``; return how many."""
+
+    @abc.abstractmethod
+    def purge_expired(
+        self, *, cutoff_ms: int, project: str | None, excluded: Sequence[str] = (), limit: int
+    ) -> int:
+        """Delete, in one short transaction, at most ``limit`` rows received (tombstones: set)
+        before ``cutoff_ms``: events first, then reports, then tombstones; of ``project`` only,
+        or (``None``) of every project not in ``excluded``. Return how many rows went; fewer
+        than ``limit``: nothing older is left in that scope."""
 
     @abc.abstractmethod
     def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:
