@@ -1,7 +1,8 @@
 """``--workers N``: several collector processes on one port, as a real child process tree.
 
-Every event is stored exactly once whichever worker takes it, each forwarded exactly once, SIGTERM stops every worker (exit 0, no orphan), and workers whose parent is
-killed stop by themselves."""
+Every event is stored exactly once whichever worker takes it, and forwarded exactly once;
+SIGTERM stops every worker (exit 0, no orphan); workers whose parent is killed stop by
+themselves."""
 
 from __future__ import annotations
 
