@@ -56,11 +56,11 @@ def create_app(
     owned = not isinstance(database, Storage)
     store = open_storage(database)
     state = CollectorState(store, config if config is not None else CollectorConfig(), environment)
-    background = _background_tasks(state, forward_interval, forward_backoff) if background else []
+    tasks = _background_tasks(state, forward_interval, forward_backoff) if background else []
     app = Starlette(
         routes=_routes(state),
         middleware=[Middleware(ForgetClientAddress)],
-        lifespan=_lifespan(store, owned=owned, background=background),
+        lifespan=_lifespan(store, owned=owned, background=tasks),
     )
     app.state.store = store
     app.state.collector = state

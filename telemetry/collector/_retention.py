@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Final
@@ -47,8 +48,12 @@ async def purge_pass(
         excluded = own if project is None else []
         while not stop.is_set():
             deleted = await run_in_threadpool(
-                lambda p=project, e=excluded, c=cutoff: state.storage.purge_expired(
-                    cutoff_ms=c, project=p, excluded=e, limit=batch_rows
+                functools.partial(
+                    state.storage.purge_expired,
+                    cutoff_ms=cutoff,
+                    project=project,
+                    excluded=excluded,
+                    limit=batch_rows,
                 )
             )
             total += deleted

@@ -169,6 +169,7 @@ def purge_statements(
     tombstones); each with its scope params. The caller appends ``(cutoff, limit)`` around them:
     the params are ``(cutoff, *scope, limit)``. Scope: ``project`` only, or every project but
     ``excluded``."""
+    params: tuple[str, ...]
     if project is not None:
         scope, params = f"AND project = {placeholder}", (project,)
     elif excluded:
@@ -177,8 +178,8 @@ def purge_statements(
     else:
         scope, params = "", ()
     statements = []
-    for table, column, key in PURGED_TABLES:
-        key = key.format(rowkey=rowkey)
+    for table, column, key_pattern in PURGED_TABLES:
+        key = key_pattern.format(rowkey=rowkey)
         statements.append(
             (
                 f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
