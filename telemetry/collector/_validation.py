@@ -27,7 +27,6 @@ offending event indexes); the client drops those events and resends the others.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,7 +53,8 @@ __all__ = [
 #: Prefix of the ``insert_id`` the collector derives for an event that arrived without one.
 GENERATED_INSERT_ID_PREFIX: Final = "collector-sha256:"
 
-#: Event keys never written to storage: an IP address is personal data we do not keep.
+#: Event keys never written to storage: an IP address is personal data we do not keep
+#: (``_fast_event`` checks for ``"ip"`` by name).
 _DROPPED_KEYS: Final = ("ip",)
 
 #: Field name used in ``events_with_invalid_fields`` for an event that is not a JSON object or
@@ -247,18 +247,14 @@ def _parse_event(
     if not isinstance(event, dict):
         invalid[WHOLE_EVENT_FIELD].append(index)
         return None
+    fast = _fast_event(event, min_id_length)
+    if fast is not None:
+        return fast
     device_id = _valid_id(event.get("device_id"), min_id_length)
     user_id = _valid_id(event.get("user_id"), min_id_length)
-    encoded = _fast_encoding(event)
-    if encoded is None:
-        content_ok = _content_ok(index, event, invalid)
-        size_ok = content_ok and _size_ok(index, event, invalid)
-    else:
-        size_ok = len(encoded[1]) <= L.MAX_EVENT_BYTES
-        if not size_ok:
-            invalid[WHOLE_EVENT_FIELD].append(index)
+    content_ok = _content_ok(index, event, invalid)
     checks = (
-        size_ok,
+        content_ok and _size_ok(index, event, invalid),
         _event_type_ok(index, event, invalid, missing),
         _ids_ok(index, event, device_id is not None or user_id is not None, invalid, missing),
         _time_ok(index, event, invalid),
@@ -269,11 +265,7 @@ def _parse_event(
     event_type = event["event_type"]
     assert isinstance(event_type, str)
     insert_id = event.get("insert_id")
-    if encoded is not None and not any(key in event for key in _DROPPED_KEYS):
-        stored, event_json = event, encoded[0]
-    else:
-        stored = {key: value for key, value in event.items() if key not in _DROPPED_KEYS}
-        event_json = compact_json(stored)
+    stored = {key: value for key, value in event.items() if key not in _DROPPED_KEYS}
     generated = insert_id is None
     return ValidEvent(
         insert_id=generated_insert_id(stored) if generated else str(insert_id),
@@ -282,31 +274,51 @@ def _parse_event(
         device_id=device_id,
         user_id=user_id,
         time=event.get("time"),
-        event_json=event_json,
+        event_json=compact_json(stored),
     )
 
 
-#: A run of 19 or more digits: an integer that may not fit in 64 bits (or a string holding
-#: digits); the slow path then decides.
-_LONG_DIGITS: Final = re.compile(r"[0-9]{19,}")
+def _fast_event(event: dict[str, Any], min_id_length: int) -> ValidEvent | None:
+    """The common case in one pass: the event breaks no rule and has no key to drop, so its one
+    compact encoding is both the proof that it is storable and its stored JSON. ``None``: check
+    it rule by rule (the slow path names what is wrong, or drops keys).
 
-
-def _fast_encoding(event: dict[str, Any]) -> tuple[str, bytes] | None:
-    """The event as compact JSON text and its UTF-8 bytes, in one C-speed encode, when that
-    encode proves the whole event storable: no non-finite number (the encoder refuses it), no
-    lone surrogate (UTF-8 refuses it), no NUL (written ``\\u0000``), no run of 19+ digits (an
-    integer possibly beyond 64 bits) and every top-level key short enough. ``None``: take the slow
-    path (``_content_ok``, ``_size_ok``) that names the offending keys."""
+    The encode proves the content storable: a non-finite number makes it raise, so does an integer
+    beyond 64 bits (the parser turned it into ``OutOfRangeInt``); a lone surrogate makes UTF-8
+    raise; a NUL is written ``\\u0000``."""
+    event_type = event.get("event_type")
+    insert_id = event.get("insert_id")
+    time = event.get("time")
+    if type(event_type) is not str or not event_type.strip():
+        return None
+    if insert_id is not None and (
+        type(insert_id) is not str or not insert_id or len(insert_id) > L.MAX_INSERT_ID_LENGTH
+    ):
+        return None
+    if time is not None and (type(time) is not int or not 0 <= time <= L.MAX_TIME_MS):
+        return None
+    device_id = _valid_id(event.get("device_id"), min_id_length)
+    user_id = _valid_id(event.get("user_id"), min_id_length)
+    if device_id is None and user_id is None:
+        return None
+    if max(map(len, event)) > L.MAX_NAMED_FIELD_LENGTH or "ip" in event:
+        return None
     try:
         text = compact_json(event)
-        data = text.encode("utf-8")
-    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        size = len(text.encode("utf-8"))
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
-    if "\\u0000" in text or _LONG_DIGITS.search(text) is not None:
+    if size > L.MAX_EVENT_BYTES or "\\u0000" in text:
         return None
-    if any(len(key) > L.MAX_NAMED_FIELD_LENGTH for key in event):
-        return None
-    return text, data
+    return ValidEvent(
+        insert_id=insert_id if insert_id is not None else generated_insert_id(event),
+        insert_id_generated=insert_id is None,
+        event_type=event_type,
+        device_id=device_id,
+        user_id=user_id,
+        time=time,
+        event_json=text,
+    )
 
 
 def _content_ok(index: int, event: dict[str, Any], invalid: defaultdict[str, list[int]]) -> bool:
