@@ -3,7 +3,9 @@
 
 Every backend keeps the same tables, created by versioned migrations:
 
-* ``events``: one row per stored event, ``UNIQUE (project, insert_id)`` (the dedup key);
+* ``events``: one row per stored event, deduplicated on ``(project, insert_id)``
+  (PostgreSQL: a ``UNIQUE`` constraint; SQLite: ``event_keys (project, day, insert_id)``, the day
+  of the event's ``time``, so a batch's keys share a few pages; see ``_sqlite_schema``);
   ``time`` is the client's raw event time, ``event_time`` the clock-skew corrected one;
 * ``tombstones``: one row per honoured deletion request ``(project, device_id, deleted_at,
   reason, proof_hash)``; later events of that device are refused (counted as rejected) unless
