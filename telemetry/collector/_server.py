@@ -73,6 +73,8 @@ EXIT_BIND_FAILED: Final = 4
 DEFAULT_WORKERS: Final = 1
 #: Seconds the workers get to stop after SIGTERM before they are killed.
 WORKER_STOP_SECONDS: Final = 15.0
+#: Seconds before a worker that died is replaced.
+_RESTART_DELAY_SECONDS: Final = 1.0
 #: Seconds between a worker's checks that its parent is still alive.
 _PARENT_POLL_SECONDS: Final = 0.5
 
@@ -333,6 +335,7 @@ class _Supervisor:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns
+            self._pids = {}  # a signal before the worker's own handlers must not reach siblings
             code = EXIT_STARTUP_FAILED
             try:
                 os.close(self._ready_read)
@@ -378,7 +381,9 @@ class _Supervisor:
             logger.error(
                 "collector worker %d exited (status %d); starting a new one", index, status
             )
-            self._fork(index)
+            time.sleep(_RESTART_DELAY_SECONDS)  # a worker failing at once must not spin
+            if not self._stopping:
+                self._fork(index)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True

@@ -1,8 +1,8 @@
 """``--workers N``: several collector processes on one port, as a real child process tree.
 
 Every event is stored exactly once whichever worker takes it, and forwarded exactly once;
-SIGTERM stops every worker (exit 0, no orphan); workers whose parent is killed stop by
-themselves."""
+SIGTERM stops every worker (exit 0, no orphan); a worker that dies is replaced; workers whose
+parent is killed stop by themselves."""
 
 from __future__ import annotations
 
@@ -97,3 +97,17 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=30)
     finally:
         collector.kill()
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    with CollectorProcess(tmp_path / "c.db", extra_args=["--workers", "2"]) as collector:
+        assert collector.pid is not None
+        parent = collector.pid
+        first = _children(parent)
+        os.kill(first[0], signal.SIGKILL)
+        wait_until(lambda: len(set(_children(parent)) - set(first)) == 1, timeout=30)
+        wait_until(lambda: len(_children(parent)) == 2, timeout=30)
+        for n in range(6):  # new connections: some reach the new worker
+            assert post(collector.url, batch([event(n)])).status_code == 200
+        assert len(collector.rows()) == 6
+        assert collector.stop() == 0
