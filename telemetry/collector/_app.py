@@ -35,6 +35,7 @@ def create_app(
     environment: str = "production",
     forward_interval: float = 1.0,
     forward_backoff: float = 5.0,
+    background: bool = True,
 ) -> Starlette:
     """Build the collector's ASGI app.
 
@@ -43,7 +44,9 @@ def create_app(
     keeps ownership). ``config`` maps projects to destination tokens (default: any project,
     no forwarding); ``environment`` picks the tokens (``staging`` or ``production``). When a
     project has a token for it, a background task forwards its events every ``forward_interval``
-    seconds, backing off from ``forward_backoff`` seconds after failures.
+    seconds, backing off from ``forward_backoff`` seconds after failures. With ``[retention]``
+    (or a project's ``retention_days``) configured, a background task deletes expired rows.
+    ``background=False``: neither runs (another worker process of the same collector runs them).
 
     Routes: ``POST /2/httpapi`` and ``POST /amplitude/2/httpapi`` (Amplitude HTTP V2 batches),
     ``POST /api/<project>/envelope/`` (Sentry envelopes: error reports), ``POST /deletion``
@@ -53,11 +56,11 @@ def create_app(
     owned = not isinstance(database, Storage)
     store = open_storage(database)
     state = CollectorState(store, config if config is not None else CollectorConfig(), environment)
-    background = _background_tasks(state, forward_interval, forward_backoff)
+    tasks = _background_tasks(state, forward_interval, forward_backoff) if background else []
     app = Starlette(
         routes=_routes(state),
         middleware=[Middleware(ForgetClientAddress)],
-        lifespan=_lifespan(store, owned=owned, background=background),
+        lifespan=_lifespan(store, owned=owned, background=tasks),
     )
     app.state.store = store
     app.state.collector = state
@@ -89,7 +92,7 @@ def _background_tasks(
     state: CollectorState, forward_interval: float, forward_backoff: float
 ) -> list[_BackgroundTask]:
     """The forwarder, when a project has a destination token for the environment; the report
-    forwarder, when a project has a ``sentry_dsn``."""
+    forwarder, when a project has a ``sentry_dsn``; retention, when an age is configured."""
     tasks: list[_BackgroundTask] = []
     if state.config.forwarding(state.environment):
         from telemetry.collector._forwarder import run_forwarder
@@ -105,6 +108,10 @@ def _background_tasks(
                 state, interval=forward_interval, backoff_base=forward_backoff
             )
         )
+    if state.config.retention_rules():
+        from telemetry.collector._retention import run_retention
+
+        tasks.append(lambda: run_retention(state))
     return tasks
 
 

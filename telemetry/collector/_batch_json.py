@@ -1,5 +1,6 @@
 """Decoding a batch body as strict JSON while counting its ``events``: parsing stops as soon as
-the array holds more items than allowed, so a body of 100,000 ``{}`` is never materialised."""
+the array holds more items than allowed, so a body of 100,000 ``{}`` is never materialised.
+Integer literals beyond 64 bits decode to :class:`OutOfRangeInt`, which validation refuses."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Final
 
 from telemetry.collector._strict_json import strict_json_loads
 
-__all__ = ["TooManyEvents", "load_batch_json"]
+__all__ = ["OutOfRangeInt", "TooManyEvents", "load_batch_json"]
 
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 
@@ -35,7 +36,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+class OutOfRangeInt:
+    """An integer literal outside the signed 64-bit range: kept as its text, so validation
+    refuses it (it is no ``int``) and the encoder cannot write it (``TypeError``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**63 - 1
+
+
+def _parse_int(text: str) -> int | OutOfRangeInt:
+    value = int(text)
+    if len(text) < 19 or _MIN_INT <= value <= _MAX_INT:
+        return value
+    return OutOfRangeInt(text)
+
+
+_DECODER: Final = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_unique_keys, parse_int=_parse_int
+)
 _SCAN: Final = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 
 

@@ -1,6 +1,7 @@
-"""The collector's command line: ``python -m telemetry.collector --host H --port P --database DB``
-serves; ``python -m telemetry.collector errors --database DB [--config F] [--project P] [--json]``
-(also ``telemetry collector errors``) lists the stored error report groups and exits.
+"""The collector's command line: ``python -m telemetry.collector --host H --port P --database DB
+[--workers N|auto]`` serves; ``python -m telemetry.collector errors --database DB [--config F]
+[--project P] [--json]`` (also ``telemetry collector errors``) lists the stored error report
+groups and exits.
 
 :func:`main` is public (``telemetry.collector.main``) so that an app embedding the collector,
 such as a frozen bundle that runs itself as the collector child, can call it directly.
@@ -14,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from telemetry.collector._config import ENVIRONMENTS, CollectorConfig, ConfigError, load_config
-from telemetry.collector._server import EXIT_OK, EXIT_STARTUP_FAILED, EXIT_STORAGE_FAILED, serve
+from telemetry.collector._server import (
+    DEFAULT_WORKERS,
+    EXIT_OK,
+    EXIT_STARTUP_FAILED,
+    EXIT_STORAGE_FAILED,
+    default_workers,
+    serve,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between forwarding passes (default 1)",
     )
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=DEFAULT_WORKERS,
+        help="worker processes sharing the port: a number, or 'auto' for one per core "
+        f"(at most 16); default {DEFAULT_WORKERS}. Rate limits and /metrics are per worker",
+    )
+    parser.add_argument(
         "--ready-file",
         type=Path,
         default=None,
@@ -83,7 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         config=config,
         environment=args.environment,
         forward_interval=args.forward_interval,
+        workers=args.workers,
     )
+
+
+def _workers(value: str) -> int:
+    """``--workers``: a positive number, or ``auto`` (:func:`default_workers`)."""
+    if value == "auto":
+        return default_workers()
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a positive number or 'auto'") from None
+    if not 1 <= number <= 256:
+        raise argparse.ArgumentTypeError("must be from 1 to 256, or 'auto'")
+    return number
 
 
 def list_errors(

@@ -1,4 +1,5 @@
-"""The collector's configuration file (TOML): projects, destination tokens, forwarding, links.
+"""The collector's configuration file (TOML): projects, destination tokens, forwarding, links,
+retention.
 
 Example::
 
@@ -11,6 +12,10 @@ Example::
     sentry_project_id = 7                          # error reports may come to /api/7/envelope/
     sentry_key = "a-public-key"                    # their sentry_key (default: the project name)
     sentry_dsn = "https://key@sentry.example/123"  # forward stored error reports there
+    retention_days = 30                            # this project's rows: deleted after 30 days
+
+    [retention]
+    days = 90                                      # every other project's rows (default: kept)
 
     [links]                                        # the signed link tracker (GET /r/collect)
     secret = "a long random string"
@@ -127,6 +132,19 @@ class CollectorConfig:
     source: str = field(default="(embedded default)")
     #: project name -> its error report settings (only projects with a ``sentry_*`` key).
     reports: dict[str, ReportSettings] = field(default_factory=dict)
+    #: ``[retention] days``: events, reports and tombstones received more than this many days
+    #: ago are deleted; ``None``: kept forever (projects without their own ``retention_days``).
+    retention_days: float | None = None
+    #: project name -> its own ``retention_days`` (overrides ``[retention] days``).
+    project_retention_days: dict[str, float] = field(default_factory=dict)
+
+    def retention_rules(self) -> list[tuple[str | None, float]]:
+        """What retention deletes: ``(project, days)`` for each project with its own age, then
+        ``(None, days)`` for every other project when ``[retention] days`` is set."""
+        rules: list[tuple[str | None, float]] = sorted(self.project_retention_days.items())
+        if self.retention_days is not None:
+            rules.append((None, self.retention_days))
+        return rules
 
     def knows(self, project: str) -> bool:
         """Whether events of ``project`` are accepted."""
@@ -261,12 +279,21 @@ def _report_settings(table: dict[str, Any], where: str) -> ReportSettings:
     return ReportSettings(sentry_project_id=project_id, sentry_key=key, forward=dsn)
 
 
+def _days(value: Any, where: str) -> float:
+    """A retention age: a positive number of days."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{where} must be a positive number of days")
+    return float(value)
+
+
 def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> CollectorConfig:
     """Build a :class:`CollectorConfig` from parsed TOML; raise :class:`ConfigError` if invalid.
 
     Error messages name keys, never values (a value may be a token).
     """
-    _check_keys(data, {"forwarding", "projects", "links", "rate_limit"}, "the top level")
+    _check_keys(
+        data, {"forwarding", "projects", "links", "rate_limit", "retention"}, "the top level"
+    )
     forwarding = data.get("forwarding", {})
     if not isinstance(forwarding, dict):
         raise ConfigError("[forwarding] must be a table")
@@ -277,6 +304,7 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
 
     projects: dict[str, dict[str, Secret]] | None = None
     reports: dict[str, ReportSettings] = {}
+    project_retention: dict[str, float] = {}
     if "projects" in data:
         raw = data["projects"]
         if not isinstance(raw, dict):
@@ -286,7 +314,9 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
             where = f"[projects.{name}]"
             if not isinstance(tokens, dict):
                 raise ConfigError(f"{where} must be a table")
-            _check_keys(tokens, set(ENVIRONMENTS) | _REPORT_KEYS, where)
+            _check_keys(tokens, set(ENVIRONMENTS) | _REPORT_KEYS | {"retention_days"}, where)
+            if "retention_days" in tokens:
+                project_retention[name] = _days(tokens["retention_days"], f"{where}.retention_days")
             projects[name] = {
                 env: Secret(_str(tokens, env, where)) for env in tokens if env in ENVIRONMENTS
             }
@@ -307,7 +337,15 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
     if isinstance(burst, bool) or not isinstance(burst, int) or burst <= 0:
         raise ConfigError("[rate_limit].device_burst_events must be a positive integer")
 
+    retention = data.get("retention", {})
+    if not isinstance(retention, dict):
+        raise ConfigError("[retention] must be a table")
+    _check_keys(retention, {"days"}, "[retention]")
+    days = _days(retention["days"], "[retention].days") if "days" in retention else None
+
     return CollectorConfig(
+        retention_days=days,
+        project_retention_days=project_retention,
         projects=projects,
         forward_url=url,
         links=_links(data["links"]) if "links" in data else None,

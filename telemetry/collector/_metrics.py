@@ -34,6 +34,8 @@ _COUNTERS: Final = {
     "forwarded_reports": "Error reports forwarded to a Sentry DSN (answered 200).",
     "report_forward_dropped": "Error reports the Sentry DSN refused (4xx) or that expired.",
     "report_forward_requests": "Report forwarding requests by HTTP status (0: network error).",
+    "retention_deleted_rows": "Rows (events, reports, tombstones) deleted by retention.",
+    "retention_failures": "Retention passes that failed (retried at the next pass).",
 }
 
 

@@ -156,6 +156,11 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX report_outbox_due ON report_outbox (next_attempt_at)",
         "CREATE INDEX report_outbox_device ON report_outbox (project, device_id)",
     ),
+    (
+        # Retention deletes reports by age (events: ``events_received``; tombstones:
+        # ``tombstones_age``).
+        "CREATE INDEX reports_received ON reports (received_at)",
+    ),
 )
 
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
@@ -172,24 +177,27 @@ LOCK_DEVICES_SHARED: Final = """
 """
 
 #: Stores a batch column by column (``unnest`` of arrays), skipping rows already stored, and
-#: queues the new rows in the outbox when ``forward``; answers how many rows were new.
+#: queues the new rows in the outbox when ``forward``; answers how many rows were new. Every
+#: parameter is sent in binary format (``%(name)b``): psycopg then writes each array as length
+#: prefixed values instead of formatting (and quoting) a text array literal, which cost most of
+#: the insert's CPU.
 INSERT_EVENTS: Final = """
     WITH ins AS (
         INSERT INTO events
             (project, insert_id, insert_id_generated, device_id, user_id, event_type, time,
              event_time, received_at, event)
-        SELECT %(project)s, u.insert_id, u.generated, u.device_id, u.user_id, u.event_type,
-               u.time, u.event_time, %(received_at)s, u.event
-        FROM unnest(%(insert_id)s::text[], %(generated)s::boolean[], %(device_id)s::text[],
-                    %(user_id)s::text[], %(event_type)s::text[], %(time)s::bigint[],
-                    %(event_time)s::bigint[], %(event)s::text[])
+        SELECT %(project)b, u.insert_id, u.generated, u.device_id, u.user_id, u.event_type,
+               u.time, u.event_time, %(received_at)b, u.event
+        FROM unnest(%(insert_id)b::text[], %(generated)b::boolean[], %(device_id)b::text[],
+                    %(user_id)b::text[], %(event_type)b::text[], %(time)b::bigint[],
+                    %(event_time)b::bigint[], %(event)b::text[])
              AS u(insert_id, generated, device_id, user_id, event_type, time, event_time, event)
         ON CONFLICT (project, insert_id) DO NOTHING
         RETURNING project, insert_id, device_id, event
     ), queued AS (
         INSERT INTO outbox (project, insert_id, device_id, event, created_at, next_attempt_at)
-        SELECT project, insert_id, device_id, event, %(received_at)s, %(received_at)s
-        FROM ins WHERE %(forward)s
+        SELECT project, insert_id, device_id, event, %(received_at)b, %(received_at)b
+        FROM ins WHERE %(forward)b
         ON CONFLICT (project, insert_id) DO NOTHING
     )
     SELECT count(*) FROM ins

@@ -47,6 +47,7 @@ from telemetry.collector._storage import (
     event_rows,
     now_ms,
     proof_matches,
+    purge_statements,
     refused_devices,
     report_group_queries,
     report_groups,
@@ -310,6 +311,19 @@ class PostgresStore(Storage):
                 ).rowcount
             ),
         )
+
+    def purge_expired(
+        self, *, cutoff_ms: int, project: str | None, excluded: Sequence[str] = (), limit: int
+    ) -> int:
+        def work(conn: psycopg.Connection[Any]) -> int:
+            total = 0
+            for sql, scope in purge_statements("%s", "ctid", project, excluded):
+                if total >= limit:
+                    break
+                total += conn.execute(sql, (cutoff_ms, *scope, limit - total)).rowcount
+            return total
+
+        return self._pool.run("deleting expired rows", work)
 
     def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:
         rows = [

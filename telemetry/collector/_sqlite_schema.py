@@ -2,6 +2,10 @@
 
 The schema version is SQLite's ``PRAGMA user_version``; :func:`migrate` brings an older database
 up to :data:`SCHEMA_VERSION` inside the caller's write transaction.
+
+Since version 5 an event's dedup key is ``event_keys (project, day, insert_id)`` (``day``: the UTC
+day of the event's ``time``), not a unique index on ``events``: a resent event (same project,
+insert_id and time) is stored once; the keys of deleted events are deleted with them.
 """
 
 from __future__ import annotations
@@ -13,9 +17,23 @@ from typing import Final
 
 from telemetry.collector._storage import StorageUnavailable
 
-__all__ = ["INSERT_EVENT", "LINK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = [
+    "DAY_MS",
+    "EVENT_DAY_SQL",
+    "INSERT_EVENT",
+    "INSERT_EVENT_KEY",
+    "LINK_COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "migrate",
+]
 
 logger = logging.getLogger("telemetry.collector")
+
+#: Milliseconds per day: ``event_keys.day`` is the event's ``time`` // this (-1 without time).
+DAY_MS: Final = 86_400_000
+#: ``event_keys.day`` of an ``events`` row, in SQL.
+EVENT_DAY_SQL: Final = f"coalesce(time / {DAY_MS}, -1)"
 
 #: Each migration is a sequence of statements; migration ``n`` (1-based) brings the schema from
 #: ``PRAGMA user_version = n - 1`` to ``n``. Append new migrations, never edit old ones.
@@ -144,14 +162,59 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX report_outbox_due ON report_outbox (next_attempt_at)",
         "CREATE INDEX report_outbox_device ON report_outbox (project, device_id)",
     ),
+    (
+        # Retention deletes reports by age (events: ``events_received``; tombstones:
+        # ``tombstones_age``).
+        "CREATE INDEX reports_received ON reports (received_at)",
+        # Deduplication moves from a UNIQUE index on (project, insert_id), whose random UUIDs
+        # made every batch write pages all over the file, to ``event_keys``: clustered by the
+        # UTC day of the event's time, so a batch's keys land on a few neighbouring pages.
+        """
+        CREATE TABLE event_keys (
+            project TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            insert_id TEXT NOT NULL,
+            PRIMARY KEY (project, day, insert_id)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE events_v5 (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            insert_id TEXT NOT NULL,
+            insert_id_generated INTEGER NOT NULL DEFAULT 0 CHECK (insert_id_generated IN (0, 1)),
+            device_id TEXT,
+            user_id TEXT,
+            event_type TEXT NOT NULL,
+            time INTEGER,
+            received_at INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            event_time INTEGER
+        )
+        """,
+        "INSERT INTO events_v5 SELECT id, project, insert_id, insert_id_generated, device_id, "
+        "user_id, event_type, time, received_at, event, event_time FROM events",
+        f"INSERT INTO event_keys SELECT project, {EVENT_DAY_SQL}, insert_id FROM events",
+        "DROP TABLE events",
+        "ALTER TABLE events_v5 RENAME TO events",
+        # Deletion requests: (project, device_id); a batch comes from one device, so it touches
+        # one place of this index.
+        "CREATE INDEX events_device ON events (project, device_id)",
+        "CREATE INDEX events_received ON events (received_at)",
+    ),
 )
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-#: Stores one ``events`` row (the column order of ``event_rows``); a duplicate is ignored.
+#: Claims one event's dedup key; ignored (no change) when the event is stored already.
+INSERT_EVENT_KEY: Final = (
+    "INSERT OR IGNORE INTO event_keys (project, day, insert_id) VALUES (?, ?, ?)"
+)
+
+#: Stores one ``events`` row (the column order of ``event_rows``), once its key is claimed.
 INSERT_EVENT: Final = """
-    INSERT OR IGNORE INTO events
+    INSERT INTO events
         (project, insert_id, insert_id_generated, device_id, user_id, event_type, time,
          event_time, received_at, event)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from telemetry.collector._reports import Report, ReportGroup
-from telemetry.collector._sqlite_schema import INSERT_EVENT, LINK_COLUMNS, migrate
+from telemetry.collector._sqlite_schema import (
+    DAY_MS,
+    EVENT_DAY_SQL,
+    INSERT_EVENT,
+    INSERT_EVENT_KEY,
+    LINK_COLUMNS,
+    migrate,
+)
 from telemetry.collector._sqlite_wal import enter_wal
 from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
@@ -27,6 +34,7 @@ from telemetry.collector._storage import (
     event_rows,
     now_ms,
     proof_matches,
+    purge_statements,
     refused_devices,
     report_group_queries,
     report_groups,
@@ -161,9 +169,14 @@ class EventStore(Storage):
                 ],
             )
             last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-            before = conn.total_changes
-            conn.executemany(INSERT_EVENT, rows)
-            inserted = conn.total_changes - before
+            new_rows = []
+            cursor = conn.cursor()
+            for row in rows:  # claim each event's key; a taken key: stored already
+                day = -1 if row[6] is None else row[6] // DAY_MS
+                if cursor.execute(INSERT_EVENT_KEY, (row[0], day, row[1])).rowcount == 1:
+                    new_rows.append(row)
+            conn.executemany(INSERT_EVENT, new_rows)
+            inserted = len(new_rows)
             if forward and inserted:
                 # Writers are serialised (BEGIN IMMEDIATE), so the rows above ``last_id`` are
                 # exactly the ones this batch added.
@@ -207,6 +220,11 @@ class EventStore(Storage):
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (project, device_id) DO UPDATE SET "
                 "proof_hash = coalesce(tombstones.proof_hash, excluded.proof_hash)",
                 (*key, at, reason[:MAX_REASON_LENGTH], proof_hash),
+            )
+            conn.execute(
+                f"DELETE FROM event_keys WHERE (project, day, insert_id) IN (SELECT project, "
+                f"{EVENT_DAY_SQL}, insert_id FROM events WHERE project = ? AND device_id = ?)",
+                key,
             )
             deleted = conn.execute(
                 "DELETE FROM events WHERE project = ? AND device_id = ?", key
@@ -374,6 +392,41 @@ class EventStore(Storage):
             ),
         )
         return expired
+
+    def purge_expired(
+        self, *, cutoff_ms: int, project: str | None, excluded: Sequence[str] = (), limit: int
+    ) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            statements = purge_statements("?", "rowid", project, excluded)
+            total = self._purge_events(conn, cutoff_ms, statements[0], limit)
+            for sql, scope in statements[1:]:
+                if total >= limit:
+                    break
+                total += conn.execute(sql, (cutoff_ms, *scope, limit - total)).rowcount
+            return total
+
+        purged: int = self._transaction("deleting expired rows", work)
+        return purged
+
+    @staticmethod
+    def _purge_events(
+        conn: sqlite3.Connection, cutoff_ms: int, statement: tuple[str, tuple[Any, ...]], limit: int
+    ) -> int:
+        """Delete up to ``limit`` expired events (``statement``: the generic one, whose scope
+        is reused) and their dedup keys."""
+        sql, scope = statement
+        where = sql[sql.index("WHERE received_at") : sql.rindex(")")]
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS purged (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.purged")
+        conn.execute(
+            f"INSERT INTO temp.purged SELECT id FROM events {where}", (cutoff_ms, *scope, limit)
+        )
+        conn.execute(
+            f"DELETE FROM event_keys WHERE (project, day, insert_id) IN (SELECT project, "
+            f"{EVENT_DAY_SQL}, insert_id FROM events WHERE id IN temp.purged)"
+        )
+        deleted: int = conn.execute("DELETE FROM events WHERE id IN temp.purged").rowcount
+        return deleted
 
     def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:
         rows = [hit.as_row() for hit in hits]

@@ -3,7 +3,9 @@
 
 Every backend keeps the same tables, created by versioned migrations:
 
-* ``events``: one row per stored event, ``UNIQUE (project, insert_id)`` (the dedup key);
+* ``events``: one row per stored event, deduplicated on ``(project, insert_id)``
+  (PostgreSQL: a ``UNIQUE`` constraint; SQLite: ``event_keys (project, day, insert_id)``, the day
+  of the event's ``time``, so a batch's keys share a few pages; see ``_sqlite_schema``);
   ``time`` is the client's raw event time, ``event_time`` the clock-skew corrected one;
 * ``tombstones``: one row per honoured deletion request ``(project, device_id, deleted_at,
   reason, proof_hash)``; later events of that device are refused (counted as rejected) unless
@@ -20,6 +22,9 @@ Every backend keeps the same tables, created by versioned migrations:
   a deletion deletes the device's reports too, and a tombstoned device's reports are refused;
 * ``report_outbox``: reports waiting to be forwarded to a Sentry DSN, filled in the insert's
   transaction, deleted once forwarded or dropped (or after 7 days).
+
+Retention (:meth:`Storage.purge_expired`) deletes events and reports by ``received_at`` and
+tombstones by ``deleted_at``, a few thousand rows per transaction (``_retention`` runs it).
 
 A method that returns has committed; a failing one has rolled back and raises
 :class:`StorageUnavailable`. The backends: SQLite (``_sqlite_store``, the default) and
@@ -53,6 +58,7 @@ __all__ = [
     "event_rows",
     "now_ms",
     "proof_matches",
+    "purge_statements",
     "refused_devices",
     "report_groups",
     "report_row",
@@ -147,6 +153,43 @@ def report_row(report: Report, received_at: int) -> tuple[Any, ...]:
         r.last_seen,
         r.payload,
     )
+
+
+#: What retention deletes: (table, age column, row key) in the order it deletes them.
+PURGED_TABLES: Final = (
+    ("events", "received_at", "id"),
+    ("reports", "received_at", "id"),
+    ("tombstones", "deleted_at", "{rowkey}"),
+)
+
+
+def purge_statements(
+    placeholder: str, rowkey: str, project: str | None, excluded: Sequence[str]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """One ``DELETE`` per :data:`PURGED_TABLES` table of at most ``limit`` rows older than a
+    cutoff, in the backend's ``placeholder`` style (``rowkey``: its row id column for
+    tombstones); each with its scope params. The caller appends ``(cutoff, limit)`` around them:
+    the params are ``(cutoff, *scope, limit)``. Scope: ``project`` only, or every project but
+    ``excluded``."""
+    params: tuple[str, ...]
+    if project is not None:
+        scope, params = f"AND project = {placeholder}", (project,)
+    elif excluded:
+        marks = ", ".join([placeholder] * len(excluded))
+        scope, params = f"AND project NOT IN ({marks})", tuple(excluded)
+    else:
+        scope, params = "", ()
+    statements = []
+    for table, column, key_pattern in PURGED_TABLES:
+        key = key_pattern.format(rowkey=rowkey)
+        statements.append(
+            (
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
+                f"WHERE {column} < {placeholder} {scope} LIMIT {placeholder})",
+                params,
+            )
+        )
+    return statements
 
 
 def report_group_queries(
@@ -386,6 +429,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def report_forward_expire(self, created_before: int) -> int:
         """Delete report outbox rows created before ``created_before``; return how many."""
+
+    @abc.abstractmethod
+    def purge_expired(
+        self, *, cutoff_ms: int, project: str | None, excluded: Sequence[str] = (), limit: int
+    ) -> int:
+        """Delete, in one short transaction, at most ``limit`` rows received (tombstones: set)
+        before ``cutoff_ms``: events first, then reports, then tombstones; of ``project`` only,
+        or (``None``) of every project not in ``excluded``. Return how many rows went; fewer
+        than ``limit``: nothing older is left in that scope."""
 
     @abc.abstractmethod
     def insert_link_hits(self, hits: Iterable[LinkHit]) -> None:

@@ -38,7 +38,9 @@ SIGNATURES = {
         "forward_url: 'str' = 'https://api2.amplitude.com/2/httpapi', "
         "links: 'LinkSettings | None' = None, device_events_per_second: 'float' = 1000.0, "
         "device_burst_events: 'int' = 30000, source: 'str' = '(embedded default)', "
-        "reports: 'dict[str, ReportSettings]' = <factory>) -> None"
+        "reports: 'dict[str, ReportSettings]' = <factory>, "
+        "retention_days: 'float | None' = None, "
+        "project_retention_days: 'dict[str, float]' = <factory>) -> None"
     ),
     "DeletionResult": (
         "(deleted: 'int', forwards_deleted: 'int', verified: 'bool' = True, "
@@ -50,7 +52,7 @@ SIGNATURES = {
     "create_app": (
         "(database: 'str | Path | Storage', *, config: 'CollectorConfig | None' = None, "
         "environment: 'str' = 'production', forward_interval: 'float' = 1.0, "
-        "forward_backoff: 'float' = 5.0) -> 'Starlette'"
+        "forward_backoff: 'float' = 5.0, background: 'bool' = True) -> 'Starlette'"
     ),
     "load_config": "(path: 'str | Path | None') -> 'CollectorConfig'",
     "main": "(argv: 'Sequence[str] | None' = None) -> 'int'",
@@ -58,7 +60,7 @@ SIGNATURES = {
     "serve": (
         "(host: 'str', port: 'int', database: 'str | Path', *, ready_file: 'Path | None' = None, "
         "config: 'CollectorConfig | None' = None, environment: 'str' = 'production', "
-        "forward_interval: 'float' = 1.0) -> 'int'"
+        "forward_interval: 'float' = 1.0, workers: 'int' = 1) -> 'int'"
     ),
     "stored_events": "(database: 'str | Path') -> 'list[dict[str, Any]]'",
 }
@@ -89,6 +91,10 @@ STORAGE_METHODS = {
         "forward: 'bool' = False) -> 'InsertResult'"
     ),
     "outbox_count": "(self) -> 'int'",
+    "purge_expired": (
+        "(self, *, cutoff_ms: 'int', project: 'str | None', excluded: 'Sequence[str]' = (), "
+        "limit: 'int') -> 'int'"
+    ),
     "report_count": "(self) -> 'int'",
     "report_forward_done": "(self, ids: 'Sequence[int]') -> 'None'",
     "report_forward_expire": "(self, created_before: 'int') -> 'int'",
@@ -134,7 +140,8 @@ def test_schema_version_is_pinned() -> None:
     # A new migration raises it on purpose; update this pin with the migration.
     # 3: device_proofs (proof of ownership, trust on first use) and tombstones.proof_hash.
     # 4: reports and report_outbox (error reports, Sentry envelopes).
-    assert telemetry.collector.SCHEMA_VERSION == 4
+    # 5: reports_received (retention deletes reports by age).
+    assert telemetry.collector.SCHEMA_VERSION == 5
 
 
 def test_public_exceptions_join_the_package_exception_tree() -> None:
