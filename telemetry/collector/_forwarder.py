@@ -29,7 +29,6 @@ Tokens are only put in the request body; logs name the project, counts and statu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Final
 
 from starlette.concurrency import run_in_threadpool
 
+from telemetry.collector._passes import repeating
 from telemetry.collector._storage import ForwardRow
 from telemetry.errors import TransportError
 from telemetry.transport import AsyncHttpClient, Response
@@ -241,27 +241,16 @@ async def run_forwarder(
 ) -> AsyncIterator[Forwarder]:
     """Run a :class:`Forwarder` in a background task while the context is open: a pass every
     ``interval`` seconds (at once again while there is a backlog)."""
-    stop = asyncio.Event()
     async with AsyncHttpClient(trust_env=False) as client:
         forwarder = Forwarder(state, client, backoff_base=backoff_base)
 
-        async def loop() -> None:
-            while not stop.is_set():
-                try:
-                    busy = await forwarder.run_once()
-                except Exception as exc:  # storage down etc.: log, wait, try again
-                    logger.warning("forwarding pass failed: %s", exc, exc_info=True)
-                    busy = 0
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), interval)
+        def failed(exc: Exception) -> None:  # storage down etc.: log, wait, try again
+            logger.warning("forwarding pass failed: %s", exc, exc_info=True)
 
-        task = asyncio.create_task(loop(), name="collector forwarder")
-        try:
+        async with repeating(
+            "collector forwarder",
+            lambda _stop: forwarder.run_once(),
+            interval=interval,
+            on_error=failed,
+        ):
             yield forwarder
-        finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(task, 10)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()

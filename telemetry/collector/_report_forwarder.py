@@ -19,7 +19,6 @@ The key is only put in the request header; logs name the project, counts and sta
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 from starlette.concurrency import run_in_threadpool
 
 from telemetry.collector._envelope import event_envelope
+from telemetry.collector._passes import repeating
 from telemetry.collector._storage import ReportForward
 from telemetry.errors import TransportError
 from telemetry.transport import AsyncHttpClient, Response
@@ -167,27 +167,16 @@ async def run_report_forwarder(
 ) -> AsyncIterator[ReportForwarder]:
     """Run a :class:`ReportForwarder` in a background task while the context is open: a pass
     every ``interval`` seconds (at once again while there is a backlog)."""
-    stop = asyncio.Event()
     async with AsyncHttpClient(trust_env=False) as client:
         forwarder = ReportForwarder(state, client, backoff_base=backoff_base)
 
-        async def loop() -> None:
-            while not stop.is_set():
-                try:
-                    busy = await forwarder.run_once()
-                except Exception as exc:  # storage down etc.: log, wait, try again
-                    logger.warning("report forwarding pass failed: %s", exc, exc_info=True)
-                    busy = 0
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), interval)
+        def failed(exc: Exception) -> None:  # storage down etc.: log, wait, try again
+            logger.warning("report forwarding pass failed: %s", exc, exc_info=True)
 
-        task = asyncio.create_task(loop(), name="collector report forwarder")
-        try:
+        async with repeating(
+            "collector report forwarder",
+            lambda _stop: forwarder.run_once(),
+            interval=interval,
+            on_error=failed,
+        ):
             yield forwarder
-        finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(task, 10)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Final
 
 from starlette.concurrency import run_in_threadpool
 
+from telemetry.collector._passes import repeating
+
 if TYPE_CHECKING:
     from telemetry.collector._state import CollectorState
 
@@ -75,26 +77,18 @@ async def run_retention(
 ) -> AsyncIterator[None]:
     """Run retention passes in a background task while the context is open: one at start, then
     one every ``interval`` seconds."""
-    stop = asyncio.Event()
 
-    async def loop() -> None:
-        while not stop.is_set():
-            try:
-                deleted = await purge_pass(state, batch_rows=batch_rows, pause=pause, stop=stop)
-                if deleted:
-                    logger.info("retention deleted %d expired rows", deleted)
-            except Exception as exc:  # storage down etc.: log, count, try again next pass
-                state.metrics.inc("retention_failures")
-                logger.warning("retention pass failed: %s", exc, exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+    async def one_pass(stop: asyncio.Event) -> int:
+        deleted = await purge_pass(state, batch_rows=batch_rows, pause=pause, stop=stop)
+        if deleted:
+            logger.info("retention deleted %d expired rows", deleted)
+        return deleted
 
-    task = asyncio.create_task(loop(), name="collector retention")
-    try:
+    def failed(exc: Exception) -> None:  # storage down etc.: log, count, try again next pass
+        state.metrics.inc("retention_failures")
+        logger.warning("retention pass failed: %s", exc, exc_info=True)
+
+    async with repeating(
+        "collector retention", one_pass, interval=interval, on_error=failed, again_while_busy=False
+    ):
         yield
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
