@@ -41,7 +41,8 @@ _START: Final = r"(?:file://|~[\\/]|[A-Za-z]:[\\/]|\\\\|/)"
 # a separator after a character (``My Images/pi.img``, ``Program Files (x86)\\App``).
 _WORD: Final = r"[^\s'\"<>|\\/]+"
 _SEG: Final = rf"(?:[^\s'\"<>|]| (?=(?:{_WORD} ){{0,2}}{_WORD}[\\/]))"
-_PATH_RE: Final = re.compile(
+#: The path pattern (compiled on first use: an app that never meets a path never pays for it).
+_PATH_PATTERN: Final = (
     r"(?P<tb>File \")(?P<tbpath>[^\"<\n][^\"\n]*)\""  # traceback line, even a relative file
     rf"|\"(?P<dq>{_START}[^\"\n]*)\"|'(?P<sq>{_START}[^'\n]*)'"  # quoted: spaces inside
     rf"|(?P<url>(?i:file://){_SEG}+)"
@@ -50,13 +51,13 @@ _PATH_RE: Final = re.compile(
     rf"|(?P<home>(?<![\w.\\/~-])~[\\/]{_SEG}*)"
     rf"|(?P<posix>(?<![\w.\\/~:-])/(?=/?[^\s/])(?:{_SEG})+|(?<=:)/(?!/)(?:{_SEG})+)"
 )
-_EXTENSION_RE: Final = re.compile(r"[^\\/.]\.([A-Za-z0-9]{1,6})$")
+_EXTENSION_PATTERN: Final = r"[^\\/.]\.([A-Za-z0-9]{1,6})$"
 _TRAILING: Final = ".,;:!?)]}"
 
 
 def _placeholder(path: str) -> str:
     """``<path>`` with the extension of ``path``'s last segment, ``file://`` kept."""
-    match = _EXTENSION_RE.search(path)
+    match = re.search(_EXTENSION_PATTERN, path)
     prefix = "file://" if path[:7].lower() == "file://" else ""
     return f"{prefix}{PATH}.{match.group(1)}" if match else f"{prefix}{PATH}"
 
@@ -74,6 +75,11 @@ def _replace_path(match: re.Match[str]) -> str:
     if not stripped:
         stripped = raw
     return _placeholder(stripped) + raw[len(stripped) :]
+
+
+@functools.cache
+def _path_re() -> re.Pattern[str]:
+    return re.compile(_PATH_PATTERN)
 
 
 def _word(name: str) -> str:
@@ -115,7 +121,7 @@ class Anonymiser:
             return ANONYMIZE_FAILED
 
     def _slow(self, value: str) -> str:
-        out = _PATH_RE.sub(_replace_path, value)
+        out = _path_re().sub(_replace_path, value)
         for home in self._homes:
             out = out.replace(home, HOME)
         if self._words is not None:

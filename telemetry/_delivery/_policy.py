@@ -81,45 +81,84 @@ class UploadPolicy:
     min_id_length: int = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
+class _Action:
+    """What to do with an answer. Plain slotted classes (not dataclasses): the uploader's
+    module is imported at start-up, and these are made only when an answer arrives."""
+
+    __slots__ = ("counter",)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, name) == getattr(other, name) for name in self._names()
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), *(getattr(self, name) for name in self._names())))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._names())
+        return f"{type(self).__name__}({fields})"
+
+    @classmethod
+    def _names(cls) -> tuple[str, ...]:
+        return tuple(n for c in reversed(cls.__mro__) for n in getattr(c, "__slots__", ()))
+
+
+class Deliver(_Action):
     """Delivered: delete the batch (forget the deletion request), reset the backoff."""
 
-    counter: str | None
+    __slots__ = ()
+
+    def __init__(self, counter: str | None) -> None:
+        self.counter = counter
 
 
-@dataclass(frozen=True, slots=True)
-class Drop:
+class Drop(_Action):
     """Drop events (``indexes`` of the batch; ``None``: all of it), counted as ``reason``,
     and send what is left at once. ``batch_limit``: the batch size to use from now on."""
 
-    counter: str | None
-    reason: str
-    indexes: frozenset[int] | None = None
-    batch_limit: int | None = None
+    __slots__ = ("reason", "indexes", "batch_limit")
+
+    def __init__(
+        self,
+        counter: str | None,
+        reason: str,
+        indexes: frozenset[int] | None = None,
+        batch_limit: int | None = None,
+    ) -> None:
+        self.counter = counter
+        self.reason = reason
+        self.indexes = indexes
+        self.batch_limit = batch_limit
 
 
-@dataclass(frozen=True, slots=True)
-class Shrink:
+class Shrink(_Action):
     """Keep the batch; send at once with at most ``batch_limit`` events per batch."""
 
-    counter: str | None
-    batch_limit: int
+    __slots__ = ("batch_limit",)
+
+    def __init__(self, counter: str | None, batch_limit: int) -> None:
+        self.counter = counter
+        self.batch_limit = batch_limit
 
 
-@dataclass(frozen=True, slots=True)
-class Pause:
+class Pause(_Action):
     """Keep the batch; send nothing for ``seconds`` (``flush()`` does not skip it)."""
 
-    counter: str | None
-    seconds: float
+    __slots__ = ("seconds",)
+
+    def __init__(self, counter: str | None, seconds: float) -> None:
+        self.counter = counter
+        self.seconds = seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
+class Backoff(_Action):
     """Keep the batch; retry after the next exponential backoff delay."""
 
-    counter: str | None
+    __slots__ = ()
+
+    def __init__(self, counter: str | None) -> None:
+        self.counter = counter
 
 
 Action = Deliver | Drop | Shrink | Pause | Backoff
