@@ -117,7 +117,7 @@ class Drop(_Action):
     """Drop events (``indexes`` of the batch; ``None``: all of it), counted as ``reason``,
     and send what is left at once. ``batch_limit``: the batch size to use from now on."""
 
-    __slots__ = ("reason", "indexes", "batch_limit")
+    __slots__ = ("batch_limit", "indexes", "reason")
 
     def __init__(
         self,
