@@ -51,19 +51,29 @@ def create_app(
     Routes: ``POST /2/httpapi`` and ``POST /amplitude/2/httpapi`` (Amplitude HTTP V2 batches),
     ``POST /api/<project>/envelope/`` (Sentry envelopes: error reports), ``POST /deletion``
     and ``POST /amplitude/deletion``, ``GET /healthz``, ``GET /metrics``, and
-    with ``[links]`` configured ``GET /r/collect``; ``GET /robots.txt`` always.
+    with ``[links]`` configured ``GET /r/collect``; ``GET /robots.txt`` always; with
+    ``[dashboard]`` configured ``/dashboard`` (see ``_dashboard``).
     """
     owned = not isinstance(database, Storage)
     store = open_storage(database)
     state = CollectorState(store, config if config is not None else CollectorConfig(), environment)
     tasks = _background_tasks(state, forward_interval, forward_backoff) if background else []
+    routes = _routes(state)
+    dashboard = None
+    if state.config.dashboard is not None:
+        from telemetry.collector._dashboard import Dashboard
+
+        dashboard = Dashboard(state, state.config.dashboard)
+        routes += dashboard.routes()
+        tasks.append(dashboard.run_refresh if background else dashboard.closing)
     app = Starlette(
-        routes=_routes(state),
+        routes=routes,
         middleware=[Middleware(ForgetClientAddress)],
         lifespan=_lifespan(store, owned=owned, background=tasks),
     )
     app.state.store = store
     app.state.collector = state
+    app.state.dashboard = dashboard
     return app
 
 

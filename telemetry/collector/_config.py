@@ -24,6 +24,9 @@ Example::
     session_name = "_ba"
     session_max_age = 60                           # minutes
 
+    [dashboard]                                    # GET /dashboard (see _dashboard_settings)
+    token = "a long random string"
+
 Tokens are held in :class:`Secret`, whose ``repr``/``str`` never show the value, so they cannot
 reach a log line or a response by accident.
 """
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from telemetry import errors
+from telemetry.collector._dashboard_settings import DashboardSettings, parse_dashboard
 
 __all__ = [
     "DEFAULT_FORWARD_URL",
@@ -137,6 +141,8 @@ class CollectorConfig:
     retention_days: float | None = None
     #: project name -> its own ``retention_days`` (overrides ``[retention] days``).
     project_retention_days: dict[str, float] = field(default_factory=dict)
+    #: The dashboard's login and refresh settings; ``None``: no dashboard is served.
+    dashboard: DashboardSettings | None = None
 
     def retention_rules(self) -> list[tuple[str | None, float]]:
         """What retention deletes: ``(project, days)`` for each project with its own age, then
@@ -292,7 +298,9 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
     Error messages name keys, never values (a value may be a token).
     """
     _check_keys(
-        data, {"forwarding", "projects", "links", "rate_limit", "retention"}, "the top level"
+        data,
+        {"forwarding", "projects", "links", "rate_limit", "retention", "dashboard"},
+        "the top level",
     )
     forwarding = data.get("forwarding", {})
     if not isinstance(forwarding, dict):
@@ -342,6 +350,12 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
         raise ConfigError("[retention] must be a table")
     _check_keys(retention, {"days"}, "[retention]")
     days = _days(retention["days"], "[retention].days") if "days" in retention else None
+    dashboard = None
+    if "dashboard" in data:
+        try:
+            dashboard = parse_dashboard(data["dashboard"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     return CollectorConfig(
         retention_days=days,
@@ -353,6 +367,7 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
         device_burst_events=burst,
         source=source,
         reports=reports,
+        dashboard=dashboard,
     )
 
 
