@@ -60,7 +60,15 @@ def demo_events(
             session = str(uuid.uuid4())
             produced = 0
 
-            def event(name: str, props: dict[str, Any], *, when: int = 0) -> dict[str, Any]:
+            def event(
+                name: str,
+                props: dict[str, Any],
+                *,
+                when: int = 0,
+                base: dict[str, Any] = base,
+                t: int = t,
+                session: str = session,
+            ) -> dict[str, Any]:
                 nonlocal produced
                 produced += 1
                 return {
@@ -84,13 +92,22 @@ def demo_events(
                 drive = {"drive_type": drive_type, "bus_type": "USB", "size_bucket": "32GB"}
                 yield event(
                     "Toggle drive",
-                    {**workflow, "targetType": "drive", "drive": drive,
-                     "previouslySelected": False},
+                    {
+                        **workflow,
+                        "targetType": "drive",
+                        "drive": drive,
+                        "previouslySelected": False,
+                    },
                 )
                 if rng.random() < 0.1:
                     continue
-                flash = {**workflow, "image": image, "targetType": "drive", "drives": [drive],
-                         "driveCount": 1}
+                flash = {
+                    **workflow,
+                    "image": image,
+                    "targetType": "drive",
+                    "drives": [drive],
+                    "driveCount": 1,
+                }
                 yield event("Flash", {**flash, "status": "started"}, when=1000)
                 luck = rng.random()
                 fail_rate = 0.3 if drive_type == "usb-card-reader" else 0.08
@@ -103,7 +120,11 @@ def demo_events(
                     speed = round(rng.uniform(5, 40) * (2 if drive_type == "nvme" else 1), 2)
                     yield event(
                         "Done",
-                        {**flash, "status": "finished", "mbPerSecond": speed,
-                         "validation": "passed"},
+                        {
+                            **flash,
+                            "status": "finished",
+                            "mbPerSecond": speed,
+                            "validation": "passed",
+                        },
                         when=60_000,
                     )

@@ -112,13 +112,13 @@ function render(card, table) {
   } else if (kind === "hbar") {
     const last = table.columns.length - 1;
     config = { type: "bar", data: { labels: col(0), datasets: [{ label: table.columns[last], data: col(last), backgroundColor: PALETTE[0] }] },
-      options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true } } }) };
+      options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true }, y: { ticks: { autoSkip: false } } } }) };
   } else if (kind === "doughnut") {
     config = { type: "doughnut", data: { labels: col(0), datasets: [{ data: col(1), backgroundColor: PALETTE }] },
       options: baseOptions({ plugins: { legend: { display: true, position: "right" } } }) };
   } else if (kind === "success") {
     config = { type: "bar", data: { labels: table.rows.map((r) => `${r[0]} / ${r[1]}`), datasets: [{ label: "success %", data: col(5), backgroundColor: table.rows.map((r) => (r[5] === null || r[5] >= 90 ? PALETTE[2] : r[5] >= 70 ? PALETTE[5] : PALETTE[7])) }] },
-      options: baseOptions({ indexAxis: "y", scales: { x: { min: 0, max: 100 } } }) };
+      options: baseOptions({ indexAxis: "y", scales: { x: { min: 0, max: 100 }, y: { ticks: { autoSkip: false, font: { size: 10 } } } } }) };
   } else if (kind === "funnel") {
     config = { type: "bar", data: { labels: table.rows.map((r) => `${r[0]} (${r[2] === null ? "-" : r[2] + "%"})`), datasets: [{ label: "workflows", data: col(1), backgroundColor: PALETTE.slice(0, 4) }] },
       options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true } } }) };
