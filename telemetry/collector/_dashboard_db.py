@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from telemetry.collector._storage import Storage, StorageUnavailable
 
@@ -142,6 +142,10 @@ class _SqliteDB(DashboardDB):
             self._writer.close()
 
 
+#: Advisory lock key serialising the summaries' write transactions on PostgreSQL.
+_SUMMARY_LOCK: Final = 0x7E1E_DA5B
+
+
 def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
@@ -161,6 +165,10 @@ class _PostgresDB(DashboardDB):
 
     def write(self, work: Callable[[Executor], _T]) -> _T:
         def run(conn: Any) -> _T:
+            # Collectors sharing the database update the summaries one at a time; a statement
+            # after the lock sees what the previous holder committed.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SUMMARY_LOCK,))
+
             def execute(sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
                 cursor = conn.execute(_pg_sql(sql), tuple(params))
                 return list(cursor.fetchall()) if cursor.description is not None else []

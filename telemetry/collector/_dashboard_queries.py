@@ -168,7 +168,7 @@ def _split(column: str) -> Callable[[DashboardDB, Filters], Table]:
 def _drive_types(db: DashboardDB, f: Filters) -> Table:
     where, params = f.where()
     rows = db.read(
-        f"SELECT drive_type, count(*) AS n FROM dash_flashes WHERE {where} "
+        f"SELECT drive_type, sum(flashes) AS n FROM dash_flash_days WHERE {where} "
         "GROUP BY drive_type ORDER BY n DESC, drive_type",
         params,
     )
@@ -179,10 +179,10 @@ def _flash_success(db: DashboardDB, f: Filters) -> Table:
     where, params = f.where()
     rows = db.read(
         "SELECT drive_type, compression, "
-        "sum(CASE WHEN outcome = 'finished' THEN 1 ELSE 0 END), "
-        "sum(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END), "
-        "sum(CASE WHEN outcome = 'cancelled' THEN 1 ELSE 0 END) "
-        f"FROM dash_flashes WHERE {where} GROUP BY drive_type, compression "
+        "sum(CASE WHEN outcome = 'finished' THEN flashes ELSE 0 END), "
+        "sum(CASE WHEN outcome = 'failed' THEN flashes ELSE 0 END), "
+        "sum(CASE WHEN outcome = 'cancelled' THEN flashes ELSE 0 END) "
+        f"FROM dash_flash_days WHERE {where} GROUP BY drive_type, compression "
         "ORDER BY drive_type, compression",
         params,
     )
@@ -218,7 +218,7 @@ def _funnel(db: DashboardDB, f: Filters) -> Table:
 
 def _speed(db: DashboardDB, f: Filters) -> Table:
     where, params = f.where()
-    cond = f"{where} AND outcome = 'finished' AND mbps IS NOT NULL"
+    cond = f"outcome = 'finished' AND {where} AND mbps IS NOT NULL"
     if db.dialect == "postgresql":
         rows = db.read(
             "SELECT drive_type, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY mbps) "

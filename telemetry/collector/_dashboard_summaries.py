@@ -12,12 +12,12 @@ Each chunk is parsed once into a temporary table, then added to:
 - ``dash_devices``: each device's first day (with its app version and OS that day);
 - ``dash_event_days``: events per project, day, type, app version and OS;
 - ``dash_flashes``: one row per finished, failed or cancelled flash of the demo (drive type,
-  image compression, MB/s);
+  image compression, MB/s), and ``dash_flash_days`` their count per day and kind;
 - ``dash_workflows``: per flashing workflow of the demo, the funnel steps it reached.
 
 A deletion request (a tombstone newer than ``dash_state.tombstones``) removes the device's rows
-from the device-keyed tables, and ``dash_event_days`` of its project is counted again from the
-events that remain.
+from the device-keyed tables; ``dash_flash_days`` of its project is counted again from
+``dash_flashes``, and ``dash_event_days`` from the events that remain.
 """
 
 from __future__ import annotations
@@ -152,6 +152,17 @@ def _fold_event_days(execute: Executor) -> None:
     )
 
 
+def _fold_flash_days(execute: Executor, source: str) -> None:
+    execute(
+        "INSERT INTO dash_flash_days (project, day, drive_type, compression, outcome, "
+        "app_version, os_name, flashes) SELECT project, day, drive_type, compression, outcome, "
+        f"app_version, os_name, count(*) FROM {source} "
+        "GROUP BY project, day, drive_type, compression, outcome, app_version, os_name "
+        "ON CONFLICT (project, day, drive_type, compression, outcome, app_version, os_name) "
+        "DO UPDATE SET flashes = dash_flash_days.flashes + excluded.flashes"
+    )
+
+
 def _fold(db: DashboardDB, execute: Executor) -> None:
     """Add the staged events to every summary."""
     execute(
@@ -190,6 +201,7 @@ def _fold(db: DashboardDB, execute: Executor) -> None:
         "app_version, os_name FROM dash_stage WHERE outcome IS NOT NULL "
         "ON CONFLICT (event_row) DO NOTHING"
     )
+    _fold_flash_days(execute, "dash_stage WHERE outcome IS NOT NULL")
     bits = " + ".join(
         f"max(CASE WHEN step = {bit} THEN {bit} ELSE 0 END)" for bit, _, _ in FUNNEL_STEPS
     )
@@ -228,6 +240,9 @@ def _forget_deleted(db: DashboardDB, execute: Executor, seen: int) -> tuple[int,
             execute(f"DELETE FROM {table} WHERE project = ? AND device_id = ?", (project, device))
     watermark = _state(execute, "received_at")
     for project in projects:
+        execute("DELETE FROM dash_flash_days WHERE project = ?", (project,))
+        quoted = project.replace("'", "''")
+        _fold_flash_days(execute, f"dash_flashes WHERE project = '{quoted}'")
         execute("DELETE FROM dash_event_days WHERE project = ?", (project,))
         _stage(db, execute, (-1, watermark, 1, project))
         _fold_event_days(execute)

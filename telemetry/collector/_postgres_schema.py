@@ -213,8 +213,23 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             os_name TEXT NOT NULL
         )
         """,
-        "CREATE INDEX dash_flashes_day ON dash_flashes (project, day)",
+        # Covers the median speed query (finished flashes of a project in a range of days).
+        "CREATE INDEX dash_flashes_speed ON dash_flashes "
+        "(project, outcome, day, drive_type, mbps, app_version, os_name)",
         "CREATE INDEX dash_flashes_device ON dash_flashes (project, device_id)",
+        """
+        CREATE TABLE dash_flash_days (
+            project TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            drive_type TEXT NOT NULL,
+            compression TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            app_version TEXT NOT NULL,
+            os_name TEXT NOT NULL,
+            flashes BIGINT NOT NULL,
+            PRIMARY KEY (project, day, drive_type, compression, outcome, app_version, os_name)
+        )
+        """,
         """
         CREATE TABLE dash_workflows (
             project TEXT NOT NULL,
@@ -227,7 +242,8 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (project, workflow)
         )
         """,
-        "CREATE INDEX dash_workflows_day ON dash_workflows (project, day)",
+        "CREATE INDEX dash_workflows_day ON dash_workflows "
+        "(project, day, steps, app_version, os_name)",
         "CREATE INDEX dash_workflows_device ON dash_workflows (project, device_id)",
         "CREATE TABLE dash_state (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     ),

@@ -11,12 +11,14 @@ import json
 import sqlite3
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from telemetry.collector import EventStore
+from telemetry.collector import EventStore, _dashboard_summaries
 from telemetry.collector._config import ConfigError, parse_config
 from telemetry.collector._dashboard_auth import LOGIN_BURST
 from telemetry.collector._dashboard_db import open_dashboard_db
@@ -351,3 +353,47 @@ def test_the_settle_time_holds_back_recent_events(tmp_path: Path) -> None:
     finally:
         db.close()
         store.close()
+
+
+def test_collectors_sharing_a_database_count_each_event_once(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(storage, devices=20, seed_value=9)
+    # Many small chunks (one per stored batch of 500), so that the two refreshers interleave.
+    monkeypatch.setattr(_dashboard_summaries, "CHUNK_ROWS", 100)
+    # The seed summarised everything: start again from nothing, with two refreshers at once.
+    reset = open_dashboard_db(storage)
+    try:
+
+        def clear(execute: Any) -> None:
+            for table in (
+                "dash_device_days",
+                "dash_devices",
+                "dash_event_days",
+                "dash_flashes",
+                "dash_flash_days",
+                "dash_workflows",
+                "dash_state",
+            ):
+                execute(f"DELETE FROM {table}")
+
+        reset.write(clear)
+    finally:
+        reset.close()
+    dbs = [open_dashboard_db(storage) for _ in range(2)]
+    try:
+        now = int(time.time() * 1000)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda db: refresh_summaries(db, now_ms=now, settle_ms=0), dbs))
+        stored = sql(storage, "SELECT count(*) FROM events")[0][0]
+        assert sum(r.events for r in results) == stored
+        f = Filters(PROJECT, FIRST_DAY, END_DAY)
+        remaining = sql(
+            storage,
+            "SELECT event_type, count(*) FROM events WHERE project = ? GROUP BY 1",
+            [PROJECT],
+        )
+        assert dict(PANELS["top_events"].query(dbs[0], f).rows) == dict(remaining)
+    finally:
+        for db in dbs:
+            db.close()
