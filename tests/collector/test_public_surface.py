@@ -40,7 +40,8 @@ SIGNATURES = {
         "device_burst_events: 'int' = 30000, source: 'str' = '(embedded default)', "
         "reports: 'dict[str, ReportSettings]' = <factory>, "
         "retention_days: 'float | None' = None, "
-        "project_retention_days: 'dict[str, float]' = <factory>) -> None"
+        "project_retention_days: 'dict[str, float]' = <factory>, "
+        "dashboard: 'DashboardSettings | None' = None) -> None"
     ),
     "DeletionResult": (
         "(deleted: 'int', forwards_deleted: 'int', verified: 'bool' = True, "
