@@ -53,6 +53,8 @@ def test_migrations_are_versioned_and_run_once(postgres_dsn: str) -> None:
         "device_proofs",
         "reports",
         "report_outbox",
+        "dash_device_days",
+        "dash_state",
         "schema_migrations",
     } <= tables
     assert constraint == ("UNIQUE (project, insert_id)",)
