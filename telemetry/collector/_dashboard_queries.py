@@ -220,19 +220,16 @@ def _speed(db: DashboardDB, f: Filters) -> Table:
     where, params = f.where()
     cond = f"outcome = 'finished' AND {where} AND mbps IS NOT NULL"
     if db.dialect == "postgresql":
+        # One scan: each drive type, and (drive type NULL) all of them.
         rows = db.read(
             "SELECT drive_type, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY mbps) "
-            f"FROM dash_flashes WHERE {cond} GROUP BY drive_type ORDER BY drive_type",
+            f"FROM dash_flashes WHERE {cond} GROUP BY GROUPING SETS ((drive_type), ()) "
+            "ORDER BY drive_type NULLS LAST",
             params,
         )
-        total = db.read(
-            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY mbps) "
-            f"FROM dash_flashes WHERE {cond}",
-            params,
-        )[0]
-        out = [(d, int(n), round(float(m), 2)) for d, n, m in rows]
-        if total[0]:
-            out.append(("(all)", int(total[0]), round(float(total[1]), 2)))
+        out = [
+            ("(all)" if d is None else d, int(n), round(float(m), 2)) for d, n, m in rows if int(n)
+        ]
     else:
         values: dict[str, list[float]] = {}
         for drive, mbps in db.read(

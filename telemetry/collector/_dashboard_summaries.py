@@ -17,7 +17,8 @@ Each chunk is parsed once into a temporary table, then added to:
 
 A deletion request (a tombstone newer than ``dash_state.tombstones``) removes the device's rows
 from the device-keyed tables; ``dash_flash_days`` of its project is counted again from
-``dash_flashes``, and ``dash_event_days`` from the events that remain.
+``dash_flashes``, and ``dash_event_days`` from the events that remain (read without holding the
+write lock, then swapped in by a short write).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from typing import Final
 from telemetry.collector._dashboard_db import DashboardDB, Executor
 
 __all__ = [
+    "ANALYZE_AFTER",
     "CHUNK_ROWS",
     "DAY_MS",
     "FLASH_OUTCOMES",
     "FUNNEL_STEPS",
+    "SUMMARY_TABLES",
     "RefreshResult",
     "refresh_summaries",
 ]
@@ -41,6 +44,16 @@ __all__ = [
 logger = logging.getLogger("telemetry.collector")
 
 DAY_MS: Final = 86_400_000
+#: A refresh adding at least this many events updates the summaries' planner statistics.
+ANALYZE_AFTER: Final = 100_000
+SUMMARY_TABLES: Final = (
+    "dash_device_days",
+    "dash_devices",
+    "dash_event_days",
+    "dash_flashes",
+    "dash_flash_days",
+    "dash_workflows",
+)
 CHUNK_ROWS: Final = 20_000
 
 #: The demo's funnel: (bit, event type, label).
@@ -226,9 +239,10 @@ def _next_bound(db: DashboardDB, low: int, limit: int) -> int:
     return min(int(rows[0][0]), limit) if rows else limit
 
 
-def _forget_deleted(db: DashboardDB, execute: Executor, seen: int) -> tuple[int, int]:
-    """Remove the devices tombstoned after ``seen`` from the summaries; recount the event
-    types of their projects. Returns (devices, newest deleted_at)."""
+def _forget_deleted(execute: Executor, seen: int) -> tuple[int, int]:
+    """Remove the devices tombstoned after ``seen`` from the device-keyed summaries, count
+    their projects' flashes per day again, and mark the projects' event counts for a recount.
+    Returns (devices, newest deleted_at)."""
     rows = execute(
         "SELECT project, device_id, deleted_at FROM tombstones WHERE deleted_at > ?", (seen,)
     )
@@ -238,15 +252,62 @@ def _forget_deleted(db: DashboardDB, execute: Executor, seen: int) -> tuple[int,
     for project, device, _ in rows:
         for table in ("dash_device_days", "dash_devices", "dash_flashes", "dash_workflows"):
             execute(f"DELETE FROM {table} WHERE project = ? AND device_id = ?", (project, device))
-    watermark = _state(execute, "received_at")
     for project in projects:
         execute("DELETE FROM dash_flash_days WHERE project = ?", (project,))
         quoted = project.replace("'", "''")
         _fold_flash_days(execute, f"dash_flashes WHERE project = '{quoted}'")
-        execute("DELETE FROM dash_event_days WHERE project = ?", (project,))
-        _stage(db, execute, (-1, watermark, 1, project))
-        _fold_event_days(execute)
+        _set_state(execute, _RECOUNT + project, 1)
     return len(rows), max(seen, *(int(r[2]) for r in rows))
+
+
+#: ``dash_state`` names of the projects whose ``dash_event_days`` must be counted again.
+_RECOUNT: Final = "recount:"
+
+
+def _recount_events(db: DashboardDB) -> None:
+    """Count again, from the events table, the events per day and type of each project marked
+    for a recount. The counting is a read (no write lock is held while the events are scanned);
+    the short write that replaces the project's rows checks that the watermark has not moved."""
+    marked = db.read("SELECT name FROM dash_state WHERE name LIKE 'recount:%'")
+    for (name,) in marked:
+        project = str(name)[len(_RECOUNT) :]
+        watermark = int(
+            db.read("SELECT coalesce(max(value), 0) FROM dash_state WHERE name = 'received_at'")[0][
+                0
+            ]
+        )
+        pg = db.dialect == "postgresql"
+        src = "j.doc" if pg else "e.event"
+        lateral = " CROSS JOIN LATERAL (SELECT e.event::jsonb AS doc) AS j" if pg else ""
+        counts = db.read(
+            f"SELECT coalesce(e.event_time, e.received_at) / {DAY_MS} AS day, e.event_type, "
+            f"coalesce({db.json_text(src, 'app_version')}, '') AS v, "
+            f"coalesce({db.json_text(src, 'os_name')}, '') AS o, count(*) "
+            f"FROM events AS e{lateral} WHERE e.project = ? AND e.received_at <= ? "
+            "GROUP BY 1, 2, 3, 4",
+            (project, watermark),
+        )
+
+        def replace(
+            execute: Executor,
+            project: str = project,
+            watermark: int = watermark,
+            counts: list[tuple[object, ...]] = counts,
+        ) -> None:
+            if _state(execute, "received_at") != watermark:
+                return  # another refresh moved on: recount next time
+            execute("DELETE FROM dash_event_days WHERE project = ?", (project,))
+            for start in range(0, len(counts), 200):
+                part = counts[start : start + 200]
+                execute(
+                    "INSERT INTO dash_event_days "
+                    "(project, day, event_type, app_version, os_name, events) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part)),
+                    [v for row in part for v in (project, *row)],
+                )
+            execute("DELETE FROM dash_state WHERE name = ?", (_RECOUNT + project,))
+
+        db.write(replace)
 
 
 def refresh_summaries(db: DashboardDB, *, now_ms: int, settle_ms: int) -> RefreshResult:
@@ -256,12 +317,13 @@ def refresh_summaries(db: DashboardDB, *, now_ms: int, settle_ms: int) -> Refres
 
     def deletions(execute: Executor) -> int:
         seen = _state(execute, "tombstones")
-        count, newest = _forget_deleted(db, execute, seen)
+        count, newest = _forget_deleted(execute, seen)
         if newest != seen:
             _set_state(execute, "tombstones", newest)
         return count
 
     deleted = db.write(deletions)
+    _recount_events(db)
     total = 0
     watermark = int(
         db.read("SELECT coalesce(max(value), 0) FROM dash_state WHERE name = 'received_at'")[0][0]
@@ -288,4 +350,7 @@ def refresh_summaries(db: DashboardDB, *, now_ms: int, settle_ms: int) -> Refres
         watermark = bound
     if total:
         logger.info("dashboard summaries: %d events added", total)
+    if total >= ANALYZE_AFTER:
+        # Fresh statistics after a large catch-up, so the planner uses the covering indexes.
+        db.write(lambda execute: [execute(f"ANALYZE {t}") for t in SUMMARY_TABLES])
     return RefreshResult(events=total, deleted_devices=deleted, watermark=watermark)

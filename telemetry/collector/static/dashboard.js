@@ -103,12 +103,12 @@ function render(card, table) {
   const col = (i) => table.rows.map((r) => r[i]);
   let config;
   if (kind === "line" || kind === "bar") {
-    config = { type: kind, data: { labels: col(0), datasets: [{ label: table.columns[1], data: col(1), borderColor: PALETTE[0], backgroundColor: kind === "bar" ? PALETTE[0] : "rgba(43,108,176,0.15)", fill: kind === "line", pointRadius: 2, tension: 0.2 }] },
-      options: baseOptions({ scales: { y: { beginAtZero: true } } }) };
+    config = { type: kind, data: { labels: col(0), datasets: [{ label: table.columns[1], data: col(1), borderColor: PALETTE[0], backgroundColor: kind === "bar" ? PALETTE[0] : "rgba(43,108,176,0.15)", fill: kind === "line", pointRadius: 2, tension: 0 }] },
+      options: baseOptions({ scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }) };
   } else if (kind === "stacked") {
     config = { type: "bar", data: pivot(table),
       options: baseOptions({ plugins: { legend: { display: true, position: "right", labels: { boxWidth: 10, font: { size: 11 } } } },
-        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } }) };
+        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } }) };
   } else if (kind === "hbar") {
     const last = table.columns.length - 1;
     config = { type: "bar", data: { labels: col(0), datasets: [{ label: table.columns[last], data: col(last), backgroundColor: PALETTE[0] }] },
