@@ -78,6 +78,12 @@ class Panel:
     help: str = ""
 
 
+def _every_day(rows: list[tuple[Any, ...]], f: Filters) -> list[tuple[Any, ...]]:
+    """(date, count) for every day of the range, 0 where ``rows`` (day number, count) has none."""
+    counts = {int(d): int(n) for d, n in rows}
+    return [(_date(d), counts.get(d, 0)) for d in range(f.first_day, f.last_day + 1)]
+
+
 def _active(db: DashboardDB, f: Filters) -> Table:
     where, params = f.where()
     rows = db.read(
@@ -85,7 +91,7 @@ def _active(db: DashboardDB, f: Filters) -> Table:
         "GROUP BY day ORDER BY day",
         params,
     )
-    return Table(("day", "active_devices"), [(_date(d), int(n)) for d, n in rows])
+    return Table(("day", "active_devices"), _every_day(rows, f))
 
 
 def _active_weekly(db: DashboardDB, f: Filters) -> Table:
@@ -117,7 +123,7 @@ def _new_devices(db: DashboardDB, f: Filters) -> Table:
         "GROUP BY first_day ORDER BY first_day",
         params,
     )
-    return Table(("day", "new_devices"), [(_date(d), int(n)) for d, n in rows])
+    return Table(("day", "new_devices"), _every_day(rows, f))
 
 
 def _events_by_type(db: DashboardDB, f: Filters) -> Table:

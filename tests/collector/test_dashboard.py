@@ -191,7 +191,9 @@ def test_panels_equal_sql_on_the_events_table(storage: Storage) -> None:
             "GROUP BY 1",
             args,
         )
-        assert dict(_panel(client, "active_daily", **params)) == {
+        daily = _panel(client, "active_daily", **params)
+        assert [d for d, _ in daily] == [date_of(d) for d in range(first, last + 1)]
+        assert {d: n for d, n in daily if n} == {
             date_of(int(d)): n for d, n in days
         }
         systems = sql(
@@ -315,7 +317,7 @@ def test_events_arriving_later_reach_the_panels(tmp_path: Path) -> None:
         posted = httpx.post(f"{url}/2/httpapi", json={"api_key": PROJECT, "events": events})
         assert posted.status_code == 200
         wait_until(lambda: _panel(client, "top_events", to=today) == [["Later", 3]])
-        assert _panel(client, "active_daily", to=today) == [[today, 3]]
+        assert _panel(client, "active_daily", to=today)[-1] == [today, 3]
         live = _panel(client, "live")
         assert [r[1] for r in live] == ["Later"] * 3
     finally:

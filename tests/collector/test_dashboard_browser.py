@@ -203,7 +203,10 @@ def _expected_funnel(store: Storage, first: int, last: int) -> list[int]:
 
 
 def _drawn(chart: dict[str, Any]) -> dict[str, int]:
-    return dict(zip(chart["labels"], chart["datasets"][0]["data"], strict=True))
+    """Label -> value of a chart's first dataset (days without a count, drawn as 0, left out:
+    SQL has no row for them)."""
+    pairs = zip(chart["labels"], chart["datasets"][0]["data"], strict=True)
+    return {label: value for label, value in pairs if value}
 
 
 def _add_reports(store: Storage) -> None:
