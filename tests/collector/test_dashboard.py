@@ -193,9 +193,7 @@ def test_panels_equal_sql_on_the_events_table(storage: Storage) -> None:
         )
         daily = _panel(client, "active_daily", **params)
         assert [d for d, _ in daily] == [date_of(d) for d in range(first, last + 1)]
-        assert {d: n for d, n in daily if n} == {
-            date_of(int(d)): n for d, n in days
-        }
+        assert {d: n for d, n in daily if n} == {date_of(int(d)): n for d, n in days}
         systems = sql(
             storage,
             f"SELECT json(event, 'os_name'), count(DISTINCT device_id) FROM events WHERE {cond} "
