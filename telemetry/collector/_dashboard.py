@@ -34,7 +34,7 @@ from telemetry.collector._dashboard_auth import DashboardAuth
 from telemetry.collector._dashboard_db import DashboardDB, open_dashboard_db
 from telemetry.collector._dashboard_queries import PANELS, Filters, day_number, filter_options
 from telemetry.collector._dashboard_settings import DashboardSettings
-from telemetry.collector._dashboard_summaries import refresh_summaries
+from telemetry.collector._dashboard_summaries import expire_summaries, refresh_summaries
 from telemetry.collector._state import CollectorState
 from telemetry.collector._storage import StorageUnavailable
 
@@ -51,6 +51,8 @@ _STATIC_FILES: Final = {
     "dashboard.js": ("dashboard.js", "text/javascript"),
     "dashboard.css": ("dashboard.css", "text/css"),
 }
+#: How often summary rows past the retention age are deleted (with ``[retention]``).
+EXPIRE_EVERY_SECONDS: Final = 3600.0
 #: The default date range: the last 30 days (today included).
 DEFAULT_DAYS: Final = 30
 #: The longest date range a panel answers for.
@@ -90,6 +92,7 @@ class Dashboard:
         self._settings = settings
         self.auth = DashboardAuth(settings, clock=state.clock)
         self._db: DashboardDB | None = None
+        self._expired_at: float | None = None
 
     @property
     def db(self) -> DashboardDB:
@@ -113,12 +116,19 @@ class Dashboard:
     # ------------------------------------------------------------------ summaries
 
     def refresh(self) -> int:
-        """Fold the settled new events into the summaries; how many were added."""
+        """Fold the settled new events into the summaries (and, at most hourly, delete the
+        summary rows past the retention age); how many events were added."""
+        now = self._state.clock()
         result = refresh_summaries(
             self.db,
-            now_ms=self._state.now_ms(),
+            now_ms=int(now * 1000),
             settle_ms=int(self._settings.settle_seconds * 1000),
         )
+        if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY_SECONDS:
+            expire_summaries(
+                self.db, now_ms=int(now * 1000), rules=self._state.config.retention_rules()
+            )
+            self._expired_at = now
         return result.events
 
     @contextlib.asynccontextmanager
@@ -143,6 +153,16 @@ class Dashboard:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if self._db is not None:
+                self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def closing(self) -> AsyncIterator[None]:
+        """Close the dashboard's connections when the app stops (a worker that does not run
+        the refresh)."""
+        try:
+            yield
+        finally:
             if self._db is not None:
                 self._db.close()
 

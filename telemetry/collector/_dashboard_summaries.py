@@ -1,4 +1,4 @@
-"""The dashboard's summaries (the ``dash_*`` tables of schema 5): how new events are folded into
+"""The dashboard's summaries (the ``dash_*`` tables of schema 6): how new events are folded into
 them, and how a deleted device leaves them.
 
 Events are read in order of ``received_at``, in chunks of about :data:`CHUNK_ROWS` rows, each
@@ -24,7 +24,7 @@ write lock, then swapped in by a short write).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +38,7 @@ __all__ = [
     "FUNNEL_STEPS",
     "SUMMARY_TABLES",
     "RefreshResult",
+    "expire_summaries",
     "refresh_summaries",
 ]
 
@@ -308,6 +309,40 @@ def _recount_events(db: DashboardDB) -> None:
             execute("DELETE FROM dash_state WHERE name = ?", (_RECOUNT + project,))
 
         db.write(replace)
+
+
+#: Each summary table and its day column.
+_DAY_COLUMNS: Final = (
+    ("dash_device_days", "day"),
+    ("dash_devices", "first_day"),
+    ("dash_event_days", "day"),
+    ("dash_flashes", "day"),
+    ("dash_flash_days", "day"),
+    ("dash_workflows", "day"),
+)
+
+
+def expire_summaries(
+    db: DashboardDB, *, now_ms: int, rules: Sequence[tuple[str | None, float]]
+) -> None:
+    """Delete the summary rows of days that ended before the retention cutoff of their project
+    (``rules``: ``(project, days)``, ``None`` standing for every project without its own)."""
+    own = [p for p, _ in rules if p is not None]
+
+    def work(execute: Executor) -> None:
+        for project, days in rules:
+            first_kept = (now_ms - int(days * DAY_MS)) // DAY_MS
+            if project is not None:
+                cond, params = "project = ?", [project]
+            elif own:
+                cond, params = f"project NOT IN ({', '.join('?' * len(own))})", list(own)
+            else:
+                cond, params = "1 = 1", []
+            for table, column in _DAY_COLUMNS:
+                execute(f"DELETE FROM {table} WHERE {column} < ? AND {cond}", [first_kept, *params])
+
+    if rules:
+        db.write(work)
 
 
 def refresh_summaries(db: DashboardDB, *, now_ms: int, settle_ms: int) -> RefreshResult:

@@ -23,7 +23,7 @@ from telemetry.collector._config import ConfigError, parse_config
 from telemetry.collector._dashboard_auth import LOGIN_BURST
 from telemetry.collector._dashboard_db import open_dashboard_db
 from telemetry.collector._dashboard_queries import PANELS, Filters
-from telemetry.collector._dashboard_summaries import refresh_summaries
+from telemetry.collector._dashboard_summaries import expire_summaries, refresh_summaries
 from telemetry.collector._storage import Storage
 from tests.collector._dashboard_support import (
     DAYS,
@@ -397,3 +397,22 @@ def test_collectors_sharing_a_database_count_each_event_once(
     finally:
         for db in dbs:
             db.close()
+
+
+def test_retention_removes_old_days_from_the_summaries(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "collector.db")
+    seed(store, devices=20, seed_value=13)
+    # Keep the last 10 days of the seeded range (now is the end of END_DAY).
+    now_ms = (END_DAY + 1) * 86_400_000
+    db = open_dashboard_db(store)
+    try:
+        expire_summaries(db, now_ms=now_ms, rules=[(PROJECT, 10)])
+        f = Filters(PROJECT, FIRST_DAY, END_DAY)
+        kept = [d for d, n in PANELS["active_daily"].query(db, f).rows if n]
+        assert kept and min(kept) == date_of(END_DAY - 9)
+        for table in ("dash_device_days", "dash_event_days", "dash_flashes", "dash_workflows"):
+            assert sql(store, f"SELECT min(day) FROM {table}")[0][0] == END_DAY - 9, table
+        assert sql(store, "SELECT min(first_day) FROM dash_devices")[0][0] >= END_DAY - 9
+    finally:
+        db.close()
+        store.close()

@@ -163,7 +163,7 @@ def test_a_version_2_database_migrates_and_trusts_the_first_proof(tmp_path: Path
     conn.close()
     store = EventStore(path)
     try:
-        assert store.schema_version == 5
+        assert store.schema_version == 6
         # No proof hash known for a device stored before proofs: the first proof is trusted.
         first = store.delete_device(PROJECT, DEVICE_ID, "x", proof_hash=proofs()[DEVICE_ID])
         assert (first.verified, first.deleted) == (True, 1)

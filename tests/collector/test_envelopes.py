@@ -350,7 +350,7 @@ def test_config_keys_for_reports() -> None:
 
 def test_the_report_tables_survive_a_reopen(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "c.db")
-    assert store.schema_version == 5
+    assert store.schema_version == 6
     store.close()
     again = EventStore(tmp_path / "c.db")
     try:
@@ -378,7 +378,7 @@ def test_a_version_3_sqlite_database_migrates_to_4_keeping_its_events(tmp_path: 
     conn.close()
     store = EventStore(path)
     try:
-        assert store.schema_version == 5
+        assert store.schema_version == 6
         assert store.count() == 1
         report = sentry_event("after-migration")
         from telemetry.collector._reports import parse_report
@@ -414,7 +414,7 @@ def test_a_version_3_postgres_database_migrates_to_4_keeping_its_events(postgres
         )
     store = PostgresStore(postgres_dsn)
     try:
-        assert store.schema_version == 5
+        assert store.schema_version == 6
         assert store.count() == 1
         assert store.report_count() == 0
         assert store.report_groups() == []

@@ -26,7 +26,7 @@ from ._support import DEVICE_ID, PROJECT, batch, event, post
 def test_migrations_are_versioned_and_run_once(postgres_dsn: str) -> None:
     store = PostgresStore(postgres_dsn)
     try:
-        assert store.schema_version == PG_SCHEMA_VERSION == 5
+        assert store.schema_version == PG_SCHEMA_VERSION == 6
     finally:
         store.close()
     # A second opener (another collector) finds the schema current and changes nothing.
@@ -44,7 +44,7 @@ def test_migrations_are_versioned_and_run_once(postgres_dsn: str) -> None:
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'events'::regclass AND contype = 'u'"
         ).fetchone()
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [1, 2, 3, 4, 5, 6]
     assert {
         "events",
         "tombstones",

@@ -142,7 +142,8 @@ def test_schema_version_is_pinned() -> None:
     # 3: device_proofs (proof of ownership, trust on first use) and tombstones.proof_hash.
     # 4: reports and report_outbox (error reports, Sentry envelopes).
     # 5: reports_received (retention deletes reports by age).
-    assert telemetry.collector.SCHEMA_VERSION == 5
+    # 6: the dashboard's dash_* summaries.
+    assert telemetry.collector.SCHEMA_VERSION == 6
 
 
 def test_public_exceptions_join_the_package_exception_tree() -> None:

@@ -40,7 +40,7 @@ def test_a_version_4_database_migrates_and_keeps_deduplicating(tmp_path: Path) -
     conn.close()
     store = EventStore(path)
     try:
-        assert store.schema_version == 5
+        assert store.schema_version == 6
         assert store.count() == 3
         again = store.insert_batch(parsed(event(1), event(2), event(3, time=None), event(4)))
         assert (again.inserted, again.duplicates) == (1, 3)

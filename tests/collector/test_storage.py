@@ -22,7 +22,7 @@ def parsed(*events: dict[str, object], project: str = "etcher-test") -> Batch:
 def test_new_database_gets_schema_wal_and_full_sync(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "c.db")
     try:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.pragma("journal_mode") == "wal"
         assert store.pragma("synchronous") == "2"  # FULL
     finally:
