@@ -4,7 +4,7 @@ event type and search text (the filter itself is :func:`~telemetry._inspection.r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -21,6 +21,7 @@ from telemetry._inspection import QUEUED, EventRow, ReportRow, Row, row_matches
 __all__ = ["EventFilterProxy", "EventTableModel", "ReportTableModel"]
 
 _ModelIndex = QModelIndex | QPersistentModelIndex
+_R = TypeVar("_R", EventRow, ReportRow)
 
 
 def _local_time(ms: int | None) -> str:
@@ -29,30 +30,21 @@ def _local_time(ms: int | None) -> str:
     return QDateTime.fromMSecsSinceEpoch(ms).toLocalTime().toString("yyyy-MM-dd HH:mm:ss.zzz")
 
 
-class EventTableModel(QAbstractTableModel):
-    """The rows of one list; column 0 is the time, 1 the event type, 2 the detail, 3 the size."""
+class _RowsModel(QAbstractTableModel, Generic[_R]):
+    """A table over a list of rows with fixed column headers (what both tables share)."""
 
     SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
-    def __init__(self, detail_header: str, parent: QObject | None = None) -> None:
+    def __init__(self, headers: list[str], parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.rows: list[EventRow] = []
-        self._headers = [self.tr("Time"), self.tr("Event type"), detail_header, self.tr("Size")]
+        self.rows: list[_R] = []
+        self._headers = headers
 
-    def set_rows(self, rows: list[EventRow]) -> None:
+    def set_rows(self, rows: list[_R]) -> None:
         """Replace every row."""
         self.beginResetModel()
         self.rows = rows
         self.endResetModel()
-
-    def append_rows(self, rows: list[EventRow]) -> None:
-        """Add rows at the end (keeps the selection and scroll position)."""
-        if not rows:
-            return
-        first = len(self.rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
-        self.rows.extend(rows)
-        self.endInsertRows()
 
     def rowCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -66,6 +58,24 @@ class EventTableModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self._headers[section]
         return None
+
+
+class EventTableModel(_RowsModel[EventRow]):
+    """The rows of one list; column 0 is the time, 1 the event type, 2 the detail, 3 the size."""
+
+    def __init__(self, detail_header: str, parent: QObject | None = None) -> None:
+        super().__init__(
+            [self.tr("Time"), self.tr("Event type"), detail_header, self.tr("Size")], parent
+        )
+
+    def append_rows(self, rows: list[EventRow]) -> None:
+        """Add rows at the end (keeps the selection and scroll position)."""
+        if not rows:
+            return
+        first = len(self.rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+        self.rows.extend(rows)
+        self.endInsertRows()
 
     def data(self, index: _ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self.rows):
@@ -90,43 +100,24 @@ class EventTableModel(QAbstractTableModel):
         return self.tr("{0} B").format(row.size)
 
 
-class ReportTableModel(QAbstractTableModel):
+class ReportTableModel(_RowsModel[ReportRow]):
     """Error reports: level, error (``Type: message``), count, first and last seen, status
     (queued, or sent with the HTTP answer)."""
 
-    SORT_ROLE = EventTableModel.SORT_ROLE
     LAST_SEEN = 4
 
     def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.rows: list[ReportRow] = []
-        self._headers = [
-            self.tr("Level"),
-            self.tr("Error"),
-            self.tr("Count"),
-            self.tr("First seen"),
-            self.tr("Last seen"),
-            self.tr("Status"),
-        ]
-
-    def set_rows(self, rows: list[ReportRow]) -> None:
-        """Replace every row."""
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
-
-    def rowCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._headers)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self._headers[section]
-        return None
+        super().__init__(
+            [
+                self.tr("Level"),
+                self.tr("Error"),
+                self.tr("Count"),
+                self.tr("First seen"),
+                self.tr("Last seen"),
+                self.tr("Status"),
+            ],
+            parent,
+        )
 
     def data(self, index: _ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self.rows):
