@@ -164,16 +164,20 @@ def elf_dynamic(paths: Iterable[Path]) -> dict[Path, ElfDynamic]:
 
 def _slash_out(data: bytes, paths: Iterable[bytes]) -> bytes:
     """``data`` with each of ``paths`` that ends where a path component ends (followed by ``/`` or
-    NUL) replaced by as many slashes: same length, still a well-formed absolute path
-    (``/root/.pyenv/versions/3.11`` reads ``/////.pyenv/versions/3.11``), and any string the
-    linker merged into its tail is left as it was."""
+    NUL) replaced by as many slashes: same length, still a well-formed absolute path. A last
+    component made only of digits and dots (a version) stays: ``/root/.pyenv/versions/3.11.7``
+    reads ``/////////////////////3.11.7``. The linker merges equal string tails, and libpython's
+    ``PY_VERSION`` (``3.11.7``) is the tail of its compiled-in prefix: slashing it would break
+    ``platform.python_version()`` in the frozen app."""
     out = bytearray(data)
     for path in paths:
+        last = path.rstrip(b"/").rsplit(b"/", 1)[-1]
+        keep = len(last) if last and not last.strip(b"0123456789.") else 0
         start = out.find(path)
         while start >= 0:
             end = start + len(path)
             if end == len(out) or out[end] in b"/\0":
-                out[start:end] = b"/" * len(path)
+                out[start : end - keep] = b"/" * (len(path) - keep)
             start = out.find(path, end)
     return bytes(out)
 

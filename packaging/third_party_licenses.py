@@ -43,6 +43,7 @@ __all__ = [
     "DistributionLicense",
     "MissingLicenseText",
     "collect",
+    "foreign_modules",
     "main",
     "render",
     "write_notices",
@@ -171,6 +172,43 @@ def collect(
     Raises ``importlib.metadata.PackageNotFoundError`` when a root, a requirement of the
     closure or an extra distribution is not installed here (the bundle could not have it).
     """
+    found = _closure(roots, excluded_modules, extra_distributions)
+    shipped: list[DistributionLicense] = []
+    for name, dist in sorted(found.items()):
+        declared = _declared_license(dist)
+        texts = _license_texts(dist, name, declared)
+        shipped.append(DistributionLicense(dist.metadata["Name"], dist.version, declared, texts))
+    return shipped
+
+
+def foreign_modules(
+    roots: Sequence[str] = DEMO_ROOTS,
+    *,
+    excluded_modules: Sequence[str] = DEMO_EXCLUDED_MODULES,
+    extra_distributions: Sequence[str] = DEMO_EXTRA_DISTRIBUTIONS,
+) -> set[str]:
+    """Top-level modules of the installed distributions that are *not* in the closure of
+    ``roots``: development tools sharing the environment (test runners, docs builders, a
+    browser driver and what they pull in). A module of the app that imports one of them only
+    if present (anyio tries trio, uvicorn tries yaml) would otherwise freeze it into the bundle,
+    and what a bundle holds would depend on the build machine's environment."""
+    shipped = _closure(roots, excluded_modules, extra_distributions)
+    kept = {m for dist in shipped.values() for m in _top_level_modules(dist)}
+    foreign: set[str] = set()
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"] or "")
+        if name and name not in shipped:
+            foreign |= _top_level_modules(dist)
+    return {m for m in foreign - kept if m.isidentifier()}
+
+
+def _closure(
+    roots: Sequence[str],
+    excluded_modules: Sequence[str],
+    extra_distributions: Sequence[str],
+) -> dict[str, metadata.Distribution]:
+    """The installed distributions of the requirement closure of ``roots`` (with their extras,
+    markers evaluated here), minus those whose every module is excluded, plus the extras."""
     environment = {key: str(value) for key, value in default_environment().items()}
     excluded = set(excluded_modules)
     found: dict[str, metadata.Distribution] = {}
@@ -191,12 +229,7 @@ def collect(
             pending.append((requirement.name, frozenset(requirement.extras)))
     for name in extra_distributions:
         found[canonicalize_name(name)] = metadata.distribution(name)
-    shipped: list[DistributionLicense] = []
-    for name, dist in sorted(found.items()):
-        declared = _declared_license(dist)
-        texts = _license_texts(dist, name, declared)
-        shipped.append(DistributionLicense(dist.metadata["Name"], dist.version, declared, texts))
-    return shipped
+    return found
 
 
 def _python_license() -> str:

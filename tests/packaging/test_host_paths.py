@@ -122,3 +122,22 @@ def test_deb_names_no_build_host_path(package_root: Path, build: ModuleType) -> 
     assert _runpaths(package_root, build) == {}
     found = _findings(package_root, _host_paths())
     assert found == [], "\n".join(found[:40])
+
+
+def test_slashing_keeps_a_version_that_the_linker_merged_into_the_prefix(build: ModuleType) -> None:
+    # libpython's PY_VERSION ("3.11.7") can be the tail of its compiled-in prefix string: the
+    # home part goes, the version stays, and every string keeps its length.
+    data = b"\0/root/.pyenv/versions/3.11.7\0/root/notes\0/srv/checkout/x\0"
+    out = build._slash_out(data, [b"/root/.pyenv/versions/3.11.7", b"/srv/checkout", b"/root"])
+    assert out == b"\0//////////////////////3.11.7\0//////notes\0//////////////x\0"
+    assert len(out) == len(data)
+
+
+def test_the_bundled_interpreter_keeps_its_version_string(bundle: Path) -> None:
+    # platform.python_version() in the frozen app parses it; a scrub that slashed it made the
+    # frozen self-test fail ("failed to parse CPython sys.version: '////// (main, ...'").
+    import sys
+
+    libpython = next((bundle.parent / "_internal").glob("libpython3*.so*"))
+    version = sys.version.split()[0].encode()
+    assert version + b"\0" in libpython.read_bytes()
