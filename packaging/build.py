@@ -96,6 +96,7 @@ _DIGEST_GLOBS: Final = (
     "demo/pyproject.toml",
     "uv.lock",
     "pyproject.toml",
+    "README.md",  # the library's METADATA (in the bundle) carries it as its long description
     "telemetry/**/*",
     "demo_app/**/*",
 )
