@@ -248,7 +248,14 @@ class Uploader:
 
     def _run(self, stopping: threading.Event) -> None:
         try:
-            self._transport()  # httpx is imported here, off the app's thread
+            try:
+                self._transport()  # httpx is imported here, off the app's thread
+            except Exception:  # an import racing the app's own (seen: urllib.request)
+                log.warning(
+                    "telemetry could not load its HTTP transport yet; it retries at the first send",
+                    exc_info=True,
+                )
+                self.store.increment("upload_transport_errors")
             while not stopping.is_set():
                 wait, watch = self._schedule.wait_time()
                 if wait > 0:
