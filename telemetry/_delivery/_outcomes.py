@@ -128,6 +128,7 @@ class Outcomes:
             self._store.increment(action.counter)
         if isinstance(action, Deliver):
             self._store.report_delivered(report, status, event_json)
+            self._schedule.report_delivered()
             self._schedule.succeeded(self._policy.after_success_delay)
             self.save(f"{status}: error report delivered", status, success=True)
             return "sent"
@@ -138,7 +139,8 @@ class Outcomes:
             return "rejected"
         if isinstance(action, Pause):
             return self.pause(action.seconds, f"{status}: error reports paused", status)
-        # Retried with the reports' own backoff (the uploader's): events go on meanwhile.
+        # Retried with the reports' own backoff: events go on meanwhile.
+        self._schedule.report_failed()
         self._schedule.after(0.0)
         self.save(f"{status}: server error on an error report; retried later", status)
         return "report-retry"

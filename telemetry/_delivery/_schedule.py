@@ -50,6 +50,8 @@ class Schedule:
         self.paused_until = 0.0  # 429 and configuration pauses; never skipped
         self.flush_requested = False
         self.drain_until = 0.0  # an explicit flush: no per-minute cap (nor pacing) until then
+        self.report_failures = 0  # error reports have their own backoff: events go meanwhile
+        self.reports_not_before = 0.0
         self.prompt = True  # until the queue is empty, send without waiting for a full batch
         self.batch_limit = policy.max_batch_events
         self._requests: collections.deque[float] = collections.deque()
@@ -210,6 +212,36 @@ class Schedule:
             self.backoff_until = self.clock.monotonic() + delay
             self.scheduled = self.backoff_until
             return delay
+
+    def reports_due(self, now: float) -> bool:
+        """Whether an error report may be tried now (its own backoff is over)."""
+        with self.lock:
+            return now >= self.reports_not_before
+
+    def report_failed(self) -> None:
+        """An error report failed (5xx, 408): it waits its own full-jitter backoff; events and
+        the shared schedule are not held back."""
+        with self.lock:
+            self.report_failures += 1
+            delay = backoff_delay(
+                self.report_failures,
+                initial=self.policy.backoff_initial,
+                cap=self.policy.backoff_cap,
+                rand=self._rand,
+            )
+            self.reports_not_before = self.clock.monotonic() + delay
+
+    def report_delivered(self) -> None:
+        """An error report was delivered: no more report backoff."""
+        with self.lock:
+            self.report_failures = 0
+
+    def wake_for_reports(self, now: float) -> None:
+        """Going idle with an error report waiting for its retry: wake for it, not only at the
+        idle check."""
+        with self.lock:
+            if self.reports_not_before > now:
+                self.scheduled = min(self.reports_not_before, now + self.policy.idle_check_interval)
 
     def pause(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (not skipped by a flush)."""

@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from telemetry._delivery._backoff import backoff_delay
 from telemetry._delivery._clock import SYSTEM_CLOCK, Clock
 from telemetry._delivery._connectivity import Connectivity
 from telemetry._delivery._deletions import DeletionQueue
@@ -112,9 +111,6 @@ class Uploader:
         self._destination_lock = threading.Lock()
         self._clock = clock or SYSTEM_CLOCK
         self._schedule = Schedule(self.policy, self._clock, rand)
-        self._rand = rand
-        self._report_failures = 0
-        self._reports_not_before = 0.0  # clock time: an error report failed, retried then
         self._status = StatusWriter(
             store, self._clock, self.connectivity, on_status, url=url, deletion_url=deletion_url
         )
@@ -308,7 +304,7 @@ class Uploader:
             return self._go_idle(now, seen, appends_matter=False)
         if (
             self.reports_url is not None
-            and now >= self._reports_not_before
+            and self._schedule.reports_due(now)
             and self.store.report_count()
         ):
             return self._send_report(now)
@@ -332,19 +328,7 @@ class Uploader:
         response = self._post(body, url=self.reports_url)
         if isinstance(response, str):
             return response
-        outcome = self._outcomes.report(report, response, event_json)
-        if outcome == "report-retry":  # the reports' own backoff; events are not held back
-            self._report_failures += 1
-            delay = backoff_delay(
-                self._report_failures,
-                initial=self.policy.backoff_initial,
-                cap=self.policy.backoff_cap,
-                rand=self._rand,
-            )
-            self._reports_not_before = self._clock.monotonic() + delay
-        elif outcome == "sent":
-            self._report_failures = 0
-        return outcome
+        return self._outcomes.report(report, response, event_json)
 
     def _send_events(self, now: float, limit: int, prompt: bool, seen: tuple[int, int]) -> str:
         """Send the next batch if it is due (full, old enough, or asked for)."""
@@ -398,9 +382,8 @@ class Uploader:
         if not self._schedule.go_idle(now, seen, appends_matter=appends_matter):
             return "asked-again"
         self._release_lease()
-        if self._reports_not_before > now and self._events_allowed and self.store.report_count():
-            # An error report waits for its retry: wake for it, not only at the idle check.
-            self._schedule.at(min(self._reports_not_before, now + self.policy.idle_check_interval))
+        if self._events_allowed and self.store.report_count():
+            self._schedule.wake_for_reports(now)
         return "idle"
 
     def _release_lease(self) -> None:
