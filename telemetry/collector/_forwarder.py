@@ -48,10 +48,12 @@ if TYPE_CHECKING:
     from telemetry.collector._state import CollectorState
 
 __all__ = [
+    "MAX_BACKOFF_SECONDS",
     "MAX_FORWARD_AGE_MS",
     "MAX_REQUEST_BYTES",
     "MAX_REQUEST_EVENTS",
     "Forwarder",
+    "retry_after_seconds",
     "run_forwarder",
 ]
 
@@ -104,12 +106,15 @@ def _blames_the_request(raw_body: bytes) -> bool:
     return body.get("missing_field") is not None or about_key
 
 
-def _retry_after(response: Response) -> float:
+def retry_after_seconds(response: Response, *, default: float) -> float:
+    """A 429's ``Retry-After`` in seconds, between 0 and :data:`MAX_BACKOFF_SECONDS`;
+    ``default`` when it is missing or not a number (``nan`` included). Both forwarders use it."""
     raw = (response.header("retry-after") or "").strip()
     try:
-        return min(MAX_BACKOFF_SECONDS, max(0.0, float(raw)))
+        wait = float(raw)
     except ValueError:
-        return DEFAULT_429_WAIT_SECONDS
+        return default
+    return min(MAX_BACKOFF_SECONDS, max(0.0, wait)) if wait == wait else default
 
 
 class Forwarder:
@@ -188,7 +193,7 @@ class Forwarder:
             await self._send(project, token, rows[:half])
             await self._send(project, token, rows[half:])
         elif status == 429:
-            wait = _retry_after(response)
+            wait = retry_after_seconds(response, default=DEFAULT_429_WAIT_SECONDS)
             logger.info("destination throttled %r: retrying in %.0f s", project, wait)
             await run_in_threadpool(
                 lambda: store.forward_retry(ids, self._now_ms() + int(wait * 1000))

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Final
 from starlette.concurrency import run_in_threadpool
 
 from telemetry.collector._envelope import event_envelope
+from telemetry.collector._forwarder import MAX_BACKOFF_SECONDS, retry_after_seconds
 from telemetry.collector._passes import repeating
 from telemetry.collector._storage import ReportForward
 from telemetry.errors import TransportError
-from telemetry.transport import AsyncHttpClient, Response
+from telemetry.transport import AsyncHttpClient
 
 if TYPE_CHECKING:
     from telemetry.collector._state import CollectorState
@@ -48,7 +49,6 @@ LEASE_MS: Final = 120_000
 #: Rows claimed per pass.
 BATCH: Final = 50
 DEFAULT_429_WAIT_SECONDS: Final = 60.0
-MAX_BACKOFF_SECONDS: Final = 600.0
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 
 
@@ -60,15 +60,6 @@ def sentry_auth_header(key: str) -> str:
         f"Sentry sentry_version=7, sentry_key={key}, "
         f"sentry_client=desktop-telemetry-collector/{telemetry.__version__}"
     )
-
-
-def _retry_after(response: Response) -> float:
-    raw = (response.header("retry-after") or "").strip()
-    try:
-        wait = float(raw)
-    except ValueError:
-        return DEFAULT_429_WAIT_SECONDS
-    return min(MAX_BACKOFF_SECONDS, max(0.0, wait)) if wait == wait else DEFAULT_429_WAIT_SECONDS
 
 
 class ReportForwarder:
@@ -136,7 +127,7 @@ class ReportForwarder:
             await run_in_threadpool(store.report_forward_done, [row.id])
             metrics.inc("forwarded_reports")
         elif status == 429:
-            wait = _retry_after(response)
+            wait = retry_after_seconds(response, default=DEFAULT_429_WAIT_SECONDS)
             logger.info("Sentry throttled %r: retrying in %.0f s", row.project, wait)
             await run_in_threadpool(
                 lambda: store.report_forward_retry([row.id], self._now_ms() + int(wait * 1000))

@@ -327,3 +327,16 @@ def test_config_errors_name_keys_not_values(tmp_path: Path) -> None:
     assert "testing" in str(raised.value)
     assert STAGING_TOKEN not in str(raised.value) and PRODUCTION_TOKEN not in str(raised.value)
     assert STAGING_TOKEN not in repr(load_config(None) and parse_config(config_for("http://x")))
+
+
+def test_retry_after_is_bounded_and_a_non_number_means_the_default() -> None:
+    from telemetry.collector._forwarder import retry_after_seconds
+    from telemetry.transport import Response
+
+    def wait(value: str | None) -> float:
+        headers = {} if value is None else {"retry-after": value}
+        return retry_after_seconds(Response(429, b"", headers), default=30.0)
+
+    assert [wait("12"), wait("-5"), wait("1e9"), wait(None), wait("soon"), wait("nan")] == [
+        12.0, 0.0, 600.0, 30.0, 30.0, 30.0,
+    ]  # fmt: skip
