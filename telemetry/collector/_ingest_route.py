@@ -16,10 +16,11 @@ from starlette.responses import JSONResponse, Response
 
 from telemetry.collector import _limits as L
 from telemetry.collector._body import read_request_body
+from telemetry.collector._group_commit import GroupCommit
 from telemetry.collector._ratelimit import DeviceRateLimiter
 from telemetry.collector._responses import json_error, storage_unavailable
 from telemetry.collector._state import CollectorState
-from telemetry.collector._storage import InsertResult, StorageUnavailable
+from telemetry.collector._storage import BatchToStore, InsertResult, StorageUnavailable
 from telemetry.collector._validation import Batch, RequestRejected, parse_batch
 
 __all__ = ["INGEST_PATHS", "SKEW_THRESHOLD_MS", "IngestRoute", "client_skew_ms"]
@@ -100,6 +101,7 @@ class IngestRoute:
 
     def __init__(self, state: CollectorState) -> None:
         self._state = state
+        self.group_commit = GroupCommit(state.storage)
 
     async def handle(self, request: Request) -> Response:
         """Answer one batch; count its latency and (unless 200, counted when stored) its status.
@@ -157,10 +159,8 @@ class IngestRoute:
         state = self._state
         forward = state.config.token(batch.project, state.environment) is not None
         try:
-            result = await run_in_threadpool(
-                lambda: state.storage.insert_batch(
-                    batch, received_at_ms=received_at_ms, skew_ms=skew_ms, forward=forward
-                )
+            result = await self.group_commit.store(
+                BatchToStore(batch, received_at_ms, skew_ms, forward)
             )
         except StorageUnavailable as exc:
             logger.warning("refused a batch of %d events with 503: %s", len(batch.events), exc)

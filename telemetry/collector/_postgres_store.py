@@ -36,6 +36,7 @@ from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
     MAX_TOMBSTONES,
     REPORT_COLUMNS,
+    BatchToStore,
     DeletionResult,
     ForwardRow,
     InsertResult,
@@ -84,49 +85,11 @@ class PostgresStore(Storage):
         forward: bool = False,
     ) -> InsertResult:
         received_at = now_ms() if received_at_ms is None else received_at_ms
-        devices = batch_devices(batch)
+        return self.insert_batches([BatchToStore(batch, received_at, skew_ms, forward)])[0]
 
-        def work(conn: psycopg.Connection[Any]) -> InsertResult:
-            tombstones: dict[str, str | None] = {}
-            if devices:
-                conn.execute(LOCK_DEVICES_SHARED, (DEVICE_LOCK_NAMESPACE, batch.project, devices))
-                tombstones = dict(
-                    conn.execute(
-                        "SELECT device_id, proof_hash FROM tombstones WHERE project = %s "
-                        "AND device_id = ANY(%s::text[])",
-                        (batch.project, devices),
-                    ).fetchall()
-                )
-            proofs = {d: h for d, h in batch.device_proofs.items() if d not in tombstones}
-            if proofs:
-                conn.execute(
-                    INSERT_PROOFS, (batch.project, received_at, list(proofs), list(proofs.values()))
-                )
-            refused_by = refused_devices(tombstones, batch.device_proofs)
-            rows, refused = event_rows(batch, received_at, skew_ms, refused_by)
-            if not rows:
-                return InsertResult(inserted=0, duplicates=0, rejected=refused)
-            columns = list(zip(*rows, strict=True))
-            row = conn.execute(
-                INSERT_EVENTS,
-                {
-                    "project": batch.project,
-                    "received_at": received_at,
-                    "insert_id": list(columns[1]),
-                    "generated": [bool(v) for v in columns[2]],
-                    "device_id": list(columns[3]),
-                    "user_id": list(columns[4]),
-                    "event_type": list(columns[5]),
-                    "time": list(columns[6]),
-                    "event_time": list(columns[7]),
-                    "event": list(columns[9]),
-                    "forward": forward,
-                },
-            ).fetchone()
-            inserted = int(row[0]) if row else 0
-            return InsertResult(
-                inserted=inserted, duplicates=len(rows) - inserted, rejected=refused
-            )
+    def insert_batches(self, batches: Sequence[BatchToStore]) -> list[InsertResult]:
+        def work(conn: psycopg.Connection[Any]) -> list[InsertResult]:
+            return [_insert_batch(conn, item) for item in batches]
 
         return self._pool.run("storing events", work)
 
@@ -348,3 +311,47 @@ class PostgresStore(Storage):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _insert_batch(conn: psycopg.Connection[Any], item: BatchToStore) -> InsertResult:
+    """Store one batch inside the caller's transaction (see ``Storage.insert_batch``)."""
+    batch, received_at = item.batch, item.received_at_ms
+    devices = batch_devices(batch)
+    tombstones: dict[str, str | None] = {}
+    if devices:
+        conn.execute(LOCK_DEVICES_SHARED, (DEVICE_LOCK_NAMESPACE, batch.project, devices))
+        tombstones = dict(
+            conn.execute(
+                "SELECT device_id, proof_hash FROM tombstones WHERE project = %s "
+                "AND device_id = ANY(%s::text[])",
+                (batch.project, devices),
+            ).fetchall()
+        )
+    proofs = {d: h for d, h in batch.device_proofs.items() if d not in tombstones}
+    if proofs:
+        conn.execute(
+            INSERT_PROOFS, (batch.project, received_at, list(proofs), list(proofs.values()))
+        )
+    refused_by = refused_devices(tombstones, batch.device_proofs)
+    rows, refused = event_rows(batch, received_at, item.skew_ms, refused_by)
+    if not rows:
+        return InsertResult(inserted=0, duplicates=0, rejected=refused)
+    columns = list(zip(*rows, strict=True))
+    row = conn.execute(
+        INSERT_EVENTS,
+        {
+            "project": batch.project,
+            "received_at": received_at,
+            "insert_id": list(columns[1]),
+            "generated": [bool(v) for v in columns[2]],
+            "device_id": list(columns[3]),
+            "user_id": list(columns[4]),
+            "event_type": list(columns[5]),
+            "time": list(columns[6]),
+            "event_time": list(columns[7]),
+            "event": list(columns[9]),
+            "forward": item.forward,
+        },
+    ).fetchone()
+    inserted = int(row[0]) if row else 0
+    return InsertResult(inserted=inserted, duplicates=len(rows) - inserted, rejected=refused)

@@ -20,8 +20,8 @@ from telemetry.collector._storage import StorageUnavailable
 __all__ = [
     "DAY_MS",
     "EVENT_DAY_SQL",
-    "INSERT_EVENT",
-    "INSERT_EVENT_KEY",
+    "EVENT_VALUES",
+    "INSERT_EVENTS",
     "LINK_COLUMNS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -293,18 +293,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-#: Claims one event's dedup key; ignored (no change) when the event is stored already.
-INSERT_EVENT_KEY: Final = (
-    "INSERT OR IGNORE INTO event_keys (project, day, insert_id) VALUES (?, ?, ?)"
+#: Stores ``events`` rows (the column order of ``event_rows``) once their keys are claimed; a
+#: ``VALUES`` row (``EVENT_VALUES``) per event follows.
+INSERT_EVENTS: Final = (
+    "INSERT INTO events (project, insert_id, insert_id_generated, device_id, user_id, "
+    "event_type, time, event_time, received_at, event) VALUES "
 )
-
-#: Stores one ``events`` row (the column order of ``event_rows``), once its key is claimed.
-INSERT_EVENT: Final = """
-    INSERT INTO events
-        (project, insert_id, insert_id_generated, device_id, user_id, event_type, time,
-         event_time, received_at, event)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+EVENT_VALUES: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 #: The ``link_hits`` columns, in the order of ``LinkHit.as_row``.
 LINK_COLUMNS: Final = (

@@ -47,6 +47,7 @@ from telemetry.errors import TelemetryError
 
 __all__ = [
     "MAX_REASON_LENGTH",
+    "BatchToStore",
     "DeletionResult",
     "ForwardRow",
     "InsertResult",
@@ -85,6 +86,16 @@ class InsertResult:
     duplicates: int
     #: Events refused because their device asked for deletion (a tombstone exists).
     rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchToStore:
+    """One request's batch and how to store it (the arguments of :meth:`Storage.insert_batch`)."""
+
+    batch: Batch
+    received_at_ms: int
+    skew_ms: int = 0
+    forward: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +365,20 @@ class Storage(abc.ABC):
         """Store ``batch`` in one transaction, ignoring already-stored events and refusing those
         of tombstoned devices; new rows also go to the outbox when ``forward``. ``skew_ms`` is
         added to each event's ``time`` to give ``event_time``."""
+
+    def insert_batches(self, batches: Sequence[BatchToStore]) -> list[InsertResult]:
+        """Store several requests' batches in one transaction (one commit, one flush to disk),
+        each exactly as :meth:`insert_batch` would, in order; their results in that order. All
+        or none are stored (``StorageUnavailable``). This default stores them one by one."""
+        return [
+            self.insert_batch(
+                item.batch,
+                received_at_ms=item.received_at_ms,
+                skew_ms=item.skew_ms,
+                forward=item.forward,
+            )
+            for item in batches
+        ]
 
     @abc.abstractmethod
     def delete_device(

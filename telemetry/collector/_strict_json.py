@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import json.encoder
 import math
 from typing import Any, Final
 
@@ -77,8 +78,41 @@ def storable_value(value: Any) -> bool:
     return True
 
 
-def compact_json(value: Any, *, sort_keys: bool = False) -> str:
-    """``value`` as compact RFC 8259 JSON (``ValueError`` for a non-finite float)."""
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _c_encoder() -> Any:
+    """CPython's C encoder set up once for :func:`compact_json` (``json.dumps`` builds one per
+    call, which costs more than encoding a small event), or ``None`` where there is none or it
+    does not take the arguments this was written for."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encoder = make(
+            None, _unencodable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+        sample = {"a": [1, 2.5, "é\n", None, True], "b": {}}
+        if "".join(encoder(sample, 0)) != _dumps(sample):
+            return None
+    except (TypeError, ValueError):
+        return None
+    return encoder
+
+
+def _dumps(value: Any, *, sort_keys: bool = False) -> str:
     return json.dumps(
         value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=sort_keys
     )
+
+
+_C_ENCODER: Final = _c_encoder()
+
+
+def compact_json(value: Any, *, sort_keys: bool = False) -> str:
+    """``value`` as compact RFC 8259 JSON, non-ASCII text as is (``ValueError`` for a non-finite
+    float, ``TypeError`` for a value JSON has no form for)."""
+    if sort_keys or _C_ENCODER is None:
+        return _dumps(value, sort_keys=sort_keys)
+    return "".join(_C_ENCODER(value, 0))
