@@ -280,12 +280,12 @@ def _read_text(path: Path) -> str:
 
 
 def start_in_thread(
-    database: str | Path | Storage, **app_options: Any
+    database: str | Path | Storage, *, apps: list[Any] | None = None, **app_options: Any
 ) -> tuple[str, Callable[[], None]]:
     """Run the collector in this process on a thread; return ``(url, stop)``.
 
-    ``database`` is a ``str``/``Path`` or an open ``telemetry.collector.EventStore``. Waits at
-    most 60 s for the server to start.
+    ``database`` is a ``str``/``Path`` or an open ``telemetry.collector.EventStore``; the app is
+    appended to ``apps`` when given. Waits at most 60 s for the server to start.
     """
     from telemetry.collector import create_app
     from telemetry.collector._server import CollectorServer, bind_socket, socket_url, uvicorn_config
@@ -301,6 +301,8 @@ def start_in_thread(
                 await asyncio.sleep(0.02)
 
     app = create_app(database, **app_options)
+    if apps is not None:
+        apps.append(app)
     sock = bind_socket(_HOST, 0)
     url = socket_url(sock)
     started = threading.Event()

@@ -58,7 +58,8 @@ def create_app(
     store = open_storage(database)
     state = CollectorState(store, config if config is not None else CollectorConfig(), environment)
     tasks = _background_tasks(state, forward_interval, forward_backoff) if background else []
-    routes = _routes(state)
+    ingest = IngestRoute(state)
+    routes = _routes(state, ingest)
     dashboard = None
     if state.config.dashboard is not None:
         from telemetry.collector._dashboard import Dashboard
@@ -73,13 +74,13 @@ def create_app(
     )
     app.state.store = store
     app.state.collector = state
+    app.state.ingest = ingest
     app.state.dashboard = dashboard
     return app
 
 
-def _routes(state: CollectorState) -> list[BaseRoute]:
+def _routes(state: CollectorState, ingest: IngestRoute) -> list[BaseRoute]:
     """Every route of the app, the link tracker's only with ``[links]`` configured."""
-    ingest = IngestRoute(state)
     deletion = DeletionRoute(state)
     service = ServiceRoutes(state)
     routes: list[BaseRoute] = [

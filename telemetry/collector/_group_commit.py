@@ -45,6 +45,11 @@ class GroupCommit:
         self.groups = 0
         self.batches = 0
 
+    @property
+    def waiting(self) -> int:
+        """Batches waiting for the write running now to end."""
+        return len(self._waiting)
+
     async def store(self, item: BatchToStore) -> InsertResult:
         """Store ``item`` (with whatever else is waiting) and return its own result once
         committed; raises ``StorageUnavailable`` if its group could not be stored."""

@@ -49,11 +49,11 @@ __all__ = ["EventStore"]
 logger = logging.getLogger("telemetry.collector")
 
 #: Keys claimed per statement (3 parameters each, far below SQLite's 32,766).
-_KEYS_PER_CLAIM: Final = 250
+_KEYS_PER_CLAIM: Final = 1000
 #: Events stored per statement (10 parameters each). Few statements, not one per row: each step
 #: gives the GIL up and must get it back from the threads decoding other batches (up to the
 #: switch interval, 5 ms, each time), which made executemany's 500 steps the ingest's bottleneck.
-_EVENTS_PER_INSERT: Final = 250
+_EVENTS_PER_INSERT: Final = 1000
 
 
 @functools.cache

@@ -331,21 +331,22 @@ def _fast_event(event: dict[str, Any], min_id_length: int, source: str | None) -
         return None
     try:
         text = compact_json(event)
-        size = len(text.encode("utf-8"))
+        # ASCII text: one byte a character, and no lone surrogate (encoding would find one).
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
     if size > L.MAX_EVENT_BYTES or "\\u0000" in text:
         return None
     if source is not None and has_duplicate_keys(source, text):
         return None
-    return ValidEvent(
-        insert_id=insert_id if insert_id is not None else generated_insert_id(event),
-        insert_id_generated=insert_id is None,
-        event_type=event_type,
-        device_id=device_id,
-        user_id=user_id,
-        time=time,
-        event_json=text,
+    return ValidEvent(  # by position: half the cost of keywords, 500 times a batch
+        insert_id if insert_id is not None else generated_insert_id(event),
+        insert_id is None,
+        event_type,
+        device_id,
+        user_id,
+        time,
+        text,
     )
 
 
