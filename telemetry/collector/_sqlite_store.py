@@ -20,6 +20,7 @@ from telemetry.collector._sqlite_schema import (
     migrate,
 )
 from telemetry.collector._sqlite_wal import enter_wal
+from telemetry.collector._sqlite_writer_turn import WriterTurn
 from telemetry.collector._storage import (
     MAX_REASON_LENGTH,
     MAX_TOMBSTONES,
@@ -164,14 +165,17 @@ class EventStore(Storage):
             )
         except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailable(f"cannot open database {self.path}: {exc}") from exc
+        self._turn = WriterTurn(self.path, busy_timeout_ms / 1000)
         try:
             self._configure(busy_timeout_ms)
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             self._conn.close()
+            self._turn.close()
             raise StorageUnavailable(f"cannot prepare database {self.path}: {exc}") from exc
         except StorageUnavailable:
             self._conn.close()
+            self._turn.close()
             raise
 
     def _configure(self, busy_timeout_ms: int) -> None:
@@ -208,7 +212,7 @@ class EventStore(Storage):
 
     def _transaction(self, what: str, work: Any) -> Any:
         """Run ``work(conn)`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` under the lock."""
-        with self._lock:
+        with self._lock, self._turn.taken():
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -509,3 +513,4 @@ class EventStore(Storage):
         """Close the connection (idempotent)."""
         with self._lock:
             self._conn.close()
+            self._turn.close()
