@@ -18,10 +18,11 @@ from telemetry.collector._envelope_route import ENVELOPE_PATHS, EnvelopeRoute
 from telemetry.collector._ingest_route import INGEST_PATHS, IngestRoute
 from telemetry.collector._open_storage import open_storage
 from telemetry.collector._service_routes import ServiceRoutes
+from telemetry.collector._shared_memory import WorkerShare
 from telemetry.collector._state import CollectorState
 from telemetry.collector._storage import Storage
 
-__all__ = ["create_app"]
+__all__ = ["build_app", "create_app"]
 
 #: Starts one background task for the application's lifetime.
 _BackgroundTask = Callable[[], contextlib.AbstractAsyncContextManager[object]]
@@ -54,9 +55,33 @@ def create_app(
     with ``[links]`` configured ``GET /r/collect``; ``GET /robots.txt`` always; with
     ``[dashboard]`` configured ``/dashboard`` (see ``_dashboard``).
     """
+    return build_app(
+        database,
+        config=config,
+        environment=environment,
+        forward_interval=forward_interval,
+        forward_backoff=forward_backoff,
+        background=background,
+    )
+
+
+def build_app(
+    database: str | Path | Storage,
+    *,
+    config: CollectorConfig | None = None,
+    environment: str = "production",
+    forward_interval: float = 1.0,
+    forward_backoff: float = 5.0,
+    background: bool = True,
+    share: WorkerShare | None = None,
+) -> Starlette:
+    """:func:`create_app`, in one of the collector's worker processes when ``share`` is given
+    (rate limits and metrics shared with the other workers)."""
     owned = not isinstance(database, Storage)
     store = open_storage(database)
-    state = CollectorState(store, config if config is not None else CollectorConfig(), environment)
+    state = CollectorState(
+        store, config if config is not None else CollectorConfig(), environment, share=share
+    )
     tasks = _background_tasks(state, forward_interval, forward_backoff) if background else []
     ingest = IngestRoute(state)
     routes = _routes(state, ingest)

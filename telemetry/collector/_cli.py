@@ -73,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=_workers,
         default=DEFAULT_WORKERS,
-        help="worker processes sharing the port: a number, or 'auto' for one per core "
-        f"(at most 16); default {DEFAULT_WORKERS}. Rate limits and /metrics are per worker",
+        help="worker processes sharing the port (and the rate limits and /metrics): a number, "
+        f"or 'auto' for one per core (at most 16); default {DEFAULT_WORKERS}",
     )
     parser.add_argument(
         "--ready-file",

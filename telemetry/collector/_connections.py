@@ -11,6 +11,12 @@ Rules (documented in the README):
 * at most ``connection_limit()`` connections are open; a new one past the limit closes the
   connection that has waited longest for its headers (else the slowest body), and is answered a
   fast 503 when every connection is busy with a request.
+
+With ``--workers`` k, each worker process enforces these rules on the connections it accepted,
+and admits its share of ``MAX_CONNECTIONS``, ``ceil(MAX_CONNECTIONS / k)`` (and at most its own
+file descriptor limit less ``FD_RESERVE``: descriptors are per process), so the collector as a
+whole keeps to ``MAX_CONNECTIONS``. A worker full of connections turns new ones away even when
+another has room: the kernel hands each connection to one worker, and the limit is not shared.
 """
 
 from __future__ import annotations
@@ -72,12 +78,14 @@ def raise_fd_limit() -> int:
     return target
 
 
-def connection_limit() -> int:
-    """``min(MAX_CONNECTIONS, soft RLIMIT_NOFILE - FD_RESERVE)``, at least 16."""
+def connection_limit(workers: int = 1) -> int:
+    """``min(ceil(MAX_CONNECTIONS / workers), soft RLIMIT_NOFILE - FD_RESERVE)``, at least 16:
+    the connections one of ``workers`` worker processes admits."""
+    share = -(-MAX_CONNECTIONS // workers)
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(16, min(MAX_CONNECTIONS, soft - FD_RESERVE))
+        return max(16, share)
+    return max(16, min(share, soft - FD_RESERVE))
 
 
 class Phase(enum.Enum):

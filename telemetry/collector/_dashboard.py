@@ -30,7 +30,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Route
 
-from telemetry.collector._dashboard_auth import DashboardAuth
+from telemetry.collector._dashboard_auth import LOGIN_BURST, LOGIN_PER_SECOND, DashboardAuth
 from telemetry.collector._dashboard_db import DashboardDB, open_dashboard_db
 from telemetry.collector._dashboard_queries import PANELS, Filters, day_number, filter_options
 from telemetry.collector._dashboard_settings import DashboardSettings
@@ -90,7 +90,11 @@ class Dashboard:
     def __init__(self, state: CollectorState, settings: DashboardSettings) -> None:
         self._state = state
         self._settings = settings
-        self.auth = DashboardAuth(settings, clock=state.clock)
+        self.auth = DashboardAuth(
+            settings,
+            clock=state.clock,
+            limiter=state.rate_limiter("dashboard-login", LOGIN_PER_SECOND, LOGIN_BURST),
+        )
         self._db: DashboardDB | None = None
         self._expired_at: float | None = None
 

@@ -42,12 +42,17 @@ class DashboardAuth:
     """
 
     def __init__(
-        self, settings: DashboardSettings, *, clock: Callable[[], float] = time.time
+        self,
+        settings: DashboardSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        limiter: DeviceRateLimiter | None = None,
     ) -> None:
         self._settings = settings
         self._key = hmac.new(settings.token_sha256, b"dashboard-session-v1", "sha256").digest()
         self._clock = clock
-        self.limiter = DeviceRateLimiter(LOGIN_PER_SECOND, LOGIN_BURST)
+        #: Login attempts per network (shared by the worker processes when given theirs).
+        self.limiter = limiter or DeviceRateLimiter(LOGIN_PER_SECOND, LOGIN_BURST)
 
     # ------------------------------------------------------------------ token and limit
 

@@ -1,5 +1,10 @@
 """The collector's logging: one JSON object per line on stderr, with IP addresses redacted, and
-repeated messages rate-limited (at most 5 alike per minute, then one "N more like this" line)."""
+repeated messages rate-limited (at most 5 alike per minute, then one "N more like this" line).
+
+With ``--workers`` k, each worker process writes its share of those 5, ``ceil(5 / k)`` alike per
+minute (at least one, so each worker's own first error is always written in full), and its own
+summary lines: the workers' limits are not shared (logging never waits for another process).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,13 @@ import threading
 import time
 from typing import Any, Final
 
-__all__ = ["LOG_CONFIG", "JsonLogFormatter", "RateLimitedStreamHandler", "redact_addresses"]
+__all__ = [
+    "LOG_CONFIG",
+    "JsonLogFormatter",
+    "RateLimitedStreamHandler",
+    "redact_addresses",
+    "share_flood_limit",
+]
 
 #: Records alike (same logger, level, message template and exception type) written per window.
 LOG_REPEATS_PER_WINDOW: Final = 5
@@ -71,6 +82,8 @@ class RateLimitedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
+        #: Records alike written per window (see :func:`share_flood_limit`).
+        self.repeats = LOG_REPEATS_PER_WINDOW
         self._windows: dict[_Key, list[float]] = {}  # key -> [window start, written, suppressed]
         self._guard = threading.Lock()
 
@@ -84,7 +97,7 @@ class RateLimitedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self._guard:
             summaries = self._expired(now)
             window = self._windows.setdefault(self._key(record), [now, 0, 0])
-            allowed = window[1] < LOG_REPEATS_PER_WINDOW
+            allowed = window[1] < self.repeats
             window[1 if allowed else 2] += 1
         for summary in summaries:
             super().emit(summary)
@@ -120,6 +133,16 @@ def _summary(key: _Key, suppressed: int) -> logging.LogRecord:
     about = f"{template} ({exc})" if exc else template
     message = f"{suppressed} more like this in the last minute: {about}"
     return logging.LogRecord(name, level, __file__, 0, "%s", (message,), None)
+
+
+def share_flood_limit(workers: int) -> None:
+    """Give the flood limit of every :class:`RateLimitedStreamHandler` of the collector's
+    loggers (:data:`LOG_CONFIG`) to one of ``workers`` processes: ``ceil(5 / workers)``."""
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in LOG_CONFIG["loggers"]]
+    for log in loggers:
+        for handler in log.handlers:
+            if isinstance(handler, RateLimitedStreamHandler):
+                handler.repeats = -(-LOG_REPEATS_PER_WINDOW // workers)
 
 
 LOG_CONFIG: Final[dict[str, Any]] = {

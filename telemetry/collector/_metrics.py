@@ -1,11 +1,23 @@
-"""In-process counters and a latency histogram, in Prometheus text format (``/metrics``)."""
+"""The collector's counters and ingest latency histogram, in Prometheus text format
+(``/metrics``), summed over the worker processes.
+
+Every counter (and every status of a counter labelled by status) has a fixed slot in a row of
+64-bit floats; so have the histogram's buckets and sum. Each worker process writes only its own
+row (a replaced worker continues the row of the one it replaces, so counters never go back) and
+reads every row, so whichever worker answers ``/metrics`` shows the totals. With ``--workers``
+the rows live in :class:`~telemetry.collector._shared_memory.SharedMemory`; one process has one
+row of its own. Reading another worker's row takes no lock: each slot is one aligned 8-byte
+word, and the histogram's count is the sum of its buckets, so a scrape is never inconsistent
+within a histogram (its sum may differ by the observations being written).
+"""
 
 from __future__ import annotations
 
 import bisect
 import threading
-from collections import defaultdict
-from typing import Final
+from typing import Final, cast
+
+from telemetry.collector._shared_memory import SharedMemory, local_region
 
 __all__ = ["LATENCY_BUCKETS", "Metrics"]
 
@@ -39,59 +51,119 @@ _COUNTERS: Final = {
 }
 
 
-class Metrics:
-    """Thread-safe counters (optionally labelled by ``status``) and one latency histogram."""
+#: Counters labelled by ``status``: the HTTP status answered or received (0: no answer).
+_LABELLED: Final = frozenset(
+    {"requests", "forward_requests", "report_requests", "report_forward_requests"}
+)
+#: Statuses with a slot of their own: 0 and every three-digit HTTP status (any other status,
+#: which HTTP does not allow, is counted as ``status="other"``).
+_STATUSES: Final = 1000
+_OTHER: Final = _STATUSES
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: defaultdict[tuple[str, str], float] = defaultdict(float)
-        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self._latency_sum = 0.0
-        self._latency_count = 0
+
+def _layout() -> tuple[dict[str, int], int, int]:
+    """Each counter's first slot (its unlabelled value; a labelled counter's statuses follow),
+    the histogram's first slot (the buckets, ``+Inf`` last, then the sum), and the row size."""
+    offsets: dict[str, int] = {}
+    slot = 0
+    for name in _COUNTERS:
+        offsets[name] = slot
+        slot += 1 + (_STATUSES + 1 if name in _LABELLED else 0)
+    histogram = slot
+    return offsets, histogram, histogram + len(LATENCY_BUCKETS) + 2
+
+
+_OFFSETS, _HISTOGRAM, _ROW_SLOTS = _layout()
+_LATENCY_SUM: Final = _HISTOGRAM + len(LATENCY_BUCKETS) + 1
+#: Statuses in the order they are rendered (as text, like the label values).
+_STATUS_ORDER: Final = sorted(range(_STATUSES + 1), key=lambda s: str(s) if s < _OTHER else "other")
+
+
+def _number(value: float) -> str:
+    """A counter's value: an integer in full (``:g`` would write 1234567 as 1.23457e+06)."""
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+class Metrics:
+    """Thread-safe counters (optionally labelled by ``status``) and one latency histogram.
+
+    ``shared``: the rows are the region ``metrics`` of that shared memory, ``workers`` rows of
+    which this process writes row ``worker``; without it, one row of this process's own.
+    :meth:`value` and :meth:`render` are totals over all rows.
+    """
+
+    def __init__(
+        self, shared: SharedMemory | None = None, *, worker: int = 0, workers: int = 1
+    ) -> None:
+        if not 0 <= worker < workers:
+            raise ValueError(f"worker {worker} out of range 0..{workers - 1}")
+        size = workers * _ROW_SLOTS * 8
+        region = local_region(size) if shared is None else shared.region("metrics", size)
+        self._lock = threading.Lock()  # only this process writes its row
+        self._all = region.memory.cast("d")
+        self._row = self._all[worker * _ROW_SLOTS : (worker + 1) * _ROW_SLOTS]
+        self._workers = workers
+
+    @staticmethod
+    def _slot(name: str, status: int | None) -> int:
+        if status is None:
+            return _OFFSETS[name]
+        if name not in _LABELLED:
+            raise KeyError(f"{name} has no status label")
+        return _OFFSETS[name] + 1 + (status if 0 <= status < _STATUSES else _OTHER)
 
     def inc(self, name: str, amount: float = 1, *, status: int | None = None) -> None:
         """Add ``amount`` to counter ``name`` (must be one of the known counters)."""
-        if name not in _COUNTERS:
-            raise KeyError(name)
+        slot = self._slot(name, status)
         with self._lock:
-            self._counts[(name, "" if status is None else str(status))] += amount
+            self._row[slot] += amount
 
     def value(self, name: str, *, status: int | None = None) -> float:
-        """Current value of a counter."""
-        with self._lock:
-            return self._counts.get((name, "" if status is None else str(status)), 0.0)
+        """Current value of a counter, summed over the workers."""
+        slot = self._slot(name, status)
+        return float(sum(self._all[slot::_ROW_SLOTS]))
 
     def observe_latency(self, seconds: float) -> None:
         """Record one ingest request's handling time."""
+        bucket = _HISTOGRAM + bisect.bisect_left(LATENCY_BUCKETS, seconds)
         with self._lock:
-            self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-            self._latency_sum += seconds
-            self._latency_count += 1
+            self._row[bucket] += 1
+            self._row[_LATENCY_SUM] += seconds
+
+    def _totals(self) -> list[float]:
+        """Every slot summed over the rows."""
+        values = cast(list[float], self._all.tolist())  # a "d" view: floats
+        if self._workers == 1:
+            return values
+        return [sum(values[slot::_ROW_SLOTS]) for slot in range(_ROW_SLOTS)]
 
     def render(self) -> str:
         """The Prometheus text exposition (version 0.0.4)."""
+        totals = self._totals()
         lines: list[str] = []
-        with self._lock:
-            counts = dict(self._counts)
-            buckets = list(self._buckets)
-            total, count = self._latency_sum, self._latency_count
         for name, help_text in _COUNTERS.items():
             metric = f"collector_{name}_total"
             lines.append(f"# HELP {metric} {help_text}")
             lines.append(f"# TYPE {metric} counter")
-            labelled = sorted((k[1], v) for k, v in counts.items() if k[0] == name and k[1])
+            first = _OFFSETS[name]
+            labelled = []
+            if name in _LABELLED:
+                labelled = [(s, totals[first + 1 + s]) for s in _STATUS_ORDER]
+                labelled = [(s, value) for s, value in labelled if value]
             for status, value in labelled:
-                lines.append(f'{metric}{{status="{status}"}} {value:g}')
+                label = "other" if status == _OTHER else str(status)
+                lines.append(f'{metric}{{status="{label}"}} {_number(value)}')
             if not labelled:
-                lines.append(f"{metric} {counts.get((name, ''), 0.0):g}")
+                lines.append(f"{metric} {_number(totals[first])}")
         metric = "collector_ingest_latency_seconds"
         lines.append(f"# HELP {metric} Time to handle an ingest request.")
         lines.append(f"# TYPE {metric} histogram")
         cumulative = 0
-        for bound, n in zip(LATENCY_BUCKETS, buckets, strict=False):
-            cumulative += n
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            cumulative += int(totals[_HISTOGRAM + index])
             lines.append(f'{metric}_bucket{{le="{bound:g}"}} {cumulative}')
+        count = cumulative + int(totals[_HISTOGRAM + len(LATENCY_BUCKETS)])
         lines.append(f'{metric}_bucket{{le="+Inf"}} {count}')
-        lines.append(f"{metric}_sum {total:.6f}")
+        lines.append(f"{metric}_sum {totals[_LATENCY_SUM]:.6f}")
         lines.append(f"{metric}_count {count}")
         return "\n".join(lines) + "\n"

@@ -8,7 +8,17 @@ runs the background tasks (forwarders, retention); the outbox leases in the data
 two forwarders from sending one row twice. The parent announces readiness once every worker
 accepts connections, turns SIGTERM/SIGINT into SIGTERM for every worker and waits for them
 (SIGKILL after a bound); a worker that dies is replaced; a worker whose parent is gone stops by
-itself. Rate limits, metrics, the connection limit and the log flood limiter stay per worker.
+itself.
+
+Before forking, the parent makes the memory the workers share (``_shared_memory``): the rate
+limiters' buckets (a device draws from one bucket whichever worker takes its requests, so the
+limits answer as one process would) and the metrics (each worker counts in its own row, a
+replacement continues it, and ``/metrics`` from any worker shows the sums). The connection limit
+and the log flood limit are divided: each worker gets ``ceil(total / workers)`` (see
+``_connections`` and ``_logging``).
+
+The default is ``auto``: one worker per core (:func:`default_workers`); with one core, one
+process and no fork.
 
 The log format (JSON lines on stderr, addresses redacted) is ``_logging``.
 """
@@ -28,12 +38,12 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
-from telemetry.collector._app import create_app
+from telemetry.collector._app import build_app, create_app
 from telemetry.collector._config import CollectorConfig
 from telemetry.collector._connections import (
     HEADER_TIMEOUT_SECONDS,
@@ -42,8 +52,9 @@ from telemetry.collector._connections import (
     connection_limit,
     raise_fd_limit,
 )
-from telemetry.collector._logging import LOG_CONFIG
+from telemetry.collector._logging import LOG_CONFIG, share_flood_limit
 from telemetry.collector._open_storage import open_storage
+from telemetry.collector._shared_memory import SharedMemory, WorkerShare
 from telemetry.collector._storage import Storage, StorageUnavailable
 
 __all__ = [
@@ -69,8 +80,8 @@ EXIT_STARTUP_FAILED: Final = 3
 #: The address could not be bound (e.g. the port is in use).
 EXIT_BIND_FAILED: Final = 4
 
-#: ``--workers`` when not given: one process (see :func:`default_workers` for ``auto``).
-DEFAULT_WORKERS: Final = 1
+#: ``--workers`` when not given: one worker per core (:func:`default_workers`).
+DEFAULT_WORKERS: Final = "auto"
 #: Seconds the workers get to stop after SIGTERM before they are killed.
 WORKER_STOP_SECONDS: Final = 15.0
 #: Seconds before a worker that died is replaced.
@@ -118,12 +129,15 @@ def socket_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def uvicorn_config(app: Any, *, log_config: dict[str, Any] | None) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, *, log_config: dict[str, Any] | None, workers: int = 1
+) -> uvicorn.Config:
     """The uvicorn settings the collector runs with (no access log, no proxy headers), with
-    connections bounded by ``_connections`` (timeouts, at most :func:`connection_limit` open)."""
+    connections bounded by ``_connections`` (timeouts, at most :func:`connection_limit` open:
+    the share of one of ``workers`` worker processes)."""
     return uvicorn.Config(
         app,
-        http=bounded_protocol(ConnectionGuard(connection_limit())),
+        http=bounded_protocol(ConnectionGuard(connection_limit(workers))),
         ws="none",
         lifespan="on",
         access_log=False,
@@ -177,12 +191,13 @@ def serve(
     config: CollectorConfig | None = None,
     environment: str = "production",
     forward_interval: float = 1.0,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | Literal["auto"] = DEFAULT_WORKERS,
 ) -> int:
     """Run the collector until SIGINT/SIGTERM; return the process exit code.
 
-    ``workers`` > 1 (POSIX): that many worker processes share the port (see the module
-    docstring); the exit code is the parent's.
+    ``workers``: ``auto`` (the default) is :func:`default_workers`, one per core. More than 1
+    (POSIX): that many worker processes share the port (see the module docstring); the exit
+    code is the parent's. 1: this process serves.
 
     Opens (and migrates) ``database`` (a SQLite path or a ``postgresql://`` URL), binds
     ``host:port`` (``port`` 0 picks a free port), then, once connections are accepted, prints
@@ -198,9 +213,10 @@ def serve(
     except StorageUnavailable as exc:
         logger.error("%s", exc)
         return EXIT_STORAGE_FAILED
-    if workers > 1 and hasattr(os, "fork"):
+    count = default_workers() if workers == "auto" else workers
+    if count > 1 and hasattr(os, "fork"):
         options = _WorkerOptions(database, config, environment, forward_interval)
-        return _serve_workers(host, port, store, options, workers, ready_file)
+        return _serve_workers(host, port, store, options, count, ready_file)
     try:
         try:
             sock = bind_socket(host, port)
@@ -269,8 +285,9 @@ def _serve_workers(
     workers: int,
     ready_file: Path | None,
 ) -> int:
-    """Bind, fork ``workers`` workers (``store`` was opened to migrate, and is closed before),
-    announce once all accept connections, and supervise them until SIGTERM/SIGINT."""
+    """Bind, make the shared memory, fork ``workers`` workers (``store`` was opened to migrate,
+    and is closed before), announce once all accept connections, and supervise them until
+    SIGTERM/SIGINT."""
     kind, version = store.kind, store.schema_version
     store.close()
     try:
@@ -278,10 +295,15 @@ def _serve_workers(
     except OSError as exc:
         logger.error("cannot listen on port %d: %s", port, exc)
         return EXIT_BIND_FAILED
-    with sock:
-        return _Supervisor(sock, options, workers).run(
-            lambda url: _announce(url, ready_file, kind, version, options.environment, workers)
-        )
+    share_flood_limit(workers)
+    memory = SharedMemory()
+    try:
+        with sock:
+            return _Supervisor(sock, options, workers, memory).run(
+                lambda url: _announce(url, ready_file, kind, version, options.environment, workers)
+            )
+    finally:
+        memory.close()
 
 
 def _announce(
@@ -302,10 +324,13 @@ def _announce(
 class _Supervisor:
     """The parent of the worker processes (see the module docstring)."""
 
-    def __init__(self, sock: socket.socket, options: _WorkerOptions, workers: int) -> None:
+    def __init__(
+        self, sock: socket.socket, options: _WorkerOptions, workers: int, memory: SharedMemory
+    ) -> None:
         self._sock = sock
         self._options = options
         self._count = workers
+        self._memory = memory
         self._pids: dict[int, int] = {}  # pid -> worker index
         self._stopping = False
         self._ready_read, self._ready_write = os.pipe()
@@ -339,7 +364,8 @@ class _Supervisor:
             code = EXIT_STARTUP_FAILED
             try:
                 os.close(self._ready_read)
-                code = _run_worker(self._sock, self._options, index, parent, self._ready_write)
+                share = WorkerShare(self._memory, index, self._count)
+                code = _run_worker(self._sock, self._options, share, parent, self._ready_write)
             except BaseException:
                 logger.exception("collector worker %d failed", index)
             finally:
@@ -415,10 +441,11 @@ class _Supervisor:
 
 
 def _run_worker(
-    sock: socket.socket, options: _WorkerOptions, index: int, parent: int, ready_fd: int
+    sock: socket.socket, options: _WorkerOptions, share: WorkerShare, parent: int, ready_fd: int
 ) -> int:
-    """One worker process: its own storage and server on the shared socket; the background
-    tasks only in worker 0. Stops when SIGTERM/SIGINT arrives or its parent is gone."""
+    """One worker process: its own storage and server on the shared socket, the rate limits and
+    metrics of ``share``; the background tasks only in worker 0. Stops when SIGTERM/SIGINT
+    arrives or its parent is gone."""
     for sig in HANDLED_SIGNALS:  # until uvicorn installs its own: stop at once
         signal.signal(sig, signal.SIG_DFL)
     try:
@@ -427,19 +454,21 @@ def _run_worker(
         logger.error("%s", exc)
         return EXIT_STORAGE_FAILED
     try:
-        app = create_app(
+        app = build_app(
             store,
             config=options.config,
             environment=options.environment,
             forward_interval=options.forward_interval,
-            background=index == 0,
+            background=share.worker == 0,
+            share=share,
         )
 
         def started() -> None:
             os.write(ready_fd, b"r")
             os.close(ready_fd)
 
-        server = CollectorServer(uvicorn_config(app, log_config=None), on_started=started)
+        config = uvicorn_config(app, log_config=None, workers=share.workers)
+        server = CollectorServer(config, on_started=started)
         watch = threading.Thread(
             target=_stop_when_orphaned, args=(server, parent), daemon=True, name="parent watch"
         )

@@ -70,7 +70,9 @@ def test_healthz_answers_throughout_a_slow_connection_attack(
     """1,100 idle half-header connections against a collector under ``ulimit -n 1024``: every
     ``/healthz`` poll answers 200 (fresh connection each time), and stderr stays small."""
     attack: deque[socket.socket] = deque()
-    with CollectorProcess(tmp_path / "c.db", fd_limit=1024) as collector:
+    # One process, so that its connection limit is what the attack runs into.
+    args = ["--workers", "1"]
+    with CollectorProcess(tmp_path / "c.db", extra_args=args, fd_limit=1024) as collector:
         port, url = collector.port, collector.url
         assert port is not None
         polls: list[int] = []
@@ -177,7 +179,8 @@ def test_many_empty_events_get_413_without_materialising_them(tmp_path: Path) ->
     body = _empty_events_body(115_000)
     assert len(body) < 4096
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-    with CollectorProcess(tmp_path / "c.db") as collector:
+    # One process: its memory and CPU time are the ones measured.
+    with CollectorProcess(tmp_path / "c.db", extra_args=["--workers", "1"]) as collector:
         proc = psutil.Process(collector.pid)
         rss_before, cpu_before = proc.memory_info().rss, sum(proc.cpu_times()[:2])
         statuses: list[int] = []

@@ -52,7 +52,9 @@ def test_stop_and_start_again_on_the_same_port_keeps_rows(tmp_path: Path) -> Non
 
 
 def test_acknowledged_events_survive_a_crash(tmp_path: Path) -> None:
-    with CollectorProcess(tmp_path / "c.db") as collector:
+    # One process: SIGKILL must hit the process that committed (a worker outlives its parent's
+    # SIGKILL for up to half a second, see test_workers).
+    with CollectorProcess(tmp_path / "c.db", extra_args=["--workers", "1"]) as collector:
         assert post(collector.url, batch([event(i) for i in range(30)])).status_code == 200
         assert collector.kill() == -signal.SIGKILL
         collector.start()
@@ -106,7 +108,8 @@ def test_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
     bomb = b"".join(compressor.compress(bytes(MiB)) for _ in range(50)) + compressor.flush()
     assert len(bomb) < 100_000  # 50 MiB of zeros
 
-    with CollectorProcess(tmp_path / "c.db") as collector:
+    # One process: its memory is the one that would inflate the bomb.
+    with CollectorProcess(tmp_path / "c.db", extra_args=["--workers", "1"]) as collector:
         assert collector.pid is not None
         process = psutil.Process(collector.pid)
         warm_up = post(collector.url, batch([event(i) for i in range(50)]), gzipped=True)

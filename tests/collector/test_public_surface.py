@@ -61,7 +61,7 @@ SIGNATURES = {
     "serve": (
         "(host: 'str', port: 'int', database: 'str | Path', *, ready_file: 'Path | None' = None, "
         "config: 'CollectorConfig | None' = None, environment: 'str' = 'production', "
-        "forward_interval: 'float' = 1.0, workers: 'int' = 1) -> 'int'"
+        "forward_interval: 'float' = 1.0, workers: \"int | Literal['auto']\" = 'auto') -> 'int'"
     ),
     "stored_events": "(database: 'str | Path') -> 'list[dict[str, Any]]'",
 }
