@@ -129,8 +129,11 @@ class EmbeddedCollector:
         tie = [collector_child.PARENT_FLAG, str(os.getpid())]
         if threading.current_thread() is threading.main_thread():
             tie.append(collector_child.DEATH_SIGNAL_FLAG)
+        # One process (the default would fork one worker per core): a loopback collector for
+        # one desktop app needs no more, and the demo's ties (stdin pipe, death signal) then
+        # reach the process that serves.
         args = ["--host", "127.0.0.1", "--port", "0", "--database", str(self.database),
-                "--ready-file", str(ready)]  # fmt: skip
+                "--workers", "1", "--ready-file", str(ready)]  # fmt: skip
         with open(self.log_file, "ab") as log:
             # stdin: the pipe whose write end only this process holds (never written to).
             self._proc = subprocess.Popen(

@@ -1,7 +1,8 @@
 """Per-device rate limiting: a token bucket per (project, device id), in a fixed-size table that
 the worker processes share.
 
-The table is set-associative: a device's 64-bit key (a hash of project and device id) picks a
+The table is set-associative: a device's 64-bit key (Python's ``hash`` of project and device id:
+keyed at random per collector run, and the same in the workers, which are forked) picks a
 set of ``_WAYS`` slots, and the device's bucket is the slot holding that key (the whole key is
 stored and compared, so two devices share a bucket only if their 64-bit keys are equal). A new
 device takes a free slot of its set, else the slot whose bucket is fullest now: a full bucket is
