@@ -19,6 +19,7 @@ system-wide, so times written by one worker are comparable in another.
 from __future__ import annotations
 
 import math
+import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -32,8 +33,11 @@ __all__ = ["DeviceRateLimiter"]
 MAX_TRACKED_DEVICES: Final = 100_000
 #: Slots per set of the table (a device may only sit in its set's slots).
 _WAYS: Final = 8
-#: 64-bit words per slot: key (unsigned), tokens (float), time of the last take (float).
-_WORDS: Final = 3
+#: A slot: key (unsigned; 0 marks a free slot), then its bucket: tokens, time of the last take.
+_SLOT: Final = struct.Struct("=Qdd")
+_KEY: Final = struct.Struct("=Q")
+_BUCKET: Final = struct.Struct("=dd")
+_SET: Final = struct.Struct("=" + "Qdd" * _WAYS)
 _KEY_MASK: Final = (1 << 64) - 1
 
 
@@ -59,13 +63,12 @@ class DeviceRateLimiter:
         self.burst = burst
         self._clock = clock
         self._sets = max(1, -(-max_devices // _WAYS))
-        size = self._sets * _WAYS * _WORDS * 8
+        size = self._sets * _SET.size
         region: Region = (
             local_region(size) if shared is None else shared.region(f"ratelimit:{name}", size)
         )
         self._lock = region.lock
-        self._keys = region.memory.cast("Q")
-        self._floats = region.memory.cast("d")
+        self._memory = region.memory
 
     def take(self, project: str, counts: Mapping[str, int]) -> float:
         """Take ``counts[device]`` tokens from every device's bucket, all or nothing.
@@ -77,65 +80,57 @@ class DeviceRateLimiter:
         for device, n in counts.items():
             key = hash((project, device)) & _KEY_MASK or 1
             needs[key] = needs.get(key, 0) + n
-        burst = float(self.burst)
+        burst, rate, memory, sets = float(self.burst), self.rate, self._memory, self._sets
         with self._lock:
             now = self._clock()
             wait = 0.0
-            found: dict[int, tuple[int, float]] = {}
+            found: list[tuple[int, int, int, float]] = []  # key, n, slot offset or -1, level
             for key, n in needs.items():
-                slot = self._find(key)
-                level = burst if slot < 0 else self._level(slot, now)
-                found[key] = (slot, level)
+                start = (key % sets) * _SET.size
+                words = _SET.unpack_from(memory, start)
+                try:
+                    way = words[0::3].index(key)
+                except ValueError:  # not tracked: a full bucket
+                    found.append((key, n, -1, burst))
+                    level = burst
+                else:
+                    tokens, at = words[3 * way + 1], words[3 * way + 2]
+                    level = min(burst, tokens + max(0.0, now - at) * rate)
+                    found.append((key, n, start + way * _SLOT.size, level))
                 need = min(float(n), burst)
                 if level < need:
-                    wait = max(wait, (need - level) / self.rate)
+                    wait = max(wait, (need - level) / rate)
             if wait > 0:
                 return wait
-            taken = {slot for slot, _ in found.values() if slot >= 0}
-            for key, n in needs.items():
-                slot, level = found[key]
-                if slot < 0:
-                    slot = self._claim(key, now, taken)
-                    if slot < 0:  # every slot of its set holds this request's devices
+            taken = {offset for _, _, offset, _ in found if offset >= 0}
+            for key, n, offset, level in found:
+                if offset < 0:
+                    offset = self._claim(key, now, taken)
+                    if offset < 0:  # every slot of its set holds this request's devices
                         continue
-                    taken.add(slot)
-                    self._keys[slot * _WORDS] = key
-                self._floats[slot * _WORDS + 1] = level - n
-                self._floats[slot * _WORDS + 2] = now
+                    taken.add(offset)
+                    _KEY.pack_into(memory, offset, key)
+                _BUCKET.pack_into(memory, offset + _KEY.size, level - n, now)
             return 0.0
 
-    def _first_slot(self, key: int) -> int:
-        return (key % self._sets) * _WAYS
-
-    def _find(self, key: int) -> int:
-        """The slot holding ``key``, or -1."""
-        first = self._first_slot(key)
-        keys = self._keys[first * _WORDS : (first + _WAYS) * _WORDS : _WORDS].tolist()
-        try:
-            return first + keys.index(key)
-        except ValueError:
-            return -1
-
-    def _level(self, slot: int, now: float) -> float:
-        tokens = self._floats[slot * _WORDS + 1]
-        at = self._floats[slot * _WORDS + 2]
-        return min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
-
     def _claim(self, key: int, now: float, taken: set[int]) -> int:
-        """A slot for the new device ``key`` in its set: a free one, else the one whose bucket
-        is fullest now (not one of ``taken``); -1 if every slot is taken."""
-        first = self._first_slot(key)
+        """The offset of a slot for the new device ``key`` in its set: a free one, else the one
+        whose bucket is fullest now (not one of ``taken``); -1 if every slot is taken."""
+        start = (key % self._sets) * _SET.size
+        words = _SET.unpack_from(self._memory, start)
         best, best_level = -1, -math.inf
-        for slot in range(first, first + _WAYS):
-            if slot in taken:
+        for way in range(_WAYS):
+            offset = start + way * _SLOT.size
+            if offset in taken:
                 continue
-            if self._keys[slot * _WORDS] == 0:
-                return slot
-            level = self._level(slot, now)
+            if words[3 * way] == 0:
+                return offset
+            tokens, at = words[3 * way + 1], words[3 * way + 2]
+            level = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
             if level >= self.burst:  # full: forgetting it changes no answer
-                return slot
+                return offset
             if level > best_level:
-                best, best_level = slot, level
+                best, best_level = offset, level
         return best
 
     @staticmethod

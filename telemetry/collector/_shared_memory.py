@@ -53,7 +53,7 @@ _DIRECTORY_LOCK_BYTE: Final = 0
 class Lock(Protocol):
     """What guards a region: a context manager, not reentrant."""
 
-    def __enter__(self) -> None: ...
+    def __enter__(self) -> object: ...
 
     def __exit__(
         self,
@@ -61,24 +61,6 @@ class Lock(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-
-class _ThreadLock:
-    """A region's lock in one process: a ``threading.Lock``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._lock.release()
 
 
 class _ProcessLock:
@@ -121,7 +103,7 @@ class Region:
 
 def local_region(size: int) -> Region:
     """A region of ``size`` bytes private to this process (no workers), with a thread lock."""
-    return Region(memoryview(mmap.mmap(-1, max(size, 1)))[:size], _ThreadLock())
+    return Region(memoryview(mmap.mmap(-1, max(size, 1)))[:size], threading.Lock())
 
 
 def _name_key(name: str) -> int:
@@ -139,23 +121,28 @@ class SharedMemory:
         self._words[0] = _HEADER_BYTES
         self._lock_fd, path = tempfile.mkstemp(prefix="collector-locks-")
         os.unlink(path)  # the workers inherit the descriptor; nothing is left behind
+        self._attach()
+
+    def _attach(self) -> None:
+        """This process's own locks and regions (after a fork: none of the parent's)."""
         self._pid = os.getpid()
+        self._directory_lock = _ProcessLock(self._lock_fd, _DIRECTORY_LOCK_BYTE)
         self._regions: dict[str, Region] = {}
 
     def region(self, name: str, size: int) -> Region:
-        """The region called ``name`` (``size`` bytes): the same memory in every process that
-        asks. Raises ``ValueError`` if it exists with another size, ``MemoryError`` if it does
-        not fit."""
-        if self._pid != os.getpid():  # forked: this process's own thread locks
-            self._pid = os.getpid()
-            self._regions = {}
-        found = self._regions.get(name)
-        if found is None:
-            with _ProcessLock(self._lock_fd, _DIRECTORY_LOCK_BYTE):
+        """The region called ``name`` (``size`` bytes): the same memory, guarded by the same
+        lock, in every process and thread that asks. Raises ``ValueError`` if it exists with
+        another size, ``MemoryError`` if it does not fit."""
+        if self._pid != os.getpid():
+            self._attach()
+        with self._directory_lock:
+            found = self._regions.get(name)
+            if found is None:
                 index, offset = self._find_or_add(_name_key(name), name, size)
-            memory = memoryview(self._map)[offset : offset + size]
-            found = self._regions[name] = Region(memory, _ProcessLock(self._lock_fd, 1 + index))
-        elif len(found.memory) != size:
+                memory = memoryview(self._map)[offset : offset + size]
+                lock = _ProcessLock(self._lock_fd, 1 + index)
+                found = self._regions[name] = Region(memory, lock)
+        if len(found.memory) != size:
             raise ValueError(f"shared region {name!r} exists with another size")
         return found
 

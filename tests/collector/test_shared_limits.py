@@ -171,7 +171,7 @@ def test_a_process_killed_holding_the_lock_does_not_wedge_the_others() -> None:
     holding_read, holding_write = os.pipe()
 
     def hold_forever() -> int:
-        region = memory.region("ratelimit:events", len(limiter._keys) * 8)
+        region = memory.region("ratelimit:events", len(limiter._memory))
         with region.lock:
             os.write(holding_write, b"h")
             while True:
