@@ -2,12 +2,16 @@
 processes (``_ratelimit``, ``_metrics``, ``_shared_memory``): eviction when full, devices of
 one set kept apart, the answers of the old one-process limiter, and several processes drawing
 from one bucket (never more than the burst plus the refill), even after a lock holder is killed.
+Also the limits divided between workers instead: connections and the log flood limit.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import random
+import resource
 import signal
 import sys
 import threading
@@ -16,6 +20,8 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
+from telemetry.collector._connections import MAX_CONNECTIONS, connection_limit
+from telemetry.collector._logging import RateLimitedStreamHandler, share_flood_limit
 from telemetry.collector._metrics import Metrics
 from telemetry.collector._ratelimit import DeviceRateLimiter
 from telemetry.collector._shared_memory import SharedMemory
@@ -248,3 +254,25 @@ def test_metrics_keep_unknown_names_out_and_count_any_status() -> None:
     assert 'collector_forward_requests_total{status="599"} 1\n' in text
     assert 'collector_forward_requests_total{status="other"} 1\n' in text
     assert "collector_events_accepted_total 1234567\n" in text
+
+
+def test_each_worker_admits_its_share_of_the_connections() -> None:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert connection_limit(1) == connection_limit() <= MAX_CONNECTIONS
+    assert connection_limit(3) == max(16, min(-(-MAX_CONNECTIONS // 3), soft - 128))
+    assert connection_limit(3) * 3 <= MAX_CONNECTIONS + 2
+    assert connection_limit(10_000) == 16
+
+
+def test_each_worker_writes_its_share_of_the_records_alike() -> None:
+    handler = RateLimitedStreamHandler(io.StringIO())
+    log = logging.getLogger("telemetry.collector")
+    log.addHandler(handler)
+    try:
+        assert handler.repeats == 5
+        share_flood_limit(2)
+        assert handler.repeats == 3
+        share_flood_limit(16)
+        assert handler.repeats == 1
+    finally:
+        log.removeHandler(handler)
