@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -96,7 +100,11 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 def _wait(driver: WebDriver, predicate: Callable[[WebDriver], Any], what: str) -> Any:
-    return WebDriverWait(driver, 60, poll_frequency=0.05).until(predicate, message=what)
+    """Wait for ``predicate``; an element gone with the page it was on (a form's answer loading
+    after a click) or not there yet is a state to wait past, not a failure."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    wait = WebDriverWait(driver, 60, poll_frequency=0.05, ignored_exceptions=ignored)
+    return wait.until(predicate, message=what)
 
 
 def _screenshot(driver: WebDriver, name: str) -> Path:
