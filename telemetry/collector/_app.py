@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
@@ -151,12 +152,20 @@ def _background_tasks(
     return tasks
 
 
+def _nothing() -> None:
+    """What the lifespan runs in a worker thread to load the thread pool."""
+
+
 def _lifespan(store: Storage, *, owned: bool, background: list[_BackgroundTask]) -> _Lifespan:
     """Run ``background`` while the app serves; then close ``store`` if the app opened it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
+            # The worker threads' machinery (anyio's asyncio back end) loads on first use: do it
+            # before serving, not during the first batch (up to half a second where Python
+            # compiles its sources, with no bytecode cache).
+            await run_in_threadpool(_nothing)
             async with contextlib.AsyncExitStack() as stack:
                 for start in background:
                     await stack.enter_async_context(start())
