@@ -2,11 +2,14 @@
 
 For each backend, on a fresh database, the collector runs as a real child process on 127.0.0.1
 (``python -m telemetry.collector --workers W``) and receives ``--batches`` gzip batches of 500
-events from 1, 4 and 16 concurrent HTTP clients, with 1 worker and with one worker per core.
-The same rows (other ``insert_id``s) are then inserted straight into the same database with one
-``executemany`` per 500-row transaction and the same durability (SQLite WAL, synchronous=FULL;
-PostgreSQL commit with fsync on): the "raw" rate. Then ``--stored`` rows (default 1M) are loaded
-and the 1-worker, 4-sender ingest measured again, next to the same run on the empty database.
+events from 1, 4 and 16 concurrent senders, with 1 worker and with one worker per core. The
+senders write requests built before timing to plain sockets, so the load generator takes little
+of the CPU it shares with the collector. Just before each ingest run, the same kind of rows
+(other ``insert_id``s) are inserted straight into the same database with one ``executemany``
+per 500-row transaction and the same durability (SQLite WAL, synchronous=FULL; PostgreSQL
+commit with fsync on): the "raw" rate that run is compared with. Each figure is the median of
+``--repeats`` such pairs (3). Then ``--stored`` rows (default 1M) are loaded and the 1-worker,
+4-sender ingest measured again, next to the same figure on the empty database.
 
 Prints events/s, p50 and p99 latency per 500-event batch, each ingest rate as a share of the raw
 rate (target: at least 0.8x) and the full-table rate as a share of the empty one (target: 0.8x).
@@ -14,15 +17,17 @@ rate (target: at least 0.8x) and the full-table rate as a share of the empty one
 PostgreSQL: ``$TELEMETRY_TEST_POSTGRES_DSN``, else a throwaway cluster (initdb/pg_ctl, as in the
 tests).
 
-    uv run python bench/bench_collector.py [--batches 40] [--stored 1000000] [--quick]
+    uv run python bench/bench_collector.py [--batches 40] [--stored 1000000] [--repeats 3]
+        [--quick] [--only sqlite|postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
-import http.client
 import json
+import socket
 import sqlite3
 import statistics
 import sys
@@ -61,6 +66,8 @@ class Result:
     latencies: list[float]
     #: The run this one is compared with ("vs empty"), if any.
     reference: Result | None = None
+    #: Median over the repeats of this rate / the raw rate measured just before it.
+    share: float | None = None
 
     @property
     def rate(self) -> float:
@@ -89,38 +96,68 @@ def make_batches(count: int, project: str) -> list[dict[str, Any]]:
     return batches
 
 
+def _request(host: str, port: int, body: bytes) -> bytes:
+    """One whole HTTP/1.1 request for ``body`` (a gzip batch), built once before timing."""
+    head = (
+        f"POST /2/httpapi HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _answer(sock: socket.socket, pending: bytearray) -> tuple[int, bytes]:
+    """Read one HTTP/1.1 response (status, body) from a keep-alive connection."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the collector closed the connection")
+        pending += chunk
+    head, _, rest = bytes(pending).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = next(
+        int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the collector closed the connection")
+        rest += chunk
+    pending[:] = rest[length:]
+    return status, rest[:length]
+
+
 def ingest(url: str, batches: list[dict[str, Any]], senders: int) -> tuple[float, list[float]]:
-    """Send every batch (gzip) from ``senders`` threads, each over one keep-alive connection
-    (stdlib ``http.client``: the lightest client, so the senders take little of the CPU the
-    collector shares with them); return the wall time and each request's latency."""
-    bodies = [gzip.compress(json.dumps(b).encode()) for b in batches]
+    """Send every batch (gzip) from ``senders`` threads, each over one keep-alive connection;
+    return the wall time and each request's latency. The requests are built (and compressed)
+    before timing and written to a plain socket, so the load generator takes as little as
+    possible of the CPU the collector shares with it (a real client runs on another machine)."""
+    address = urllib.parse.urlsplit(url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    requests = [_request(host, port, gzip.compress(json.dumps(b).encode())) for b in batches]
     latencies: list[float] = []
     lock = threading.Lock()
-    queue = list(range(len(bodies)))
-    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-    address = urllib.parse.urlsplit(url)
+    queue = list(range(len(requests)))
     failures: list[str] = []
 
     def work() -> None:
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-        try:
+        with socket.create_connection((host, port), timeout=60) as sock:
+            pending = bytearray()
             while True:
                 with lock:
                     if not queue:
                         return
                     index = queue.pop()
                 started = time.perf_counter()
-                connection.request("POST", "/2/httpapi", body=bodies[index], headers=headers)
-                answer = connection.getresponse()
-                text = answer.read()
+                sock.sendall(requests[index])
+                status, text = _answer(sock, pending)
                 elapsed = time.perf_counter() - started
-                if answer.status != 200:
-                    failures.append(f"collector answered {answer.status}: {text[:200]!r}")
+                if status != 200:
+                    failures.append(f"collector answered {status}: {text[:200]!r}")
                     return
                 with lock:
                     latencies.append(elapsed)
-        finally:
-            connection.close()
 
     threads = [threading.Thread(target=work) for _ in range(senders)]
     started = time.perf_counter()
@@ -185,89 +222,152 @@ def stored_rows(count: int, chunk: int = 50_000) -> Iterator[list[tuple[Any, ...
         yield rows
 
 
-class Runner:
-    """One backend's measurements (``database``: a SQLite path or a PostgreSQL DSN)."""
+RawInsert = Callable[[list[tuple[Any, ...]]], None]
 
-    def __init__(self, backend: str, batches: int) -> None:
+
+class Runner:
+    """One backend's measurements (``database``: a SQLite path or a PostgreSQL DSN).
+
+    Each ingest figure is the median of ``repeats`` runs, each run paired with a raw insert
+    measured just before it on the same database, so a machine that slows down or speeds up
+    during the bench (shared cores) moves both sides of each ratio alike."""
+
+    def __init__(
+        self,
+        backend: str,
+        database: Path | str,
+        batches: int,
+        repeats: int,
+        raw_session: Callable[[], contextlib.AbstractContextManager[RawInsert]],
+    ) -> None:
         self.backend = backend
+        self.database = database
         self.batches = batches
+        self.repeats = repeats
         self.results: list[Result] = []
+        self.raws: list[Result] = []
+        self._raw_session = raw_session
         self._serial = 0
 
-    def ingest(self, database: Path | str, senders: int, workers: int, label: str) -> Result:
+    def _raw(self) -> Result:
+        self._serial += 1
+        groups = rows_of(make_batches(self.batches, f"raw-{self._serial}"))
+        with self._raw_session() as insert:
+            result = timed_raw(insert, groups)
+        result.backend = self.backend
+        self.raws.append(result)
+        return result
+
+    def _ingest(self, senders: int, workers: int) -> Result:
         self._serial += 1
         payload = make_batches(self.batches, f"bench-{self._serial}")
-        with CollectorProcess(database, extra_args=["--workers", str(workers)]) as collector:
+        with CollectorProcess(self.database, extra_args=["--workers", str(workers)]) as collector:
             seconds, latencies = ingest(collector.url, payload, senders)
-        result = Result(self.backend, label, self.batches * BATCH, seconds, latencies)
+        return Result(self.backend, "", self.batches * BATCH, seconds, latencies)
+
+    def measure(self, senders: int, workers: int, label: str) -> Result:
+        """Median of ``repeats`` ingest runs, each next to a raw insert just before it."""
+        runs = [(self._raw(), self._ingest(senders, workers)) for _ in range(self.repeats)]
+        rate = statistics.median(run.rate for _, run in runs)
+        result = Result(
+            self.backend,
+            label,
+            self.batches * BATCH,
+            self.batches * BATCH / rate,
+            [latency for _, run in runs for latency in run.latencies],
+            share=statistics.median(run.rate / raw.rate for raw, run in runs),
+        )
         self.results.append(result)
         return result
 
-    def matrix(self, database: Path | str, cores: int) -> Result:
+    def matrix(self, cores: int) -> Result:
         """Ingest with 1, 4, 16 senders, with 1 worker and one per core; return the 1-worker,
         4-sender result (the empty-table reference)."""
         reference = None
         for workers in sorted({1, cores}):
             for senders in (1, 4, 16):
-                label = f"ingest {workers}w {senders:>2}s"
-                result = self.ingest(database, senders, workers, label)
+                result = self.measure(senders, workers, f"ingest {workers}w {senders:>2}s")
                 if workers == 1 and senders == 4:
                     reference = result
         assert reference is not None
         return reference
 
+    def summary(self) -> list[Result]:
+        """The ingest results and one row for the raw inserts (their median)."""
+        rate = statistics.median(r.rate for r in self.raws)
+        raw = Result(
+            self.backend,
+            f"raw batched insert (x{len(self.raws)})",
+            self.batches * BATCH,
+            self.batches * BATCH / rate,
+            [latency for r in self.raws for latency in r.latencies],
+            share=1.0,
+        )
+        return [*self.results, raw]
 
-def bench_sqlite(batches: int, stored: int, cores: int, workdir: Path) -> list[Result]:
+
+def bench_sqlite(
+    batches: int, stored: int, cores: int, repeats: int, workdir: Path
+) -> list[Result]:
     database = workdir / "bench.db"
     EventStore(database).close()  # schema
-    runner = Runner("SQLite", batches)
-    empty = runner.matrix(database, cores)
-    conn = sqlite3.connect(database, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
     sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     keys = "INSERT INTO event_keys (project, day, insert_id) VALUES (?, ?, ?)"
 
-    def insert(rows: list[tuple[Any, ...]]) -> None:
-        # The same rows with their dedup keys (schema 5), as the collector writes them.
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(keys, [(r[0], -1 if r[6] is None else r[6] // DAY_MS, r[1]) for r in rows])
-        conn.executemany(sql, rows)
-        conn.execute("COMMIT")
+    @contextlib.contextmanager
+    def session() -> Iterator[RawInsert]:
+        conn = sqlite3.connect(database, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
 
-    raw = timed_raw(insert, rows_of(make_batches(batches, "raw")))
-    raw.backend = "SQLite"
-    runner.results.append(raw)
+        def insert(rows: list[tuple[Any, ...]]) -> None:
+            # The same rows with their dedup keys (schema 5), as the collector writes them.
+            conn.execute("BEGIN IMMEDIATE")
+            day = [(r[0], -1 if r[6] is None else r[6] // DAY_MS, r[1]) for r in rows]
+            conn.executemany(keys, day)
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+
+        try:
+            yield insert
+        finally:
+            conn.close()
+
+    runner = Runner("SQLite", database, batches, repeats, session)
+    empty = runner.matrix(cores)
     load_started = time.perf_counter()
-    for rows in stored_rows(stored):
-        insert(rows)
+    with session() as insert:
+        for rows in stored_rows(stored):
+            insert(rows)
     print(f"SQLite: loaded {stored:,} rows in {time.perf_counter() - load_started:.0f} s")
-    conn.close()
-    full = runner.ingest(database, 4, 1, f"ingest 1w  4s, {stored // 1000}k stored")
+    full = runner.measure(4, 1, f"ingest 1w  4s, {stored // 1000}k stored")
     full.reference = empty
-    return runner.results
+    return runner.summary()
 
 
-def bench_postgres(batches: int, stored: int, cores: int) -> list[Result]:
+def bench_postgres(batches: int, stored: int, cores: int, repeats: int) -> list[Result]:
     with postgres_server(durable=True) as admin, fresh_database(admin) as dsn:
         PostgresStore(dsn).close()  # schema
-        runner = Runner("PostgreSQL", batches)
-        empty = runner.matrix(dsn, cores)
+        sql = (
+            f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (project, insert_id) DO NOTHING"
+        )
+
+        @contextlib.contextmanager
+        def session() -> Iterator[RawInsert]:
+            with psycopg.connect(dsn) as conn:
+
+                def insert(rows: list[tuple[Any, ...]]) -> None:
+                    with conn.cursor() as cur:
+                        cur.executemany(sql, [(*r[:2], bool(r[2]), *r[3:]) for r in rows])
+                    conn.commit()
+
+                yield insert
+
+        runner = Runner("PostgreSQL", dsn, batches, repeats, session)
+        empty = runner.matrix(cores)
+        load_started = time.perf_counter()
         with psycopg.connect(dsn) as conn:
-            sql = (
-                f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (project, insert_id) DO NOTHING"
-            )
-
-            def insert(rows: list[tuple[Any, ...]]) -> None:
-                with conn.cursor() as cur:
-                    cur.executemany(sql, [(*r[:2], bool(r[2]), *r[3:]) for r in rows])
-                conn.commit()
-
-            raw = timed_raw(insert, rows_of(make_batches(batches, "raw")))
-            raw.backend = "PostgreSQL"
-            runner.results.append(raw)
-            load_started = time.perf_counter()
             for rows in stored_rows(stored):
                 with conn.cursor() as cur, cur.copy(f"COPY events ({_COLUMNS}) FROM STDIN") as copy:
                     for row in rows:
@@ -276,9 +376,9 @@ def bench_postgres(batches: int, stored: int, cores: int) -> list[Result]:
             conn.execute("ANALYZE events")
             conn.commit()
         print(f"PostgreSQL: loaded {stored:,} rows in {time.perf_counter() - load_started:.0f} s")
-        full = runner.ingest(dsn, 4, 1, f"ingest 1w  4s, {stored // 1000}k stored")
+        full = runner.measure(4, 1, f"ingest 1w  4s, {stored // 1000}k stored")
         full.reference = empty
-        return runner.results
+        return runner.summary()
 
 
 def main() -> int:
@@ -287,18 +387,23 @@ def main() -> int:
     parser.add_argument(
         "--stored", type=int, default=1_000_000, help="rows loaded before the full-table run"
     )
-    parser.add_argument("--quick", action="store_true", help="10 batches per run, 100k stored rows")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per figure (median), each next to a raw run"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="10 batches per run, 100k stored rows, 1 repeat"
+    )
     parser.add_argument("--only", choices=("sqlite", "postgresql"), default=None)
     args = parser.parse_args()
     if args.quick:
-        args.batches, args.stored = 10, 100_000
+        args.batches, args.stored, args.repeats = 10, 100_000, 1
     cores = default_workers()
     results: list[Result] = []
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
-            results += bench_sqlite(args.batches, args.stored, cores, Path(tmp))
+            results += bench_sqlite(args.batches, args.stored, cores, args.repeats, Path(tmp))
     if args.only in (None, "postgresql"):
-        results += bench_postgres(args.batches, args.stored, cores)
+        results += bench_postgres(args.batches, args.stored, cores, args.repeats)
 
     print(
         f"\n{args.batches} batches x {BATCH} events per run; Nw = N worker processes "
@@ -310,21 +415,21 @@ def main() -> int:
     )
     print(header)
     print("-" * len(header))
-    raw_rate = {r.backend: r.rate for r in results if r.path.startswith("raw")}
     for r in results:
         lat = sorted(r.latencies)
         p50 = statistics.median(lat) * 1000
         p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] * 1000
-        share = r.rate / raw_rate[r.backend]
+        share = r.share if r.share is not None else float("nan")
         empty = f"{r.rate / r.reference.rate:>8.2f}x" if r.reference is not None else ""
         print(
             f"{r.backend:<11} {r.path:<28} {r.rate:>10,.0f} {p50:>8.1f} {p99:>8.1f} "
             f"{share:>6.2f}x {empty:>9}"
         )
-    print("p50/p99: per 500-event request (ingest: HTTP round trip incl. gzip, parse, commit;")
-    print("raw: one executemany + commit, one client). vs raw: events/s over the raw insert rate")
-    print("(target >= 0.8x); vs empty: the full-table rate over the same run on the empty table")
-    print("(target >= 0.8x).")
+    print(f"events/s: median of {args.repeats} runs; p50/p99: per 500-event request over those")
+    print("runs (ingest: HTTP round trip incl. gzip, parse, commit; raw: one executemany + commit,")
+    print("one client). vs raw: median of each run's rate over the raw insert run just before it")
+    print("(target >= 0.8x); vs empty: the full-table rate over the same figure on the empty")
+    print("table (target >= 0.8x).")
     return 0
 
 
