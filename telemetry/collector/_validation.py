@@ -33,12 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, NoReturn
 
 from telemetry.collector import _limits as L
-from telemetry.collector._batch_json import (
-    TooManyEvents,
-    has_duplicate_keys,
-    load_batch,
-    strict_event,
-)
+from telemetry.collector._batch_json import TooManyEvents, load_batch, lost_a_repeated_key
 from telemetry.collector._strict_json import (
     compact_json,
     storable_text,
@@ -172,7 +167,7 @@ def parse_batch(body: bytes, *, fast: bool = True) -> Batch:
     if not body.strip():
         _reject(L.ERROR_MISSING_BODY)
     try:
-        payload, sources = load_batch(body, L.MAX_EVENTS_PER_BATCH, fast=fast)
+        payload, events_text = load_batch(body, L.MAX_EVENTS_PER_BATCH, fast=fast)
     except TooManyEvents:  # counted while parsing: the rest of the array is never decoded
         raise RequestRejected(413, {"code": 413, "error": L.ERROR_PAYLOAD_TOO_LARGE}) from None
     except (ValueError, RecursionError):
@@ -198,15 +193,48 @@ def parse_batch(body: bytes, *, fast: bool = True) -> Batch:
 
     min_id_length = _min_id_length(payload)
 
+    if events_text is not None:
+        every = _every_event_fast(events, min_id_length, events_text)
+        if every is None:  # an event needs the rule-by-rule path, which needs strict decoding
+            return parse_batch(body, fast=False)
+        accepted = every
+    else:
+        accepted = _events_rule_by_rule(events, min_id_length)
+    proofs = _device_proofs(payload.get("device_proofs"), {e.device_id for e in accepted})
+    return Batch(
+        project=project,
+        events=tuple(accepted),
+        payload_size_bytes=len(body),
+        device_proofs=proofs,
+    )
+
+
+def _every_event_fast(
+    events: list[Any], min_id_length: int, events_text: str
+) -> list[ValidEvent] | None:
+    """Every event of an array decoded the fast way, when each passes :func:`_fast_event`
+    (``None`` as soon as one does not); refuses the request when the array repeated a key."""
+    accepted: list[ValidEvent] = []
+    for event in events:
+        if type(event) is not dict:
+            return None
+        valid = _fast_event(event, min_id_length)
+        if valid is None:
+            return None
+        accepted.append(valid)
+    if lost_a_repeated_key(events_text, [valid.event_json for valid in accepted]):
+        _reject(L.ERROR_INVALID_JSON)  # what the strict decoder answers for a repeated key
+    return accepted
+
+
+def _events_rule_by_rule(events: list[Any], min_id_length: int) -> list[ValidEvent]:
+    """The events of an array decoded strictly, each checked rule by rule when it is not the
+    common case; refuses the request naming every bad event."""
     invalid: defaultdict[str, list[int]] = defaultdict(list)
     missing: defaultdict[str, list[int]] = defaultdict(list)
     accepted: list[ValidEvent] = []
-    if sources is not None and len(sources) != len(events):
-        sources = None  # not the array the sources were cut from (cannot happen: be safe)
-        events = [strict_event(compact_json(e)) for e in events]
     for index, event in enumerate(events):
-        source = None if sources is None else sources[index]
-        parsed = _parse_event(index, event, source, min_id_length, invalid, missing)
+        parsed = _parse_event(index, event, min_id_length, invalid, missing)
         if parsed is not None:
             accepted.append(parsed)
 
@@ -215,13 +243,7 @@ def parse_batch(body: bytes, *, fast: bool = True) -> Batch:
         raise RequestRejected(
             400, error_body(400, error, invalid=_distinct(invalid), missing=_distinct(missing))
         )
-    proofs = _device_proofs(payload.get("device_proofs"), {e.device_id for e in accepted})
-    return Batch(
-        project=project,
-        events=tuple(accepted),
-        payload_size_bytes=len(body),
-        device_proofs=proofs,
-    )
+    return accepted
 
 
 def _device_proofs(value: Any, devices: set[str | None]) -> dict[str, str]:
@@ -244,37 +266,24 @@ def _distinct(named: defaultdict[str, list[int]]) -> dict[str, list[int]]:
     return {field: sorted(set(indexes)) for field, indexes in named.items()}
 
 
-def _strictly(source: str) -> Any:
-    """An event decoded the fast way, decoded again strictly: a repeated key (or any JSON the
-    strict decoder refuses) refuses the whole request, as when the body is decoded strictly."""
-    try:
-        return strict_event(source)
-    except (ValueError, RecursionError):
-        _reject(L.ERROR_INVALID_JSON)
-
-
 def _parse_event(
     index: int,
     event: Any,
-    source: str | None,
     min_id_length: int,
     invalid: defaultdict[str, list[int]],
     missing: defaultdict[str, list[int]],
 ) -> ValidEvent | None:
-    """Validate one event, recording its problems by ``index``; return it if it has none.
-    ``source``: its text when it was decoded the fast way (see ``_batch_json``).
+    """Validate one strictly decoded event, recording its problems by ``index``; return it if
+    it has none.
 
     Every check runs (so the answer names every bad field), in a fixed order.
     """
-    if isinstance(event, dict):
-        fast = _fast_event(event, min_id_length, source)
-        if fast is not None:
-            return fast
-    if source is not None:  # the slow path works on an event decoded strictly
-        event = _strictly(source)
     if not isinstance(event, dict):
         invalid[WHOLE_EVENT_FIELD].append(index)
         return None
+    fast = _fast_event(event, min_id_length)
+    if fast is not None:
+        return fast
     device_id = _valid_id(event.get("device_id"), min_id_length)
     user_id = _valid_id(event.get("user_id"), min_id_length)
     content_ok = _content_ok(index, event, invalid)
@@ -303,11 +312,10 @@ def _parse_event(
     )
 
 
-def _fast_event(event: dict[str, Any], min_id_length: int, source: str | None) -> ValidEvent | None:
+def _fast_event(event: dict[str, Any], min_id_length: int) -> ValidEvent | None:
     """The common case in one pass: the event breaks no rule and has no key to drop, so its one
     compact encoding is both the proof that it is storable and its stored JSON. ``None``: check
-    it rule by rule (the slow path names what is wrong, or drops keys). ``source``: the event's
-    text when it was decoded the fast way; the encoding then also proves it repeats no key.
+    it rule by rule (the slow path names what is wrong, or drops keys).
 
     The encode proves the content storable: a non-finite number makes it raise, so does an integer
     beyond 64 bits (the parser turned it into ``OutOfRangeInt``); a lone surrogate makes UTF-8
@@ -336,8 +344,6 @@ def _fast_event(event: dict[str, Any], min_id_length: int, source: str | None) -
     except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
     if size > L.MAX_EVENT_BYTES or "\\u0000" in text:
-        return None
-    if source is not None and has_duplicate_keys(source, text):
         return None
     return ValidEvent(  # by position: half the cost of keywords, 500 times a batch
         insert_id if insert_id is not None else generated_insert_id(event),

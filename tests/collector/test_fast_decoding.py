@@ -12,7 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry.collector import _limits as L
-from telemetry.collector._batch_json import has_duplicate_keys, load_batch
+from telemetry.collector._batch_json import (
+    MAX_WHOLE_ARRAY_COMMAS,
+    TooManyEvents,
+    load_batch,
+    lost_a_repeated_key,
+)
 from telemetry.collector._validation import Batch, RequestRejected, parse_batch
 
 from ._support import DEVICE_ID, PROJECT, batch, event
@@ -40,7 +45,7 @@ def event_text(extra: str = "") -> str:
 
 def test_an_ordinary_batch_is_decoded_the_fast_way_and_stored_as_the_strict_way_would() -> None:
     body = json.dumps(batch([event(i) for i in range(20)])).encode()
-    assert load_batch(body, L.MAX_EVENTS_PER_BATCH).event_texts is not None
+    assert load_batch(body, L.MAX_EVENTS_PER_BATCH).events_text is not None
     assert outcome(body, fast=True) == outcome(body, fast=False)
     assert outcome(body, fast=True)[0] == "accepted"
 
@@ -58,7 +63,7 @@ def test_an_ordinary_batch_is_decoded_the_fast_way_and_stored_as_the_strict_way_
 )
 def test_a_repeated_key_in_an_event_refuses_the_request_the_fast_way_too(extra: str) -> None:
     body = body_of(event_text(), event_text(extra))
-    assert load_batch(body, L.MAX_EVENTS_PER_BATCH).event_texts is not None  # the fast way
+    assert load_batch(body, L.MAX_EVENTS_PER_BATCH).events_text is not None  # the fast way
     refused = outcome(body, fast=True)
     assert refused == ("refused", 400, refused[2])
     assert refused[2]["error"] == L.ERROR_INVALID_JSON
@@ -70,21 +75,35 @@ def test_an_escaped_colon_cannot_hide_a_repeated_key() -> None:
     strict way, so a repeat "balanced" by one is still found."""
     body = body_of(event_text(', "event_properties": {"a": 1, "a": "\\u003a"}'))
     source = '{"a": 1, "a": "\\u003a"}'
-    assert not has_duplicate_keys(source, json.dumps(json.loads(source), separators=(",", ":")))
+    compact = json.dumps(json.loads(source), separators=(",", ":"))
+    assert not lost_a_repeated_key(f"[{source}]", [compact])  # what the escape would hide
     with pytest.raises(ValueError, match="duplicate key"):  # the strict way decodes it
         load_batch(body, L.MAX_EVENTS_PER_BATCH)
     unrepeated = body_of(event_text(', "event_properties": {"a": "\\u003a"}'))
-    assert load_batch(unrepeated, L.MAX_EVENTS_PER_BATCH).event_texts is None
+    assert load_batch(unrepeated, L.MAX_EVENTS_PER_BATCH).events_text is None
     assert outcome(body, fast=True)[2]["error"] == L.ERROR_INVALID_JSON
 
 
 def test_a_long_digit_run_takes_the_strict_way_so_an_integer_beyond_64_bits_is_named() -> None:
     body = body_of(event_text(), event_text(f', "event_properties": {{"n": {2**64}}}'))
-    assert load_batch(body, L.MAX_EVENTS_PER_BATCH).event_texts is None
+    assert load_batch(body, L.MAX_EVENTS_PER_BATCH).events_text is None
     refused = outcome(body, fast=True)
     assert refused[:2] == ("refused", 400)
     assert refused[2]["events_with_invalid_fields"] == {"event_properties": [1]}
     assert refused == outcome(body, fast=False)
+
+
+@pytest.mark.parametrize("count", [L.MAX_EVENTS_PER_BATCH + 1, 30_000])
+def test_too_many_events_are_refused_whichever_way_they_are_decoded(count: int) -> None:
+    """Below ``MAX_WHOLE_ARRAY_COMMAS`` commas the array is decoded whole and then counted;
+    above, item by item, stopping at the first item over the limit."""
+    body = body_of(*[event_text()] * count)
+    whole = body.count(b",") < MAX_WHOLE_ARRAY_COMMAS
+    assert whole == (count == L.MAX_EVENTS_PER_BATCH + 1)
+    with pytest.raises(TooManyEvents) as raised:
+        load_batch(body, L.MAX_EVENTS_PER_BATCH)
+    assert raised.value.parsed == (count if whole else L.MAX_EVENTS_PER_BATCH + 1)
+    assert outcome(body, fast=True) == ("refused", 413, outcome(body, fast=True)[2])
 
 
 # Hostile bodies: keys and strings full of colons, quotes and escapes, numbers at the int64
