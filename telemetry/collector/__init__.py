@@ -75,11 +75,18 @@ from telemetry.collector._open_storage import open_storage
 from telemetry.collector._server import serve
 from telemetry.collector._sqlite_schema import SCHEMA_VERSION
 from telemetry.collector._sqlite_store import EventStore
-from telemetry.collector._storage import DeletionResult, InsertResult, Storage, StorageUnavailable
+from telemetry.collector._storage import (
+    BatchToStore,
+    DeletionResult,
+    InsertResult,
+    Storage,
+    StorageUnavailable,
+)
 from telemetry.collector._stored_events import stored_events
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BatchToStore",
     "CollectorConfig",
     "ConfigError",
     "DeletionResult",

@@ -16,6 +16,7 @@ from telemetry.collector import Storage
 
 ALL = [
     "SCHEMA_VERSION",
+    "BatchToStore",
     "CollectorConfig",
     "ConfigError",
     "DeletionResult",
@@ -33,6 +34,10 @@ ALL = [
 
 #: ``str(inspect.signature(...))`` of each public function and class constructor.
 SIGNATURES = {
+    "BatchToStore": (
+        "(batch: 'Batch', received_at_ms: 'int', skew_ms: 'int' = 0, forward: 'bool' = False) "
+        "-> None"
+    ),
     "CollectorConfig": (
         "(projects: 'dict[str, dict[str, Secret]] | None' = None, "
         "forward_url: 'str' = 'https://api2.amplitude.com/2/httpapi', "
