@@ -343,6 +343,9 @@ class _Supervisor:
             if not self._wait_ready():
                 self._stop_all()
                 self._reap_all()
+                if self._stopping:  # SIGTERM/SIGINT before every worker was ready: asked for
+                    logger.info("collector stopped before it was ready")
+                    return EXIT_OK
                 return EXIT_STARTUP_FAILED
             announce(socket_url(self._sock))
             self._supervise()
