@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -63,13 +64,6 @@ def _insert_sql(count: int) -> str:
     return INSERT_EVENTS + ", ".join([EVENT_VALUES] * count)
 
 
-def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Store ``rows`` (``event_rows`` order) with a few statements."""
-    for start in range(0, len(rows), _EVENTS_PER_INSERT):
-        chunk = rows[start : start + _EVENTS_PER_INSERT]
-        conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
-
-
 @functools.cache
 def _claim_sql(count: int) -> str:
     """Claims ``count`` dedup keys of one project in one statement, returning the keys taken
@@ -81,8 +75,51 @@ def _claim_sql(count: int) -> str:
     )
 
 
-def _insert_batch(conn: sqlite3.Connection, item: BatchToStore) -> InsertResult:
-    """Store one batch inside the caller's write transaction (see ``Storage.insert_batch``)."""
+@dataclasses.dataclass(slots=True)
+class _Prepared:
+    """One batch's statement parameters, built before the write transaction so that the time
+    the write turn is held (by one process of several) goes to SQLite, not to Python."""
+
+    item: BatchToStore
+    #: Every event's ``events`` row (``event_rows`` order), none refused.
+    rows: list[tuple[Any, ...]]
+    #: Each row's dedup key ``(day, insert_id)``.
+    keys: list[tuple[int, str]]
+    #: The parameters of each claiming statement (project, then the keys of up to
+    #: ``_KEYS_PER_CLAIM`` rows).
+    claims: list[list[Any]]
+    #: Every row's values in one list: the insert's parameters when every event is new.
+    flat: list[Any]
+
+
+def _prepare(item: BatchToStore, refused_by: set[str] | None = None) -> tuple[_Prepared, int]:
+    """``item``'s parameters (the events of ``refused_by`` devices left out) and how many
+    events were left out."""
+    rows, refused = event_rows(item.batch, item.received_at_ms, item.skew_ms, refused_by or set())
+    keys = [(-1 if row[6] is None else row[6] // DAY_MS, row[1]) for row in rows]
+    claims: list[list[Any]] = []
+    for start in range(0, len(keys), _KEYS_PER_CLAIM):
+        params: list[Any] = [item.batch.project]
+        for key in keys[start : start + _KEYS_PER_CLAIM]:
+            params += key
+        claims.append(params)
+    flat = [value for row in rows for value in row]
+    return _Prepared(item, rows, keys, claims, flat), refused
+
+
+def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], flat: list[Any]) -> None:
+    """Store ``rows`` (``event_rows`` order; ``flat``: their values in one list) with a few
+    statements."""
+    width = len(rows[0]) if rows else 0
+    for start in range(0, len(rows), _EVENTS_PER_INSERT):
+        count = min(_EVENTS_PER_INSERT, len(rows) - start)
+        conn.execute(_insert_sql(count), flat[start * width : (start + count) * width])
+
+
+def _insert_batch(conn: sqlite3.Connection, prepared: _Prepared) -> InsertResult:
+    """Store one prepared batch inside the caller's write transaction (see
+    ``Storage.insert_batch``)."""
+    item = prepared.item
     batch, received_at = item.batch, item.received_at_ms
     devices = batch_devices(batch)
     tombstones: dict[str, str | None] = {}
@@ -95,8 +132,10 @@ def _insert_batch(conn: sqlite3.Connection, item: BatchToStore) -> InsertResult:
                 (batch.project, *devices),
             ).fetchall()
         )
+    refused = 0
     refused_by = refused_devices(tombstones, batch.device_proofs)
-    rows, refused = event_rows(batch, received_at, item.skew_ms, refused_by)
+    if refused_by:  # rare: deleted devices' events are left out
+        prepared, refused = _prepare(item, refused_by)
     proofs = [
         (batch.project, device, digest, received_at)
         for device, digest in batch.device_proofs.items()
@@ -108,12 +147,14 @@ def _insert_batch(conn: sqlite3.Connection, item: BatchToStore) -> InsertResult:
             "VALUES (?, ?, ?, ?)",
             proofs,
         )
-    new_rows = _claim_keys(conn, batch.project, rows)
+    new_rows = _claim_keys(conn, prepared)
+    rows = prepared.rows
+    flat = prepared.flat if len(new_rows) == len(rows) else [v for r in new_rows for v in r]
     if item.forward and new_rows:
         # Writers are serialised (BEGIN IMMEDIATE), so the rows above ``last_id`` are exactly
         # the ones this batch adds.
         last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        _insert_events(conn, new_rows)
+        _insert_events(conn, new_rows, flat)
         conn.execute(
             "INSERT OR IGNORE INTO outbox (project, insert_id, device_id, event, created_at, "
             "next_attempt_at) SELECT project, insert_id, device_id, event, ?, ? FROM events "
@@ -121,28 +162,24 @@ def _insert_batch(conn: sqlite3.Connection, item: BatchToStore) -> InsertResult:
             (received_at, received_at, last_id),
         )
     else:
-        _insert_events(conn, new_rows)
+        _insert_events(conn, new_rows, flat)
     inserted = len(new_rows)
     return InsertResult(inserted=inserted, duplicates=len(rows) - inserted, rejected=refused)
 
 
-def _claim_keys(
-    conn: sqlite3.Connection, project: str, rows: list[tuple[Any, ...]]
-) -> list[tuple[Any, ...]]:
-    """The ``rows`` (of ``project``, in ``event_rows`` order) whose dedup key this call claimed:
-    the events not stored yet; an event repeated within ``rows`` counts once, the first time."""
+def _claim_keys(conn: sqlite3.Connection, prepared: _Prepared) -> list[tuple[Any, ...]]:
+    """The rows whose dedup key this call claimed: the events not stored yet; an event
+    repeated within the batch counts once, the first time."""
+    claimed: set[tuple[int, str]] = set()
+    for params in prepared.claims:
+        claimed.update(conn.execute(_claim_sql((len(params) - 1) // 2), params).fetchall())
+    if len(claimed) == len(prepared.rows):
+        return prepared.rows  # every key was new, so every row is (no repeat within the batch)
     new_rows: list[tuple[Any, ...]] = []
-    for start in range(0, len(rows), _KEYS_PER_CLAIM):
-        chunk = rows[start : start + _KEYS_PER_CLAIM]
-        keys = [(-1 if row[6] is None else row[6] // DAY_MS, row[1]) for row in chunk]
-        params: list[Any] = [project]
-        for key in keys:
-            params += key
-        claimed = set(conn.execute(_claim_sql(len(chunk)), params).fetchall())
-        for row, key in zip(chunk, keys, strict=True):
-            if key in claimed:
-                claimed.discard(key)
-                new_rows.append(row)
+    for row, key in zip(prepared.rows, prepared.keys, strict=True):
+        if key in claimed:
+            claimed.discard(key)
+            new_rows.append(row)
     return new_rows
 
 
@@ -251,8 +288,10 @@ class EventStore(Storage):
     def insert_batches(self, batches: Sequence[BatchToStore]) -> list[InsertResult]:
         """Store the batches in one transaction; returns only after ``COMMIT``."""
 
+        prepared = [_prepare(item)[0] for item in batches]
+
         def work(conn: sqlite3.Connection) -> list[InsertResult]:
-            return [_insert_batch(conn, item) for item in batches]
+            return [_insert_batch(conn, one) for one in prepared]
 
         results: list[InsertResult] = self._transaction("storing events", work)
         return results
