@@ -202,9 +202,11 @@ class EventStore(Storage):
             )
         except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailable(f"cannot open database {self.path}: {exc}") from exc
-        self._turn = WriterTurn(self.path, busy_timeout_ms / 1000)
+        self._turn = WriterTurn(self.path, busy_timeout_ms / 1000, enabled=False)
         try:
             self._configure(busy_timeout_ms)
+            # Only for a database in WAL mode on disk: no stray lock file for one that fails.
+            self._turn = WriterTurn(self.path, busy_timeout_ms / 1000)
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             self._conn.close()

@@ -43,12 +43,13 @@ class WriterTurn:
     """One process's handle on the write turn of one database file (not thread-safe: the store
     calls it under its own lock)."""
 
-    def __init__(self, database: Path, timeout: float) -> None:
+    def __init__(self, database: Path, timeout: float, *, enabled: bool = True) -> None:
+        """``enabled=False``: a turn that is never taken (no file is made)."""
         self._timeout = timeout
         self._fd: int | None = None
         #: Whether this process holds the turn now (inside :meth:`taken`, unless it timed out).
         self.holding = False
-        if fcntl is None:
+        if fcntl is None or not enabled:
             return
         try:
             self._fd = os.open(writer_turn_path(database), os.O_RDWR | os.O_CREAT, 0o600)

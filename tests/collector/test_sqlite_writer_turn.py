@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.collector import EventStore
+from telemetry.collector import EventStore, StorageUnavailable
 from telemetry.collector._sqlite_writer_turn import WriterTurn, writer_turn_path
 from telemetry.collector._validation import parse_batch
 
@@ -95,7 +95,7 @@ def test_two_processes_storing_into_one_file_through_the_turn_lose_nothing(
     script = textwrap.dedent(
         """
         import json, sys
-        from telemetry.collector import EventStore
+        from telemetry.collector import EventStore, StorageUnavailable
         from telemetry.collector._validation import parse_batch
         store = EventStore(sys.argv[1])
         for b in range(40):
@@ -120,3 +120,12 @@ def test_two_processes_storing_into_one_file_through_the_turn_lose_nothing(
         assert store.count() == 2 * 40 * 50
     finally:
         store.close()
+
+
+def test_a_database_that_cannot_be_opened_leaves_no_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageUnavailable, match="WAL"):
+        EventStore(":memory:")  # SQLite opens that name in memory, where WAL is impossible
+    assert list(tmp_path.iterdir()) == []
