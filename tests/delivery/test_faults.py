@@ -384,7 +384,9 @@ def test_backoff_grows_with_full_jitter_and_caps(
 
         assert run_clock(clock, twelve, 20)
         server.default = fs.forward()
-        failing = [r for r in server.requests if r.status == 503]
+        # The first twelve: a thirteenth may already have left (and failed) when the clock
+        # was moved on just before the twelfth answer was recorded (seen once in CI).
+        failing = [r for r in server.requests if r.status == 503][:12]
         drain(client, collector, ids, 10, clock)
     assert len(failing) == 12
     report = check_policy(failing, policy, slack=0.0)
