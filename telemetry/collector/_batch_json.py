@@ -204,16 +204,7 @@ def load_batch(body: bytes, max_events: int, *, fast: bool = True) -> LoadedBatc
 
 def load_batch_json(body: bytes, max_events: int) -> Any:
     """:func:`load_batch`'s payload, every part of it decoded strictly."""
-    if body.startswith(codecs.BOM_UTF8):
-        raise ValueError("byte order mark")
-    text = body.decode("utf-8")
-    start = _skip(text, 0)
-    if not text.startswith("{", start):
-        return strict_json_loads(body)
-    payload, end = _object(text, start + 1, max_events, None)
-    if _skip(text, end) != len(text):
-        raise ValueError("extra data after the JSON object")
-    return payload
+    return load_batch(body, max_events, fast=False).payload
 
 
 def lost_a_repeated_key(events_text: str, compact_events: list[str]) -> bool:
