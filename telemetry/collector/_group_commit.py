@@ -41,9 +41,6 @@ class GroupCommit:
         self._max_events = max_group_events
         self._waiting: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
-        #: Transactions run and batches stored (what the grouping saved: batches - groups).
-        self.groups = 0
-        self.batches = 0
 
     @property
     def waiting(self) -> int:
@@ -101,6 +98,4 @@ class GroupCommit:
                     outcomes += await run_in_threadpool(self._storage.insert_batches, [item])
                 except Exception as single:  # noqa: BLE001 - as above
                     outcomes.append(single)
-        self.groups += 1
-        self.batches += len(items)
         return outcomes
