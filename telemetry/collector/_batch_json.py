@@ -22,7 +22,7 @@ import json.scanner
 import re
 from typing import Any, Final, NamedTuple
 
-from telemetry.collector._strict_json import strict_json_loads
+from telemetry.collector._strict_json import reject_constant, strict_json_loads, unique_keys
 
 __all__ = [
     "MAX_WHOLE_ARRAY_COMMAS",
@@ -43,17 +43,6 @@ class TooManyEvents(ValueError):
     def __init__(self, parsed: int) -> None:
         super().__init__(f"more than {parsed - 1} events")
         self.parsed = parsed
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in a JSON object")
-    return result
 
 
 class OutOfRangeInt:
@@ -78,12 +67,12 @@ def _parse_int(text: str) -> int | OutOfRangeInt:
 
 
 _DECODER: Final = json.JSONDecoder(
-    parse_constant=_reject_constant, object_pairs_hook=_unique_keys, parse_int=_parse_int
+    parse_constant=reject_constant, object_pairs_hook=unique_keys, parse_int=_parse_int
 )
 _SCAN: Final = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 #: The C decoder with no callback but the one refusing ``NaN``/``Infinity`` (never called for
 #: standard JSON): duplicate keys collapse, integers have any size.
-_FAST_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_FAST_DECODER: Final = json.JSONDecoder(parse_constant=reject_constant)
 _FAST_SCAN: Final = json.scanner.make_scanner(_FAST_DECODER)  # type: ignore[arg-type]
 #: Every digit byte made ``0`` (what ``bytes.translate`` takes): a body holding
 #: ``_LONG_DIGIT_RUN`` once translated may hold an integer beyond 64 bits (2**63 has 19 digits).
@@ -181,7 +170,7 @@ def _object(
         pairs.append((key, value))
         index = _skip(text, index)
         if text.startswith("}", index):
-            return _unique_keys(pairs), index + 1
+            return unique_keys(pairs), index + 1
         index = _skip(text, _expect(text, index, ","))
 
 

@@ -9,17 +9,26 @@ import json.encoder
 import math
 from typing import Any, Final
 
-__all__ = ["compact_json", "storable_text", "storable_value", "strict_json_loads"]
+__all__ = [
+    "compact_json",
+    "reject_constant",
+    "storable_text",
+    "storable_value",
+    "strict_json_loads",
+    "unique_keys",
+]
 
 _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**63 - 1
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """``parse_constant`` hook: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: an object, unless a key is repeated in it."""
     result = dict(pairs)
     if len(result) != len(pairs):
         raise ValueError("duplicate key in a JSON object")
@@ -36,7 +45,7 @@ def strict_json_loads(body: bytes) -> Any:
     if body.startswith(codecs.BOM_UTF8):
         raise ValueError("byte order mark")
     text = body.decode("utf-8")  # a UnicodeDecodeError is a ValueError
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    return json.loads(text, parse_constant=reject_constant, object_pairs_hook=unique_keys)
 
 
 def storable_text(value: str) -> bool:
