@@ -12,7 +12,11 @@ commit with fsync on): the "raw" rate that run is compared with. Each figure is 
 4-sender ingest measured again, next to the same figure on the empty database.
 
 Prints events/s, p50 and p99 latency per 500-event batch, each ingest rate as a share of the raw
-rate (target: at least 0.8x) and the full-table rate as a share of the empty one (target: 0.8x).
+rate (target: at least 0.8x) and the full-table rate as a share of the empty one (target: 0.8x),
+and the CPU time each 500-event batch cost: the collector's processes for an ingest run, this
+process for a raw SQLite insert. It first measures how much parallel work the machine's cores
+really give (a virtual machine's cores may share physical ones): with that and the CPU per batch,
+the best share an ingest run could reach here is capacity x raw CPU / ingest CPU.
 
 PostgreSQL: ``$TELEMETRY_TEST_POSTGRES_DSN``, else a throwaway cluster (initdb/pg_ctl, as in the
 tests).
@@ -27,6 +31,7 @@ import argparse
 import contextlib
 import gzip
 import json
+import multiprocessing
 import socket
 import sqlite3
 import statistics
@@ -41,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,6 +74,9 @@ class Result:
     reference: Result | None = None
     #: Median over the repeats of this rate / the raw rate measured just before it.
     share: float | None = None
+    #: CPU seconds spent per 500-event batch (the collector's processes; this process for a
+    #: raw SQLite insert), if measured.
+    cpu_per_batch: float | None = None
 
     @property
     def rate(self) -> float:
@@ -94,6 +103,38 @@ def make_batches(count: int, project: str) -> list[dict[str, Any]]:
         ]
         batches.append({"api_key": project, "events": events})
     return batches
+
+
+def _busy(loops: int) -> None:
+    total = 0
+    for i in range(loops):
+        total += i
+
+
+def _busy_seconds(processes: int, loops: int) -> float:
+    """Wall time for ``processes`` processes each running the same pure-Python loop."""
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_busy, args=(loops,)) for _ in range(processes)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - started
+
+
+def parallel_capacity(cores: int, loops: int = 20_000_000) -> float:
+    """How many cores' worth of work ``cores`` busy processes get done at once: ``cores`` x
+    (one process's time / the time of ``cores`` together), median of 3. 2.0 on two real
+    cores; less where virtual cores share physical ones or neighbours take their time."""
+    if cores <= 1:
+        return 1.0
+    shares = []
+    for _ in range(3):
+        alone = _busy_seconds(1, loops)
+        together = _busy_seconds(cores, loops)
+        shares.append(cores * alone / together)
+    return statistics.median(shares)
 
 
 def _request(host: str, port: int, body: bytes) -> bytes:
@@ -180,14 +221,28 @@ def rows_of(batches: list[dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
 
 def timed_raw(insert_one: Callable[[list[tuple[Any, ...]]], None], groups: list[Any]) -> Result:
     latencies = []
+    cpu = time.process_time()
     started = time.perf_counter()
     for rows in groups:
         t0 = time.perf_counter()
         insert_one(rows)
         latencies.append(time.perf_counter() - t0)
-    return Result(
-        "", "raw batched insert", sum(map(len, groups)), time.perf_counter() - started, latencies
-    )
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    result = Result("", "raw batched insert", sum(map(len, groups)), seconds, latencies)
+    result.cpu_per_batch = cpu / len(groups)
+    return result
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its children."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 _COLUMNS = (
@@ -262,8 +317,13 @@ class Runner:
         self._serial += 1
         payload = make_batches(self.batches, f"bench-{self._serial}")
         with CollectorProcess(self.database, extra_args=["--workers", str(workers)]) as collector:
+            assert collector.pid is not None
+            cpu = _tree_cpu(collector.pid)
             seconds, latencies = ingest(collector.url, payload, senders)
-        return Result(self.backend, "", self.batches * BATCH, seconds, latencies)
+            cpu = _tree_cpu(collector.pid) - cpu
+        result = Result(self.backend, "", self.batches * BATCH, seconds, latencies)
+        result.cpu_per_batch = cpu / self.batches
+        return result
 
     def measure(self, senders: int, workers: int, label: str) -> Result:
         """Median of ``repeats`` ingest runs, each next to a raw insert just before it."""
@@ -276,6 +336,7 @@ class Runner:
             self.batches * BATCH / rate,
             [latency for _, run in runs for latency in run.latencies],
             share=statistics.median(run.rate / raw.rate for raw, run in runs),
+            cpu_per_batch=statistics.median(run.cpu_per_batch or 0.0 for _, run in runs),
         )
         self.results.append(result)
         return result
@@ -302,6 +363,7 @@ class Runner:
             self.batches * BATCH / rate,
             [latency for r in self.raws for latency in r.latencies],
             share=1.0,
+            cpu_per_batch=statistics.median(r.cpu_per_batch or 0.0 for r in self.raws),
         )
         return [*self.results, raw]
 
@@ -398,6 +460,11 @@ def main() -> int:
     if args.quick:
         args.batches, args.stored, args.repeats = 10, 100_000, 1
     cores = default_workers()
+    capacity = parallel_capacity(cores)
+    print(
+        f"this machine: {cores} cores do {capacity:.2f}x the work of one in parallel "
+        "(busy processes, median of 3)"
+    )
     results: list[Result] = []
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
@@ -411,7 +478,7 @@ def main() -> int:
     )
     header = (
         f"{'backend':<11} {'path':<28} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'vs raw':>7} {'vs empty':>9}"
+        f"{'vs raw':>7} {'vs empty':>9} {'CPU ms':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -421,16 +488,37 @@ def main() -> int:
         p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] * 1000
         share = r.share if r.share is not None else float("nan")
         empty = f"{r.rate / r.reference.rate:>8.2f}x" if r.reference is not None else ""
+        cpu = "" if r.cpu_per_batch is None else f"{r.cpu_per_batch * 1000:.1f}"
+        if r.backend == "PostgreSQL" and r.path.startswith("raw"):
+            cpu = ""  # its work is in the PostgreSQL server, not measured here
         print(
             f"{r.backend:<11} {r.path:<28} {r.rate:>10,.0f} {p50:>8.1f} {p99:>8.1f} "
-            f"{share:>6.2f}x {empty:>9}"
+            f"{share:>6.2f}x {empty:>9} {cpu:>7}"
         )
     print(f"events/s: median of {args.repeats} runs; p50/p99: per 500-event request over those")
     print("runs (ingest: HTTP round trip incl. gzip, parse, commit; raw: one executemany + commit,")
     print("one client). vs raw: median of each run's rate over the raw insert run just before it")
     print("(target >= 0.8x); vs empty: the full-table rate over the same figure on the empty")
-    print("table (target >= 0.8x).")
+    print("table (target >= 0.8x). CPU ms: CPU time per 500-event batch (ingest: every collector")
+    print("process; raw SQLite: this process; not the PostgreSQL server's).")
+    _print_ceiling(results, capacity)
     return 0
+
+
+def _print_ceiling(results: list[Result], capacity: float) -> None:
+    """The best SQLite share this machine allows: the collector's CPU per batch against the raw
+    insert's, with all of the machine's parallel capacity (senders and kernel not counted)."""
+    sqlite = [r for r in results if r.backend == "SQLite" and r.cpu_per_batch]
+    raw = next((r for r in sqlite if r.path.startswith("raw")), None)
+    ingest_cpu = [r.cpu_per_batch for r in sqlite if not r.path.startswith("raw")]
+    if raw is None or raw.cpu_per_batch is None or not ingest_cpu:
+        return
+    cpu = statistics.median(c for c in ingest_cpu if c is not None)
+    ceiling = capacity * raw.cpu_per_batch / cpu
+    print(
+        f"SQLite ceiling here: {capacity:.2f} cores x {raw.cpu_per_batch * 1000:.1f} ms raw / "
+        f"{cpu * 1000:.1f} ms ingest CPU per batch (median) = {ceiling:.2f}x"
+    )
 
 
 if __name__ == "__main__":
