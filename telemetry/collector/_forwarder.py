@@ -53,6 +53,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "MAX_REQUEST_EVENTS",
     "Forwarder",
+    "backoff_delay_seconds",
     "retry_after_seconds",
     "run_forwarder",
 ]
@@ -115,6 +116,14 @@ def retry_after_seconds(response: Response, *, default: float) -> float:
     except ValueError:
         return default
     return min(MAX_BACKOFF_SECONDS, max(0.0, wait)) if wait == wait else default
+
+
+def backoff_delay_seconds(base: float, attempts: int) -> float:
+    """How long a row that failed ``attempts`` times before waits: ``base`` doubled per attempt,
+    at most :data:`MAX_BACKOFF_SECONDS`, with jitter (a random half of it taken off at most).
+    Both forwarders use it."""
+    delay: float = min(MAX_BACKOFF_SECONDS, base * 2.0 ** min(attempts, 20))
+    return delay * random.uniform(0.5, 1.0)
 
 
 class Forwarder:
@@ -231,9 +240,7 @@ class Forwarder:
             await self._send(project, token, rest)
 
     async def _backoff(self, rows: Sequence[ForwardRow]) -> None:
-        attempts = max(r.attempts for r in rows)
-        delay = min(MAX_BACKOFF_SECONDS, self._backoff_base * 2 ** min(attempts, 20))
-        delay *= random.uniform(0.5, 1.0)
+        delay = backoff_delay_seconds(self._backoff_base, max(r.attempts for r in rows))
         ids = [r.id for r in rows]
         await run_in_threadpool(
             lambda: self._state.storage.forward_retry(ids, self._now_ms() + int(delay * 1000))

@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Final
 
 from starlette.concurrency import run_in_threadpool
 
 from telemetry.collector._envelope import event_envelope
-from telemetry.collector._forwarder import MAX_BACKOFF_SECONDS, retry_after_seconds
+from telemetry.collector._forwarder import backoff_delay_seconds, retry_after_seconds
 from telemetry.collector._passes import repeating
 from telemetry.collector._storage import ReportForward
 from telemetry.errors import TransportError
@@ -143,8 +142,7 @@ class ReportForwarder:
             await self._backoff(row)
 
     async def _backoff(self, row: ReportForward) -> None:
-        delay = min(MAX_BACKOFF_SECONDS, self._backoff_base * 2 ** min(row.attempts, 20))
-        delay *= random.uniform(0.5, 1.0)
+        delay = backoff_delay_seconds(self._backoff_base, row.attempts)
         await run_in_threadpool(
             lambda: self._state.storage.report_forward_retry(
                 [row.id], self._now_ms() + int(delay * 1000)
