@@ -53,6 +53,8 @@ _STATIC_FILES: Final = {
 }
 #: How often summary rows past the retention age are deleted (with ``[retention]``).
 EXPIRE_EVERY_SECONDS: Final = 3600.0
+#: Methods the catch-all API route takes (so none of them tells an unknown path from a known one).
+_ANY_METHOD: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: The default date range: the last 30 days (today included).
 DEFAULT_DAYS: Final = 30
 #: The longest date range a panel answers for.
@@ -115,6 +117,8 @@ class Dashboard:
             Route("/dashboard/api/status", self.status, methods=["GET"]),
             Route("/dashboard/api/panels/{name}", self.panel, methods=["GET"]),
             Route("/dashboard/static/{name}", self.static, methods=["GET"]),
+            # Any other API path: 401 without a session (not even whether it exists), else 404.
+            Route("/dashboard/api/{rest:path}", self.unknown_api, methods=_ANY_METHOD),
         ]
 
     # ------------------------------------------------------------------ summaries
@@ -232,6 +236,11 @@ class Dashboard:
     def _unauthorised(self) -> Response:
         return _secure(JSONResponse({"error": "log in at /dashboard/login"}, status_code=401))
 
+    async def unknown_api(self, request: Request) -> Response:
+        if not self.auth.is_logged_in(request):
+            return self._unauthorised()
+        return _secure(JSONResponse({"error": "no such dashboard API"}, status_code=404))
+
     async def options(self, request: Request) -> Response:
         if not self.auth.is_logged_in(request):
             return self._unauthorised()
@@ -306,7 +315,7 @@ class Dashboard:
                 if q.get("from")
                 else last - dt.timedelta(days=DEFAULT_DAYS - 1)
             )
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a range before year 1
             raise _BadQuery("from and to must be dates (YYYY-MM-DD)") from None
         if first > last or (last - first).days >= MAX_DAYS:
             raise _BadQuery(f"from must not be after to, and at most {MAX_DAYS} days before it")

@@ -32,6 +32,8 @@ CSRF_COOKIE: Final = "dashboard_csrf"
 LOGIN_BURST: Final = 10
 LOGIN_PER_SECOND: Final = 1 / 6
 _COOKIE_PATH: Final = "/dashboard"
+#: Hex digits of a session's HMAC-SHA256 signature.
+_SIGNATURE_LENGTH: Final = 64
 
 
 class DashboardAuth:
@@ -79,10 +81,13 @@ class DashboardAuth:
         return f"{payload}.{self._sign(payload)}"
 
     def is_logged_in(self, request: Request) -> bool:
-        """Whether the request carries a valid, unexpired session cookie."""
+        """Whether the request carries a valid, unexpired session cookie (any other value,
+        non-ASCII included, is simply not a session)."""
         value = request.cookies.get(SESSION_COOKIE, "")
         payload, _, signature = value.rpartition(".")
-        if not payload or not hmac.compare_digest(self._sign(payload), signature):
+        if not payload or not value.isascii() or len(signature) != _SIGNATURE_LENGTH:
+            return False
+        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode()):
             return False
         expires, _, _ = payload.partition(".")
         return expires.isdigit() and int(expires) > self._clock()
@@ -95,8 +100,13 @@ class DashboardAuth:
             path=_COOKIE_PATH,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._secure(request),
         )
+
+    def _secure(self, request: Request) -> bool:
+        """Whether cookies get ``Secure``: always with ``secure_cookies`` (a TLS proxy in
+        front; the collector itself speaks plain HTTP), else when the request came over https."""
+        return self._settings.secure_cookies or request.url.scheme == "https"
 
     @staticmethod
     def clear_session(response: Response) -> None:
@@ -112,15 +122,14 @@ class DashboardAuth:
             return current
         return secrets.token_urlsafe(32)
 
-    @staticmethod
-    def set_csrf(response: Response, request: Request, token: str) -> None:
+    def set_csrf(self, response: Response, request: Request, token: str) -> None:
         response.set_cookie(
             CSRF_COOKIE,
             token,
             path=_COOKIE_PATH,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._secure(request),
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ Example::
     session_hours = 12                 # a login lasts this long (default 12)
     settle_seconds = 300               # summaries count events received this long ago or more
     refresh_seconds = 10               # how often the summaries catch up
+    secure_cookies = false             # true behind a TLS proxy: cookies only over https
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ __all__ = ["MIN_TOKEN_LENGTH", "DashboardSettings", "parse_dashboard"]
 #: A token shorter than this is refused: it would be guessable.
 MIN_TOKEN_LENGTH: Final = 16
 
-_KEYS: Final = frozenset({"token", "session_hours", "settle_seconds", "refresh_seconds"})
+_KEYS: Final = frozenset(
+    {"token", "session_hours", "settle_seconds", "refresh_seconds", "secure_cookies"}
+)
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,15 @@ class DashboardSettings:
     #: ``received_at`` is taken when its request starts, before its transaction commits.
     settle_seconds: float = 300.0
     refresh_seconds: float = 10.0
+    #: Cookies always carry ``Secure`` (the collector behind a TLS proxy: it sees plain HTTP
+    #: and trusts no forwarded header); else only when the request itself came over https.
+    secure_cookies: bool = False
 
     def __repr__(self) -> str:
         return (
             f"DashboardSettings(token=********, session_hours={self.session_hours}, "
-            f"settle_seconds={self.settle_seconds}, refresh_seconds={self.refresh_seconds})"
+            f"settle_seconds={self.settle_seconds}, refresh_seconds={self.refresh_seconds}, "
+            f"secure_cookies={self.secure_cookies})"
         )
 
 
@@ -64,9 +71,13 @@ def parse_dashboard(table: Any) -> DashboardSettings:
         raise ValueError(
             f"[dashboard].token must be a string of at least {MIN_TOKEN_LENGTH} characters"
         )
+    secure_cookies = table.get("secure_cookies", False)
+    if not isinstance(secure_cookies, bool):
+        raise ValueError("[dashboard].secure_cookies must be true or false")
     return DashboardSettings(
         token_sha256=hashlib.sha256(token.encode()).digest(),
         session_hours=_number(table, "session_hours", 12.0),
         settle_seconds=_number(table, "settle_seconds", 300.0, zero=True),
         refresh_seconds=_number(table, "refresh_seconds", 10.0),
+        secure_cookies=secure_cookies,
     )

@@ -138,6 +138,63 @@ def test_login_checks_csrf_sets_a_strict_cookie_and_logs_out(seeded: EventStore)
         seeded.close()
 
 
+def test_hostile_cookies_paths_and_dates_get_answers_not_errors(seeded: EventStore) -> None:
+    """Found by trying the dashboard as an attacker: a non-ASCII session cookie was a 500 on
+    every page (the signature compare refused non-ASCII text), a date before year 1 was a 500,
+    and an unknown API path answered 404 without a login."""
+    url, stop = start_in_thread(seeded, config=dashboard_config())
+    try:
+        for hostile in ("1.2.\u00e9", "99999999999.x." + "\u00e9" * 64, "..", "a" * 5000):
+            cookie = {"cookie": f"dashboard_session={hostile}".encode()}
+            for path in ("/dashboard", "/dashboard/login", PRIVATE[0], PRIVATE[2]):
+                answer = httpx.get(url + path, headers=cookie)
+                assert answer.status_code in (200, 303, 401), (hostile, path, answer.text)
+        for method in ("GET", "POST", "DELETE"):
+            unknown = httpx.request(method, f"{url}/dashboard/api/nosuch/thing")
+            assert unknown.status_code == 401, method
+            assert httpx.request(method, f"{url}/dashboard/api/status").status_code == 401
+        client = log_in(url)
+        try:
+            assert client.get("/dashboard/api/nosuch").status_code == 404
+            for query in ("to=0001-01-01", "to=0001-01-29", "from=0001-01-01&to=0001-01-02"):
+                answer = client.get(f"/dashboard/api/panels/top_events?project={PROJECT}&{query}")
+                assert answer.status_code in (200, 400), (query, answer.text)
+                assert answer.headers["cache-control"] == "no-store", query
+        finally:
+            client.close()
+    finally:
+        stop()
+        seeded.close()
+
+
+def test_secure_cookies_setting_marks_both_cookies_secure(seeded: EventStore) -> None:
+    """Behind a TLS proxy the collector sees plain HTTP: ``secure_cookies = true`` makes the
+    session and CSRF cookies ``Secure`` anyway (without it, plain HTTP gets none)."""
+    for setting, expected in ((True, True), (False, False)):
+        url, stop = start_in_thread(seeded, config=dashboard_config(secure_cookies=setting))
+        try:
+            with httpx.Client(base_url=url) as client:
+                form = client.get("/dashboard/login")
+                assert ("; secure" in form.headers["set-cookie"].lower()) is expected
+                # A browser would not send a Secure cookie over plain HTTP: the test does, as the
+                # TLS proxy would.
+                csrf = client.cookies["dashboard_csrf"]
+                right = client.post(
+                    "/dashboard/login",
+                    data={"token": TOKEN, "csrf": csrf},
+                    headers={"cookie": f"dashboard_csrf={csrf}"},
+                )
+                assert right.status_code == 303
+                session = right.headers["set-cookie"].lower()
+                assert "dashboard_session=" in session
+                assert ("; secure" in session) is expected
+        finally:
+            stop()
+    with pytest.raises(ConfigError, match=r"\[dashboard\]\.secure_cookies must be true or false"):
+        parse_config({"dashboard": {"token": TOKEN, "secure_cookies": "yes"}})
+    seeded.close()
+
+
 def test_login_attempts_are_limited_per_network(seeded: EventStore) -> None:
     url, stop = start_in_thread(seeded, config=dashboard_config())
     try:
