@@ -59,7 +59,14 @@ _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**63 - 1
 
 
+#: The longest text of a signed 64-bit integer (``-9223372036854775808``; JSON has no leading
+#: zeros, so any longer integer literal is out of range).
+_MAX_INT_TEXT: Final = 20
+
+
 def _parse_int(text: str) -> int | OutOfRangeInt:
+    if len(text) > _MAX_INT_TEXT:  # never converted: Python refuses over 4,300 digits
+        return OutOfRangeInt(text)
     value = int(text)
     if len(text) < 19 or _MIN_INT <= value <= _MAX_INT:
         return value

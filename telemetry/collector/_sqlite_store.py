@@ -7,6 +7,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -49,6 +50,23 @@ from telemetry.collector._validation import Batch
 __all__ = ["EventStore"]
 
 logger = logging.getLogger("telemetry.collector")
+
+#: SQLite's primary result codes of a write that will keep failing until someone acts (disk
+#: full, read-only file, I/O error, file gone or damaged), unlike a lock held by another writer.
+_LASTING_WRITE_ERRORS: Final = frozenset(
+    {
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+#: After a lasting write failure, how long the health check answers "not writable" unless a
+#: write succeeds meanwhile (then its header probe decides again, so traffic comes back to try).
+_FAILURE_HOLD_SECONDS: Final = 30.0
 
 #: Keys claimed per statement (3 parameters each, far below SQLite's 32,766).
 _KEYS_PER_CLAIM: Final = 1000
@@ -196,6 +214,9 @@ class EventStore(Storage):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        #: Why the last write failed lastingly (``_LASTING_WRITE_ERRORS``) and when
+        #: (``time.monotonic()``), until a write succeeds.
+        self._write_failure: tuple[str, float] | None = None
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
@@ -258,12 +279,19 @@ class EventStore(Storage):
                 result = work(conn)
                 conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
+                self._note_failure(exc)
                 self._rollback()
                 raise StorageUnavailable(f"{what} failed: {exc}") from exc
             except BaseException:
                 self._rollback()
                 raise
+            self._write_failure = None
             return result
+
+    def _note_failure(self, exc: BaseException) -> None:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, OSError) or (code is not None and code & 0xFF in _LASTING_WRITE_ERRORS):
+            self._write_failure = (str(exc), time.monotonic())
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         with self._lock:
@@ -355,8 +383,29 @@ class EventStore(Storage):
         return result
 
     def check_writable(self) -> None:
-        """Raise :class:`StorageUnavailable` unless a write transaction can be started now."""
-        self._transaction("checking that the database is writable", lambda conn: None)
+        """Raise :class:`StorageUnavailable` unless the database takes a write now.
+
+        The probe rewrites the file's header (the schema version, unchanged) and rolls it back,
+        which a read-only file refuses. A full disk only shows when a real write needs room, so
+        after a write failed lastingly (disk full, read-only, I/O error) the answer stays "not
+        writable" until a write succeeds, for at most :data:`_FAILURE_HOLD_SECONDS`.
+        """
+        failure = self._write_failure
+        if failure is not None and time.monotonic() - failure[1] < _FAILURE_HOLD_SECONDS:
+            raise StorageUnavailable(f"the last write failed: {failure[0]}")
+        with self._lock, self._turn.taken():
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute(f"PRAGMA user_version = {version}")
+            except (sqlite3.Error, OSError) as exc:
+                self._note_failure(exc)
+                raise StorageUnavailable(
+                    f"checking that the database is writable failed: {exc}"
+                ) from exc
+            finally:
+                self._rollback()
 
     def count(self) -> int:
         """Number of stored events."""

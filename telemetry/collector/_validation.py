@@ -162,8 +162,16 @@ def parse_batch(body: bytes, *, fast: bool = True) -> Batch:
     Returns the :class:`Batch` when the request and every event in it are valid; raises
     :class:`RequestRejected` (400 or 413) otherwise. ``fast=False`` decodes every part of the
     body strictly (see ``_batch_json``): the same answers, slower; the reference the fast way is
-    tested against.
+    tested against. A body nested too deeply for Python to decode, check or re-encode (near
+    1,000 levels, wherever that limit is hit) is invalid JSON.
     """
+    try:
+        return _parse_batch(body, fast)
+    except RecursionError:
+        _reject(L.ERROR_INVALID_JSON)
+
+
+def _parse_batch(body: bytes, fast: bool) -> Batch:
     if not body.strip():
         _reject(L.ERROR_MISSING_BODY)
     try:
@@ -196,7 +204,7 @@ def parse_batch(body: bytes, *, fast: bool = True) -> Batch:
     if events_text is not None:
         every = _every_event_fast(events, min_id_length, events_text)
         if every is None:  # an event needs the rule-by-rule path, which needs strict decoding
-            return parse_batch(body, fast=False)
+            return _parse_batch(body, fast=False)
         accepted = every
     else:
         accepted = _events_rule_by_rule(events, min_id_length)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from telemetry.collector import EventStore
+from telemetry.collector import EventStore, _sqlite_store
 from tests._fixtures import RunningCollector
 from tests.collector_process import start_in_thread
 
@@ -304,3 +304,68 @@ def test_deeply_nested_json_never_causes_a_server_error(
     response = post(collector.url, content)
     assert response.status_code in (200, 400, 413)
     assert response.json()["code"] == response.status_code
+
+
+def _limit_pages(store: EventStore, pages: int | None) -> None:
+    """Let the store's database grow to ``pages`` pages at most (``None``: its size now):
+    SQLite then refuses writes that need room with ``SQLITE_FULL``, as on a full disk."""
+    with store._lock:
+        conn = store._conn
+        limit = pages if pages is not None else conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {limit}")
+
+
+def test_healthz_says_unwritable_after_a_full_disk_until_a_write_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an outside audit: with the disk full, ingest answered 503 while /healthz kept
+    answering 200 (its probe was an empty transaction, which needs no room). The disk is filled
+    inside SQLite (``max_page_count``: the same ``SQLITE_FULL`` a real full disk gives)."""
+    store = EventStore(tmp_path / "c.db")
+    url, stop = start_in_thread(store)
+    try:
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        _limit_pages(store, None)
+        big = [event(i, event_properties={"blob": "x" * 20_000}) for i in range(20)]
+        refused = post(url, batch(big))
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+        health = httpx.get(f"{url}/healthz", timeout=10)
+        assert health.status_code == 503 and health.headers["Retry-After"] == "5"
+        assert health.json() == {"status": "unavailable", "error": "database is not writable"}
+        assert str(tmp_path) not in health.text
+        _limit_pages(store, 1_000_000)  # room again
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 503  # not proven yet
+        assert post(url, batch(big)).status_code == 200
+        assert httpx.get(f"{url}/healthz", timeout=10).json() == {"status": "ok"}
+        # Without a write succeeding, the hold ends and the header probe decides again.
+        _limit_pages(store, None)
+        more = [event(100 + i, event_properties={"blob": "y" * 20_000}) for i in range(20)]
+        assert post(url, batch(more)).status_code == 503
+        monkeypatch.setattr(_sqlite_store, "_FAILURE_HOLD_SECONDS", 0.0)
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        stop()
+        store.close()
+
+
+def test_healthz_says_unwritable_for_a_read_only_database(tmp_path: Path) -> None:
+    """Found by an outside audit: a read-only database file started and answered /healthz 200
+    (SQLite begins and commits an empty write transaction on a read-only file). The probe now
+    rewrites the file's header and rolls back. The store's connection is reopened read-only
+    (``mode=ro``: what SQLite does for a file it may not write; root ignores file modes)."""
+    database = tmp_path / "c.db"
+    store = EventStore(database)
+    url, stop = start_in_thread(store)
+    try:
+        with store._lock:
+            store._conn.close()
+            store._conn = sqlite3.connect(
+                f"file:{database}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+        health = httpx.get(f"{url}/healthz", timeout=10)
+        assert health.status_code == 503, health.text
+        assert post(url, batch([event(0)])).status_code == 503
+        assert rows(database) == []
+    finally:
+        stop()
+        store.close()

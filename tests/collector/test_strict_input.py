@@ -155,8 +155,13 @@ def test_lone_surrogates_and_huge_integers_are_refused_naming_the_event(
     huge = good(2).replace('"index": 2', f'"index": {2**64}')
     tiny = good(3).replace('"index": 3', f'"index": {-(2**63) - 1}')
     bad_key = good(4).replace('"index": 4', '"\\udfff": 4')
-    answer = post(url, raw_batch(good(0), surrogate, huge, tiny, bad_key))
-    assert invalid_fields(answer) == {"event_properties": [1, 2, 3, 4]}
+    # Beyond Python's 4,300-digit conversion limit: named too, not a whole-body 400 (audit).
+    endless = good(5).replace('"index": 5', '"index": ' + "9" * 5_000)
+    endless_negative = good(6).replace('"index": 6', '"index": -' + "9" * 4_301)
+    answer = post(
+        url, raw_batch(good(0), surrogate, huge, tiny, bad_key, endless, endless_negative)
+    )
+    assert invalid_fields(answer) == {"event_properties": [1, 2, 3, 4, 5, 6]}
     assert storage.count() == 0
 
 
@@ -189,3 +194,26 @@ def test_a_nul_in_a_deletion_request_is_refused(served: tuple[str, Storage], key
     request[key] += "\x00"
     answer = httpx.post(url + "/deletion", json=request, timeout=10)
     assert answer.status_code == 400, answer.text
+
+
+def test_nesting_near_pythons_limit_is_a_400_never_a_5xx(served: tuple[str, Storage]) -> None:
+    """Found by an outside audit: an event without ``insert_id`` nested about 990 levels deep
+    decoded, then overflowed Python's stack while its id was computed; the collector answered
+    503 (as for a storage failure), so a client would resend it forever. Every depth around the
+    limit is now either stored (200) or refused as invalid JSON (400)."""
+    url, _storage = served
+    answers: dict[int, int] = {}
+    # Every depth: where the limit falls depends on the stack of the thread that decodes.
+    for depth in [*range(900, 1_011), 1_100]:
+        nested = "[" * depth + "]" * depth
+        text = good(depth).replace(f'"index": {depth}', f'"index": {nested}')
+        no_id = json.loads(good(depth))
+        del no_id["insert_id"]
+        text_no_id = json.dumps(no_id).replace(f'"index": {depth}', f'"index": {nested}')
+        for body in (raw_batch(text), raw_batch(text_no_id)):
+            answer = post(url, body)
+            assert answer.status_code in (200, 400), (depth, answer.status_code, answer.text)
+            if answer.status_code == 400:
+                assert answer.json()["error"] == "Invalid JSON request body", depth
+            answers[depth] = answer.status_code
+    assert answers[1_100] == 400 and answers[900] == 200
