@@ -20,6 +20,7 @@ from telemetry.collector._ingest_route import INGEST_PATHS, IngestRoute
 from telemetry.collector._open_storage import open_storage
 from telemetry.collector._service_routes import ServiceRoutes
 from telemetry.collector._shared_memory import WorkerShare
+from telemetry.collector._shutdown_answer import AnswerCutRequests
 from telemetry.collector._state import CollectorState
 from telemetry.collector._storage import Storage
 
@@ -95,7 +96,9 @@ def build_app(
         tasks.append(dashboard.run_refresh if background else dashboard.closing)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ForgetClientAddress)],
+        # AnswerCutRequests wraps everything below it, to see a request's task cancelled by the
+        # server's shutdown wherever it waits.
+        middleware=[Middleware(AnswerCutRequests), Middleware(ForgetClientAddress)],
         lifespan=_lifespan(store, owned=owned, background=tasks),
     )
     app.state.store = store

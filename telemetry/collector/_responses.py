@@ -1,4 +1,5 @@
-"""The error answers several routes give: Amplitude-shaped 400/415, 413 and the storage 503."""
+"""The error answers several routes give: Amplitude-shaped 400/415, 413, the storage 503, and
+the 503 of a request the collector's shutdown cut short."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from starlette.responses import JSONResponse
 from telemetry.collector import _limits as L
 from telemetry.collector._validation import error_body
 
-__all__ = ["json_error", "payload_too_large", "storage_unavailable"]
+__all__ = ["json_error", "payload_too_large", "stopping", "storage_unavailable"]
 
 
 def json_error(status: int, error: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -35,4 +36,14 @@ def busy() -> JSONResponse:
         {"code": 503, "error": L.ERROR_BUSY},
         status_code=503,
         headers={"Retry-After": str(L.RETRY_AFTER_BUSY_SECONDS)},
+    )
+
+
+def stopping() -> JSONResponse:
+    """503 with ``Retry-After`` and ``Connection: close``: the collector stopped before it could
+    answer (a batch may have been stored all the same; its resend is deduplicated)."""
+    return JSONResponse(
+        {"code": 503, "error": L.ERROR_STOPPING},
+        status_code=503,
+        headers={"Retry-After": str(L.RETRY_AFTER_STORAGE_SECONDS), "Connection": "close"},
     )
