@@ -136,12 +136,18 @@ class PostgresStore(Storage):
         return self._pool.run("deleting a device", work)
 
     def check_writable(self) -> None:
+        """Raise :class:`StorageUnavailable` unless the server can be reached and takes writes:
+        not a standby, and its sessions not read-only (``default_transaction_read_only``)."""
         row = self._pool.run(
             "checking that the database is writable",
-            lambda c: c.execute("SELECT pg_is_in_recovery()").fetchone(),
+            lambda c: c.execute(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'"
+            ).fetchone(),
         )
         if row is None or row[0]:
             raise StorageUnavailable("the PostgreSQL server is a read-only standby")
+        if row[1]:
+            raise StorageUnavailable("the PostgreSQL sessions are read-only")
 
     def _scalar(self, sql: str) -> int:
         row = self._pool.run("reading", lambda c: c.execute(sql).fetchone())

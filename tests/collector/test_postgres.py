@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -156,6 +157,49 @@ def test_rows_are_visible_once_answered_and_a_dead_database_gives_503(
         assert post(url, batch([event(3)])).status_code == 200
         with psycopg.connect(postgres_dsn) as conn:
             assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
+    finally:
+        stop()
+
+
+def _reconnect_everyone(admin: psycopg.Connection[Any], name: str) -> None:
+    """End every session of database ``name`` and wait until they are gone (the collector's
+    pool then opens new ones, with the database's current settings)."""
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+    )
+    deadline = time.monotonic() + 30
+    while _sessions(admin, name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sessions(admin, name) == 0
+
+
+def test_healthz_says_unwritable_when_sessions_are_read_only(
+    postgres_admin_dsn: str, postgres_dsn: str
+) -> None:
+    """A database whose sessions are read-only (``default_transaction_read_only``) refuses
+    every batch: /healthz says so too (it checked only for a standby before)."""
+    url, stop = start_in_thread(postgres_dsn)
+    name = postgres_dsn.rsplit("/", 1)[1]
+
+    def healthz_after_reconnecting() -> int:
+        # The pool drops the sessions ended below one failed call at a time: ask until every
+        # pooled connection is a new one (4, the default pool size), then answer.
+        for _ in range(5):
+            status = httpx.get(url + "/healthz", timeout=10).status_code
+        return status
+
+    try:
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            _reconnect_everyone(admin, name)
+        assert healthz_after_reconnecting() == 503
+        assert post(url, batch([event(1)])).status_code == 503
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            _reconnect_everyone(admin, name)
+        assert healthz_after_reconnecting() == 200
+        assert post(url, batch([event(1)])).status_code == 200
     finally:
         stop()
 
