@@ -172,8 +172,25 @@ class EventStore:
     def erase(self, *, keep_state: Sequence[str] = ()) -> int:
         """Forget everything recorded (opt-out): queued events, the overflow, counters, the
         dropped and sent logs, linked device ids, experiment assignments, and every state key
-        except ``keep_state``; one transaction. Returns how many queued events went unsent."""
-        return self._queue.erase(keep_state)
+        except ``keep_state``; one transaction. Returns how many queued events went unsent.
+
+        Then no copy is left on disk: the WAL (which still holds the pages as they were
+        before the deletion) is checkpointed and truncated, and the copies of a database once
+        found corrupt (``telemetry.db.corrupt-*``, kept for inspection) are removed.
+        """
+        unsent = self._queue.erase(keep_state)
+        self._db.checkpoint("TRUNCATE")
+        self._remove_corrupt_copies()
+        return unsent
+
+    def _remove_corrupt_copies(self) -> None:
+        if self.path is None:
+            return
+        for copy in self.path.parent.glob(f"{self.path.name}.corrupt-*"):
+            try:
+                copy.unlink()
+            except OSError as exc:
+                log.warning("telemetry could not remove %s: %s", copy.name, exc.strerror)
 
     def enforce_limits(self, now_ms: int | None = None) -> dict[str, int]:
         """Apply the age, count and byte caps, oldest first; return drops per reason. The
