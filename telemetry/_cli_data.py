@@ -41,9 +41,15 @@ def _data_dir(args: argparse.Namespace) -> Path:
     if args.data_dir:
         return Path(args.data_dir)
     if args.app:
-        from telemetry import default_data_dir
+        from telemetry import ConfigError, default_data_dir
 
-        return default_data_dir(args.app)
+        try:
+            return default_data_dir(args.app)
+        except ConfigError:
+            raise CommandError(
+                "--app must be the app's component name: letters, digits, '.', '_', '-' or "
+                "spaces, starting with a letter or digit"
+            ) from None
     raise CommandError(
         "say which app's database to use: --data-dir DIR, TELEMETRY_DATA_DIR=DIR "
         "or --app COMPONENT_NAME"
@@ -381,7 +387,12 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     with _opened(args) as client:
         _refuse_if_vetoed(client, "the queue was not read, nothing was written or sent")
         # Opened only now: under the veto, or without a database, no file is created.
-        target: TextIO = open(args.output, "w", newline="") if args.output else out  # noqa: SIM115
+        try:
+            target: TextIO = open(args.output, "w", newline="") if args.output else out  # noqa: SIM115
+        except OSError as exc:
+            raise CommandError(
+                f"cannot write the export file ({exc.strerror or exc}); nothing was exported"
+            ) from None
         count = 0
         try:
             if args.format == "jsonl":

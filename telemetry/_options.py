@@ -73,7 +73,10 @@ def reports_url(endpoint: str | None, project: str) -> str | None:
 
 
 def default_data_dir(component_name: str) -> Path:
-    """Where an app keeps its telemetry database: ``<user data dir>/<component>/telemetry``."""
+    """Where an app keeps its telemetry database: ``<user data dir>/<component>/telemetry``.
+
+    Raises :class:`ConfigError` for a name that is not a component name (``../x`` included)."""
+    check_name(component_name, "component_name")
     import platformdirs  # loaded only when an app does not choose its data dir
 
     return platformdirs.user_data_path(component_name, appauthor=False) / "telemetry"

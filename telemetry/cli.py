@@ -77,6 +77,18 @@ def cmd_sign_url(args: argparse.Namespace, out: TextIO) -> int:
 # ---------------------------------------------------------------------- the parser
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (``--limit -1`` printed "No events are
+    queued." before)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation tests)."""
     parser = argparse.ArgumentParser(
@@ -111,7 +123,7 @@ def _add_data_commands(sub: Any) -> None:
     p = sub.add_parser("events", help="the queued events")
     p.add_argument("--json", action="store_true", help="one event per line, exactly as sent")
     p.add_argument("--follow", action="store_true", help="keep printing new events")
-    p.add_argument("--limit", type=int, default=0, help="print at most this many")
+    p.add_argument("--limit", type=_count, default=0, help="print at most this many")
     p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_events)
 
@@ -125,7 +137,7 @@ def _add_data_commands(sub: Any) -> None:
 
     p = sub.add_parser("sent", help="the last batches sent: when, the answer, how many events")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (newest first)")
+    p.add_argument("--limit", type=_count, default=100, help="at most this many (newest first)")
     p.set_defaults(func=cmd_sent)
 
     p = sub.add_parser(
@@ -137,7 +149,7 @@ def _add_data_commands(sub: Any) -> None:
         help="one JSON object per line: status, sent_at, http_status, the report as sent",
     )
     p.add_argument(
-        "--limit", type=int, default=50, help="at most this many sent reports (newest first)"
+        "--limit", type=_count, default=50, help="at most this many sent reports (newest first)"
     )
     p.set_defaults(func=cmd_errors)
 

@@ -251,6 +251,35 @@ def test_export_to_a_file_says_how_many(data_dir: Path, tmp_path: Path, capsys) 
     assert len(target.read_text().splitlines()) == 3
 
 
+def test_bad_export_targets_app_names_and_limits_are_one_line_errors(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """Found by an outside audit: these printed a traceback (or, for a negative limit, "No
+    events are queued." while events were)."""
+    record(data_dir)
+    missing = tmp_path / "no-such-dir" / "out.jsonl"
+    expected = (
+        "telemetry: cannot write the export file (No such file or directory); "
+        "nothing was exported\n"
+    )
+    assert run(capsys, data_dir, "export", "-o", str(missing)) == (1, "", expected)
+    folder = run(capsys, data_dir, "export", "-o", str(tmp_path))
+    assert folder == (
+        1,
+        "",
+        "telemetry: cannot write the export file (Is a directory); nothing was exported\n",
+    )
+    code = main(["--app", "../../x", "status"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("telemetry: --app must be the app's component name")
+    assert err.count("\n") == 1
+    for command in ("events", "sent", "errors"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--data-dir", str(data_dir), command, "--limit", "-1"])
+        assert exit_info.value.code == 2
+        assert "--limit: must be 0 or more, got -1" in capsys.readouterr().err
+
+
 def test_empty_sent_log_and_query_said_in_words(data_dir: Path, capsys) -> None:
     record(data_dir)
     assert run(capsys, data_dir, "sent") == (
