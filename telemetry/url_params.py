@@ -38,6 +38,9 @@ class _UrlClient(Protocol):
     @property
     def enabled(self) -> bool: ...
 
+    @property
+    def uploading(self) -> bool: ...
+
     def set_device_id(self, device_id: str) -> None: ...
 
     def set_session_id(self, session_id: int) -> None: ...
@@ -52,6 +55,8 @@ class AnalyticsUrlParams:
 
     The linked ids are kept by the client (persisted in its database). While telemetry is
     off nothing is kept or written: consumed ids are forgotten, and links get no ``d_id``.
+    Links get one only while the client may upload (the user answered the first-run notice,
+    or said yes), so no id leaves the machine in a link before it could in an upload.
     Before a client is attached, consumed ids are held in memory and handed to it on
     :meth:`set_client`.
 
@@ -178,7 +183,11 @@ class AnalyticsUrlParams:
         return self._opt_out_requested
 
     def get_device_ids_query_string(self) -> str:
-        """``d_id=<ids>`` (URL-encoded, comma-joined), or ``''``."""
+        """``d_id=<ids>`` (URL-encoded, comma-joined), or ``''``: always ``''`` while the
+        client may not upload (telemetry off, or the first-run notice not answered yet), since
+        a link carries the device id off the machine just as an upload would."""
+        if self._client is not None and not self._client.uploading:
+            return ""
         ids = self.all_device_ids()
         return f"{URL_PARAM_DEVICE_ID}={quote(','.join(ids), safe='!~*()')}" if ids else ""
 

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 
 import telemetry
 from telemetry import AnalyticsUrlParams, LocalExperiment
+from telemetry.testing import RecordingDestination
 
 OTHER_SITE = "https://dashboard.example.org/page"
 
@@ -38,7 +39,10 @@ def link_ids(params: AnalyticsUrlParams) -> list[str]:
 
 
 def test_nothing_is_written_while_off_and_no_old_id_returns(data_dir: Path) -> None:
-    client = telemetry.create_client("proj1", "app", data_dir=data_dir, upload=False)
+    # A client that may upload (links carry ids only then), to an in-memory destination.
+    client = telemetry.create_client(
+        "proj1", "app", data_dir=data_dir, destination=RecordingDestination()
+    )
     try:
         client.set_consent(True)
         params = AnalyticsUrlParams(client)
@@ -82,7 +86,11 @@ def test_nothing_is_written_while_off_and_no_old_id_returns(data_dir: Path) -> N
 
 def test_ids_consumed_while_off_are_not_handed_to_a_client_later(data_dir: Path) -> None:
     with telemetry.create_client(
-        "proj1", "app", data_dir=data_dir, upload=False, consent_policy="opt_in"
+        "proj1",
+        "app",
+        data_dir=data_dir,
+        destination=RecordingDestination(),
+        consent_policy="opt_in",
     ) as client:
         params = AnalyticsUrlParams(client)  # opt-in policy, no answer yet: off
         params.consume_url_parameters("d_id=while-off-1")
