@@ -75,6 +75,11 @@ class Reporter:
         self._on_reported = on_reported
         self._capture = Capture(self._on_exception, self._on_log)
         self._faults: FaultFiles | None = None
+        #: Native crashes were asked for (``enable``); the fault file exists only while
+        #: reports may be kept (:meth:`sync_recording`).
+        self._native_wanted = False
+        self._recording_seen: bool | None = None  # what sync_recording last acted on
+        self._faults_lock = threading.Lock()
         self._app_root: str | None = None
         self._context_cache: ReportContext | None = None
 
@@ -91,17 +96,43 @@ class Reporter:
         self._app_root = app_root
         self._context_cache = None
         self._capture.install(logging_level=logging_level)
-        if native_crashes and not self._store.in_memory and self._store.path is not None:
-            self._faults = FaultFiles(Path(self._store.path).parent)
-            self._faults.enable()
-            self._faults.harvest(self._on_fault)
+        self._native_wanted = (
+            native_crashes and not self._store.in_memory and self._store.path is not None
+        )
+        self.sync_recording()
+
+    def sync_recording(self) -> None:
+        """Follow the consent switch for native crashes (called after every change of it):
+        while reports may be kept, this process has a fault file and the crash files left by
+        processes that are gone become reports; while they may not, there is no fault file
+        (nothing is written while off) and such leftovers are deleted unread."""
+        with self._faults_lock:
+            if not self._native_wanted or self._store.path is None:
+                return
+            recording = self._may_record()
+            if recording == self._recording_seen:
+                return
+            self._recording_seen = recording
+            folder = Path(self._store.path).parent
+            if recording:
+                if self._faults is None:
+                    self._faults = FaultFiles(folder)
+                    self._faults.enable()
+                self._faults.harvest(self._on_fault)
+                return
+            if self._faults is not None:
+                self._faults.disable()
+                self._faults = None
+            FaultFiles(folder).harvest(_discard)
 
     def disable(self) -> None:
         """Remove the hooks and this process's (empty) crash file."""
         self._capture.uninstall()
-        if self._faults is not None:
-            self._faults.disable()
-            self._faults = None
+        with self._faults_lock:
+            self._native_wanted = False
+            if self._faults is not None:
+                self._faults.disable()
+                self._faults = None
 
     # ------------------------------------------------------------------ capture
 
@@ -153,6 +184,8 @@ class Reporter:
         self._safely(lambda: self._keep(fingerprint, event))
 
     def _on_fault(self, error: str, frames: list[tuple[str, int, str]], at: float) -> None:
+        if not self._may_record():  # turned off meanwhile: nothing is kept, not even a count
+            return
         self._store.increment(NATIVE_CRASHES)
         self._safely(lambda: self._keep(*fault_report(error, frames, at, self._context())))
 
@@ -230,6 +263,10 @@ class Reporter:
                 ],
             )
         return self._context_cache
+
+
+def _discard(error: str, frames: list[tuple[str, int, str]], at: float) -> None:
+    """A harvest's sink that keeps nothing (the crash files are deleted unread)."""
 
 
 def _fitted(event: dict[str, Any]) -> str | None:

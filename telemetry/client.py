@@ -241,6 +241,12 @@ class Client:
         return remove
 
     def _notify(self) -> None:
+        reporter = self._reporter_part
+        if reporter is not None:  # native crashes follow the consent switch
+            try:
+                reporter.sync_recording()
+            except Exception:
+                log.exception("telemetry could not follow the consent switch for crashes")
         for callback in list(self._listeners):
             try:
                 callback()

@@ -5,7 +5,8 @@ next start), captures errors, then dies as MODE says:
 
 * ``uncaught``: an uncaught exception in the main thread, then SIGKILL right after the hooks
   ran (no atexit, no close);
-* ``segfault``: a segmentation fault in native code (``ctypes.string_at(0)``).
+* ``segfault``: a segmentation fault in native code (``ctypes.string_at(0)``);
+* ``segfault-off``: the same, after the user turned telemetry off.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
         "crash-test", "crash-app", "9.9.9", "http://127.0.0.1:9", data_dir=data_dir, upload=False
     )
     client.mark_notice_answered()
+    if mode == "segfault-off":
+        client.set_consent(False)
     client.capture_errors(app_root=Path(__file__).resolve().parents[2])
     client.track("Before the crash")
     print("ready", flush=True)
@@ -46,7 +49,7 @@ def main() -> None:
 
         sys.excepthook = then_killed
         fail_in_app_code()
-    elif mode == "segfault":
+    elif mode in ("segfault", "segfault-off"):
         crash_in_native_code()
 
 

@@ -130,6 +130,49 @@ def test_a_segfault_is_delivered_by_the_next_start_with_the_faulting_stack(
     assert not list((data_dir / "crashes").glob("*.fault"))
 
 
+def test_a_segfault_while_off_leaves_nothing_and_sends_nothing(
+    data_dir: Path, server: EnvelopeServer
+):
+    """Found by an outside audit: with telemetry off, ``capture_errors()`` still opened a
+    fault file, so a crash wrote every thread's stack (absolute paths included) to disk, and a
+    later start with telemetry on sent it. Nothing is written while off."""
+    child = run_child(data_dir, "segfault-off")
+    assert child.returncode == -signal.SIGSEGV, child.stderr
+    assert list((data_dir / "crashes").glob("*.fault")) == []
+    with telemetry.create_client(
+        "crash-test", "crash-app", "9.9.9", server.url, data_dir=data_dir
+    ) as client:
+        client.set_consent(True)
+        client.capture_errors(app_root=ROOT)
+        assert client.flush(30)
+    assert server.reports() == []
+
+
+def test_turning_off_removes_the_fault_file_and_deletes_crashes_left_unread(
+    data_dir: Path, server: EnvelopeServer
+):
+    """A crash left while on, then the user turns telemetry off before the next start sends
+    it: the crash file is deleted unread (not counted either), and this process keeps no fault
+    file while off; turning back on opens one again."""
+    child = run_child(data_dir, "segfault")
+    assert child.returncode == -signal.SIGSEGV, child.stderr
+    assert len(list((data_dir / "crashes").glob("*.fault"))) == 1
+    with telemetry.create_client(
+        "crash-test", "crash-app", "9.9.9", server.url, data_dir=data_dir
+    ) as client:
+        client.set_consent(False)
+        client.capture_errors(app_root=ROOT)
+        assert list((data_dir / "crashes").glob("*.fault")) == []
+        assert "native_crashes_found" not in client.status()["counters"]
+        client.set_consent(True)
+        assert len(list((data_dir / "crashes").glob("*.fault"))) == 1  # this process's own
+        client.set_consent(False)
+        assert list((data_dir / "crashes").glob("*.fault")) == []
+        client.set_consent(True)
+        assert client.flush(30)
+    assert server.reports() == []
+
+
 def test_a_clean_exit_leaves_no_crash_file(data_dir: Path, server: EnvelopeServer):
     with telemetry.create_client(
         "crash-test", "crash-app", "9.9.9", server.url, data_dir=data_dir
