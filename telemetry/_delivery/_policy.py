@@ -12,9 +12,11 @@ no answer came (a network error or a timeout).
                             that event, counted, and restores the configured batch size
 429                         keep; wait ``Retry-After`` or 30 s (at most 1 h)
 401, 403, 404, 405, 410     keep; pause 1 h (configuration problem)
-other 4xx                   drop and count (so does any other status, e.g. 1xx or 3xx)
+other 4xx                   drop and count
 408, 5xx, network error     keep; exponential backoff with full jitter, 5 s to 10 min,
                             reset when connectivity returns
+3xx, 1xx                    keep; the same backoff (a redirect is never followed: a captive
+                            portal or a moved endpoint must not cost events)
 ==========================  ==========================================================
 
 A 400 that names no event means the request as a whole was refused (Amplitude answers so
@@ -196,6 +198,8 @@ def decide(
         return Pause(f"upload_{status}", policy.config_error_pause)
     if status == 408 or status >= 500:
         return Backoff("upload_5xx" if status >= 500 else "upload_408")
+    if not 400 <= status < 500:  # 3xx (a captive portal, a moved endpoint), 1xx: keep them
+        return Backoff("upload_other_status")
     return Drop("upload_other_4xx", DROPPED_REJECTED_4XX)
 
 
@@ -247,6 +251,8 @@ def decide_report(
         return Pause("upload_429", _retry_after(headers, policy, now))
     if status == 408 or status >= 500:
         return Backoff("upload_5xx" if status >= 500 else "upload_408")
+    if not 400 <= status < 500:  # a redirect or another odd answer: keep it, retry later
+        return Backoff("upload_other_status")
     return Drop(None, REPORTS_REFUSED)
 
 

@@ -242,6 +242,27 @@ def test_other_4xx_is_dropped_and_counted(
     assert not set(ids) & set(server.accepted_counts())
 
 
+def test_a_redirect_keeps_the_events_and_is_retried(
+    server: FaultServer, collector: RunningCollector, data_dir: Path
+):
+    """Found by an outside audit: any 3xx (a captive portal's redirect, an endpoint moved to
+    https) dropped the whole batch for good. It is now retried with the backoff, and never
+    followed (a redirect to another host must not receive the events)."""
+    ids = prefill(data_dir, 60)
+    server.script(
+        fs.status(307, Location="http://portal.example/login"),
+        fs.status(302, Location="http://portal.example/login"),
+    )
+    with make_client(data_dir, server.url) as client:
+        drain(client, collector, ids, 20)
+        counters = client._store.counters()
+    assert [r.status for r in server.requests[:2]] == [307, 302]
+    assert counters["upload_other_status"] == 2
+    assert "dropped_rejected_4xx" not in counters
+    assert_exactly_once(collector.database, ids)
+    assert_accepted_once(server, ids)
+
+
 def test_connection_reset_mid_request(
     server: FaultServer, collector: RunningCollector, data_dir: Path
 ):

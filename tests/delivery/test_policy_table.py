@@ -66,12 +66,14 @@ BATCH_CASES: list[tuple[str, int | None, dict[str, str], bytes, int, Action]] = 
     ("other 4xx", 402, {}, b"", 10, Drop("upload_other_4xx", DROPPED_REJECTED_4XX)),
     ("other 4xx", 422, {}, b"", 10, Drop("upload_other_4xx", DROPPED_REJECTED_4XX)),
     ("other 4xx", 451, {}, b"", 10, Drop("upload_other_4xx", DROPPED_REJECTED_4XX)),
-    ("other 4xx", 302, {}, b"", 10, Drop("upload_other_4xx", DROPPED_REJECTED_4XX)),
     ("408, 5xx, network error", 408, {}, b"", 10, Backoff("upload_408")),
     ("408, 5xx, network error", 500, {}, b"", 10, Backoff("upload_5xx")),
     ("408, 5xx, network error", 503, {"Retry-After": "5"}, b"", 10, Backoff("upload_5xx")),
     ("408, 5xx, network error", 599, {}, b"", 10, Backoff("upload_5xx")),
     ("408, 5xx, network error", None, {}, b"", 10, Backoff(None)),
+    ("3xx, 1xx", 302, {"Location": "http://x.example/"}, b"", 10, Backoff("upload_other_status")),
+    ("3xx, 1xx", 307, {}, b"", 10, Backoff("upload_other_status")),
+    ("3xx, 1xx", 199, {}, b"", 10, Backoff("upload_other_status")),
 ]  # fmt: skip
 
 DELETION_CASES: list[tuple[str, int | None, dict[str, str], Action]] = [
