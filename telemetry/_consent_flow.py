@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from telemetry._identity import Identity, installation_secret
@@ -147,10 +147,15 @@ class ConsentFlow:
             self.uploader.set_events_allowed(False)
             self.uploader.cancel()
 
-    def _forget_recorded(self, keep_state: tuple[str, ...]) -> int:
+    def _forget_recorded(
+        self,
+        keep_state: tuple[str, ...],
+        then: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> int:
         """Erase what was recorded (store and journals) and the identity, in the store and in
-        memory; returns how many events went unsent."""
-        unsent = self._store.erase(keep_state=keep_state)
+        memory, setting the state keys of ``then`` in the same transaction; returns how many
+        events went unsent."""
+        unsent = self._store.erase(keep_state=keep_state, then=then)
         self._identity().forget()
         self.on_forget()
         return unsent
@@ -180,9 +185,19 @@ class ConsentFlow:
                     )
             return pending or None
 
-        unsent = self._forget_recorded(_KEPT_AT_OPT_OUT)
-        self._store.set_state(STATE_KEY, str(ConsentState.DENIED))
-        pending = self._store.update_state(DELETION_KEY, with_requests) or []
+        queued: list[Any] = []
+
+        def deletions(current: Any) -> list[Any] | None:
+            queued[:] = with_requests(current) or []
+            return queued or None
+
+        # One transaction with the erase: a process killed half-way must not come back with
+        # the data gone but the choice (and the deletion request) forgotten.
+        unsent = self._forget_recorded(
+            _KEPT_AT_OPT_OUT,
+            {STATE_KEY: lambda _: str(ConsentState.DENIED), DELETION_KEY: deletions},
+        )
+        pending = queued
         log.info(
             "telemetry turned off: %d unsent events deleted, %d deletion request(s) queued",
             unsent,

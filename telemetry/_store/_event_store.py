@@ -169,16 +169,23 @@ class EventStore:
         """Delete every queued event (and the in-memory overflow); returns how many."""
         return self._queue.purge()
 
-    def erase(self, *, keep_state: Sequence[str] = ()) -> int:
+    def erase(
+        self,
+        *,
+        keep_state: Sequence[str] = (),
+        then: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> int:
         """Forget everything recorded (opt-out): queued events, the overflow, counters, the
         dropped and sent logs, linked device ids, experiment assignments, and every state key
-        except ``keep_state``; one transaction. Returns how many queued events went unsent.
+        except ``keep_state``; then set the state keys of ``then`` (each value replaced by
+        ``change(value)``, as :meth:`update_state` does); one transaction. Returns how many
+        queued events went unsent.
 
         Then no copy is left on disk: the WAL (which still holds the pages as they were
         before the deletion) is checkpointed and truncated, and the copies of a database once
         found corrupt (``telemetry.db.corrupt-*``, kept for inspection) are removed.
         """
-        unsent = self._queue.erase(keep_state)
+        unsent = self._queue.erase(keep_state, then)
         self._db.checkpoint("TRUNCATE")
         self._remove_corrupt_copies()
         return unsent

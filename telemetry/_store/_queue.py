@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry._store._db import Database, bump, now_ms
 from telemetry._store._ingest import Ingest
 from telemetry._store._overflow import Overflow
+from telemetry._store._state import update_state_in
 
 DEFAULT_MAX_EVENTS: Final = 20_000
 DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
@@ -161,9 +162,15 @@ class Queue:
         self._db.increment(DROPPED_PURGED, removed + overflow)
         return removed + overflow
 
-    def erase(self, keep_state: Sequence[str]) -> int:
-        """Forget everything recorded except the state keys ``keep_state`` (opt-out), in one
-        transaction; returns how many queued events went unsent."""
+    def erase(
+        self,
+        keep_state: Sequence[str],
+        then: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> int:
+        """Forget everything recorded except the state keys ``keep_state`` (opt-out), then
+        replace the value of each state key of ``then`` by ``change(value)`` (``None``
+        deletes it), all in one transaction: a process killed half-way leaves either
+        everything as it was or the whole change. Returns how many queued events went unsent."""
         unsent = self._ingest.discard_journals()
         with self._db.lock:
             overflow = self._overflow.clear()
@@ -186,6 +193,8 @@ class Queue:
             conn.execute("DELETE FROM counters WHERE name != 'opened'")
             marks = ",".join("?" * len(keep)) or "NULL"
             conn.execute(f"DELETE FROM state WHERE key NOT IN ({marks})", keep)
+            for key, change in (then or {}).items():
+                update_state_in(conn, key, change)
             return removed
 
         return int(self._db.write(work, 0)) + overflow

@@ -42,13 +42,15 @@ def update_state(db: Database, key: str, change: Callable[[Any], Any]) -> Any:
     """Replace the value under ``key`` by ``change(value)`` in one transaction; returns the
     new value, or ``None`` when the database could not be written."""
 
-    def work(conn: sqlite3.Connection) -> Any:
-        row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        value = change(json.loads(row[0]) if row else None)
-        _put_state(conn, key, value)
-        return value
+    return db.write(lambda conn: update_state_in(conn, key, change), None)
 
-    return db.write(work, None)
+
+def update_state_in(conn: sqlite3.Connection, key: str, change: Callable[[Any], Any]) -> Any:
+    """:func:`update_state` inside the caller's transaction; returns the new value."""
+    row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    value = change(json.loads(row[0]) if row else None)
+    _put_state(conn, key, value)
+    return value
 
 
 def setdefault_state(db: Database, key: str, value: Any) -> Any:

@@ -72,3 +72,46 @@ def test_opt_out_removes_copies_of_a_database_found_corrupt(data_dir: Path) -> N
     assert files_holding(data_dir, SECRET_EVENT.encode()) == []
     assert files_holding(data_dir, device_id.encode()) == []
     assert os.listdir(data_dir)  # the store itself is still there
+
+
+def test_a_kill_right_after_the_erase_keeps_the_choice_and_the_deletion_request(
+    data_dir: Path,
+) -> None:
+    """Found by an outside audit: the erase committed first, the choice and the deletion
+    request in later writes; a process killed in between came back with no choice (so
+    recording and uploads started again under a new id) and no deletion request for the old
+    id. All three are one transaction now: the child is SIGKILLed the moment it commits."""
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, telemetry
+        from telemetry._store import _queue
+        from telemetry.testing import RecordingDestination
+
+        c = telemetry.create_client(
+            "proj", "app", "1", "http://127.0.0.1:9", data_dir=sys.argv[1],
+            destination=RecordingDestination(),
+        )
+        c.mark_notice_answered()  # uploads allowed: this device id may have left
+        c.track("Before")
+        print(c.device_id, flush=True)
+        erase = _queue.Queue.erase
+
+        def erase_then_die(self, *args, **kwargs):
+            erase(self, *args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        _queue.Queue.erase = erase_then_die
+        c.set_consent(False)
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    old_device = run.stdout.strip()
+    with telemetry.create_client("proj", "app", "1", data_dir=data_dir, upload=False) as client:
+        assert client.consent_state is telemetry.ConsentState.DENIED
+        assert client.enabled is False
+        assert client.track("After") is None
+        pending = client._store.get_state("deletion_requests")
+        assert [r["device_id"] for r in pending] == [old_device]
