@@ -9,7 +9,10 @@ once full, the oldest waiting event is dropped and counted.
 from __future__ import annotations
 
 import collections
+import contextlib
+import itertools
 import sqlite3
+from collections.abc import Sequence
 from typing import Final
 
 from telemetry._store._db import STORE_WRITE_ERRORS, Database, log
@@ -26,6 +29,9 @@ _INSERT_EVENT: Final = (
     "INSERT OR IGNORE INTO events(insert_id, event_type, time, size, payload)"
     " VALUES (?, ?, ?, ?, ?)"
 )
+
+#: Events written back from memory per transaction.
+_FLUSH_CHUNK: Final = 500
 
 #: An event waiting in memory: insert_id, event type, time (ms), event JSON.
 Row = tuple[str, str, int, str]
@@ -70,27 +76,32 @@ class Overflow:
             log.warning("telemetry event kept in memory, database write failed: %s", exc)
 
     def flush(self) -> int:
-        """Move events kept in memory after a failed write into the database."""
+        """Move events kept in memory after a failed write into the database, up to
+        :data:`_FLUSH_CHUNK` per transaction: one commit writes each page once, where a commit
+        per event added WAL pages for every one and could fill again the room that was freed.
+        The WAL is checkpointed and emptied first, for the same reason."""
         db = self._db
+        if not self._rows:
+            return 0
+        db.checkpoint("TRUNCATE")
         moved = 0
-        while self._rows:
+        while True:
             with db.lock:
-                if not self._rows:
-                    break
-                row = self._rows[0]
-            insert_id, event_type, time_ms, payload = row
+                rows = list(itertools.islice(self._rows, _FLUSH_CHUNK))
+            if not rows:
+                break
+            params = [(i, kind, ms, utf8_size(payload), payload) for i, kind, ms, payload in rows]
             try:
                 with db.write_lock:
-                    db.writer.execute(
-                        _INSERT_EVENT, (insert_id, event_type, time_ms, utf8_size(payload), payload)
-                    )
+                    _in_one_transaction(db.writer, params)
             except sqlite3.Error as exc:
                 db.note_failure(exc)
                 break
             with db.lock:
-                if self._rows and self._rows[0] is row:
-                    self._rows.popleft()
-            moved += 1
+                for row in rows:  # unless keep() dropped it meanwhile, or clear() ran
+                    if self._rows and self._rows[0] is row:
+                        self._rows.popleft()
+            moved += len(rows)
         if moved and not self._rows:
             db.full = None
         return moved
@@ -101,3 +112,15 @@ class Overflow:
             count = len(self._rows)
             self._rows.clear()
         return count
+
+
+def _in_one_transaction(writer: sqlite3.Connection, params: Sequence[tuple[object, ...]]) -> None:
+    """Insert ``params`` rows on the (autocommit) writer connection in one transaction."""
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        writer.executemany(_INSERT_EVENT, params)
+        writer.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            writer.execute("ROLLBACK")
+        raise

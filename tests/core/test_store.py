@@ -140,6 +140,34 @@ def test_full_disk_keeps_events_in_memory_then_writes_them(tmp_path: Path) -> No
             client.close()
 
 
+def test_a_thousand_events_in_memory_fit_in_the_room_freed(tmp_path: Path) -> None:
+    """Found by an outside audit: the events waiting in memory were written back one commit
+    each, every commit adding WAL pages, so 1,000 small events did not fit in the megabyte freed
+    and were lost at exit. They are written in one transaction now."""
+    with tmpfs(tmp_path / "full", "3m") as mount:
+        client = telemetry.create_client("proj1", "app", data_dir=mount / "t", upload=False)
+        try:
+            client._store.maintain()
+            filler = mount / "filler"
+            with open(filler, "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:
+                    pass  # the disk is now full
+            ids = [client.track("While full", {"i": i, "pad": "z" * 150}) for i in range(1_000)]
+            assert all(ids)
+            assert client._store.overflow_size > 0  # what did not fit waits in memory
+            os.truncate(filler, max(0, filler.stat().st_size - 1024 * 1024))  # 1 MiB back
+            client._store.maintain()
+            assert client._store.overflow_size == 0
+            stored = [e["insert_id"] for e in user_events(client)]
+            assert sorted(stored) == sorted(ids)
+        finally:
+            client.close()
+        assert "dropped_disk_full" not in client.status()["counters"]
+
+
 def test_schema_migrates_from_version_1(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     conn = sqlite3.connect(data_dir / "telemetry.db")
