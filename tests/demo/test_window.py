@@ -38,22 +38,29 @@ def _props(demo: Demo, name: str) -> list[dict[str, Any]]:
 
 
 def test_featured_project_link_carries_the_device_link_and_is_tracked(
-    qtbot: QtBot, make_demo: Any
+    qtbot: QtBot, make_demo: Any, collector: CollectorProcess
 ) -> None:
-    demo: Demo = make_demo()
+    demo: Demo = make_demo(collector.url)
     browser = _Browser()
     QDesktopServices.setUrlHandler("https", browser, "open")
     try:
+        # Before the notice is answered the device id leaves in no link, as in no upload.
+        qtbot.mouseClick(demo.window.featured_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: len(browser.opened) == 1, timeout=10_000)
+        assert "d_id" not in parse_qs(urlsplit(browser.opened.pop()).query)
+        answer_notice(qtbot, demo)
         qtbot.mouseClick(demo.window.featured_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: len(browser.opened) == 1, timeout=10_000)
         query = parse_qs(urlsplit(browser.opened[0]).query)
         assert query["d_id"] == [demo.client.device_id]
         assert query["s_id"] == [str(demo.client.session_id)]
         assert browser.opened[0].startswith(demo.window.featured_url)
+        # (Uploads run meanwhile: wait for a read that sees both clicks, sent or queued.)
+        qtbot.waitUntil(lambda: len(_props(demo, "Open external link")) == 2, timeout=10_000)
         links = _props(demo, "Open external link")
-        assert links == [
-            {**links[0], "url": demo.window.featured_url}
-        ]  # the link as tracked has no query: no ids in the event
+        assert (
+            links == [{**links[0], "url": demo.window.featured_url}] * 2
+        )  # the link as tracked has no query: no ids in the event
         assert "d_id" not in json.dumps(links)
 
         # With telemetry off: no device id in the link, an opt-out request instead.
