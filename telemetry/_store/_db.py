@@ -172,7 +172,7 @@ class Database:
         )
 
     def _open_file(self, path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-        conn = connect(str(path), busy_ms=5_000)
+        conn = connect(str(path), busy_ms=_BUSY_MS)
         try:
             enter_wal(conn, timeout=5.0)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -319,16 +319,27 @@ class Database:
             finally:
                 self.conn.set_authorizer(None)
 
-    def checkpoint(self, mode: str = "PASSIVE") -> None:
-        """Copy the WAL back into the database file."""
+    def checkpoint(self, mode: str = "PASSIVE", *, wait_ms: int | None = None) -> None:
+        """Copy the WAL back into the database file. ``wait_ms``: how long a ``FULL``,
+        ``RESTART`` or ``TRUNCATE`` checkpoint may wait for another process's readers (default:
+        the connection's 5 s); one that cannot finish in time is left to a later one."""
         if self.path is None or mode not in {"PASSIVE", "FULL", "RESTART", "TRUNCATE"}:
             return
         try:
             with self.lock:  # a checkpoint cannot run inside a transaction
-                self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                if wait_ms is not None:
+                    self.conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+                try:
+                    self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                finally:
+                    if wait_ms is not None:
+                        self.conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         except sqlite3.Error as exc:
             log.debug("telemetry checkpoint skipped: %s", exc)
 
+
+#: How long the main connection waits for another process's lock.
+_BUSY_MS: Final = 5_000
 
 #: What a read-only query may do; sqlite-utils wraps each query in a savepoint.
 _READ_ACTIONS: Final = frozenset(

@@ -186,7 +186,9 @@ class EventStore:
         found corrupt (``telemetry.db.corrupt-*``, kept for inspection) are removed.
         """
         unsent = self._queue.erase(keep_state, then)
-        self._db.checkpoint("TRUNCATE")
+        # Called on the app's thread (a settings toggle): another process's reader may make
+        # it wait, so briefly; the next checkpoint finishes the job then.
+        self._db.checkpoint("TRUNCATE", wait_ms=250)
         self._remove_corrupt_copies()
         return unsent
 

@@ -83,7 +83,7 @@ class Overflow:
         db = self._db
         if not self._rows:
             return 0
-        db.checkpoint("TRUNCATE")
+        db.checkpoint("TRUNCATE", wait_ms=250)
         moved = 0
         while True:
             with db.lock:
