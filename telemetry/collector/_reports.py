@@ -112,7 +112,8 @@ def _time_ms(value: Any, field: str) -> int:
         seconds = parsed.timestamp()
     else:
         raise ReportRejected(f"{field} is not a timestamp")
-    ms = int(seconds * 1000) if seconds == seconds else -1
+    # NaN, infinities and values such as 1e308 (whose ms overflow an int) are out of range.
+    ms = int(seconds * 1000) if 0 <= seconds <= _MAX_MS / 1000 else -1
     if not 0 <= ms <= _MAX_MS:
         raise ReportRejected(f"{field} is out of range")
     return ms

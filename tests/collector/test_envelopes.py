@@ -224,6 +224,13 @@ _ID = b'{"event_id": "' + b"a" * 32 + b'"}'
         (b'{}\n{"type": "event"}\n\xff\xfe\n', "strict JSON"),
         (_ID + b'\n{"type": "event"}\n{"timestamp": "yesterday"}\n', "timestamp"),
         (_ID + b'\n{"type": "event"}\n{"timestamp": 1e300}\n', "timestamp"),
+        # Found by an outside audit: these overflowed when turned into ms (a 503, resent forever).
+        (_ID + b'\n{"type": "event"}\n{"timestamp": 1e308}\n', "timestamp"),
+        (_ID + b'\n{"type": "event"}\n{"timestamp": -1e308}\n', "timestamp"),
+        (
+            _ID + b'\n{"type": "event"}\n{"contexts": {"telemetry": {"last_seen": -1e306}}}\n',
+            "last_seen",
+        ),
         (_ID + b'\n{"type": "event"}\n{"contexts": {"telemetry": {"count": 0}}}\n', "count"),
         (_ID + b'\n{"type": "event"}\n{"contexts": {"telemetry": {"count": true}}}\n', "count"),
         (
