@@ -46,6 +46,7 @@ from demo_app.targets import format_size, holds_image, icon_kind, image_location
 from demo_app.ui import theme
 from demo_app.ui.icons import app_icon, step_icon
 from demo_app.ui.link_dialog import LinkDialog
+from demo_app.ui.rich_text import literal
 from demo_app.ui.settings_dialog import SettingsDialog
 from demo_app.ui.target_dialog import TargetDialog
 from demo_app.ui.worker import FlashJob
@@ -456,8 +457,10 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.warning(
             self,
             self.tr("Flash this drive?"),
-            self.tr("%1 is a system or large drive. Everything on it will be erased.").replace(
-                "%1", drive.display_name
+            literal(
+                self.tr("%1 is a system or large drive. Everything on it will be erased.").replace(
+                    "%1", drive.display_name
+                )
             ),
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
@@ -537,7 +540,7 @@ class MainWindow(QMainWindow):
         if src is not None:
             # The file the user picked, by its full name (``raspios.img.xz``, not ``raspios.img``).
             self.image_card.title.setText(f"<b>{escape(src.path.name)}</b>")
-            self.image_card.title.setToolTip(str(src.path))
+            self.image_card.title.setToolTip(literal(str(src.path)))
             sizes = format_size(src.size) if src.size is not None else "size unknown"
             if src.size_is_estimate:
                 sizes = f"~{sizes}"

@@ -25,6 +25,7 @@ from demo_app.flasher import Target
 from demo_app.targets import DriveRow, drive_rows, image_location
 from demo_app.ui import theme
 from demo_app.ui.icons import drive_icon
+from demo_app.ui.rich_text import literal
 
 if TYPE_CHECKING:
     from telemetry.qt import QtDriveWatcher
@@ -142,7 +143,7 @@ class TargetDialog(QDialog):
             lines.extend(f"⚠ {w}" for w in row.warnings)
             item = QListWidgetItem(drive_icon(row.icon), "\n".join(lines))
             item.setData(_ROW_ROLE, row)
-            item.setToolTip(row.reason or "\n".join(row.warnings) or row.description)
+            item.setToolTip(literal(row.reason or "\n".join(row.warnings) or row.description))
             if not row.enabled:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
             self.list.addItem(item)

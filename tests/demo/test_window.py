@@ -211,3 +211,28 @@ def test_closing_the_image_dialog_changes_nothing(qtbot: QtBot, make_demo: Any) 
     assert demo.window.source is None
     names = demo.names()
     assert names[-2:] == ["[Etcher] Open image selector", "[Etcher] Image selector closed"]
+
+
+def test_outside_names_show_literally_in_tooltips_and_warnings(
+    qtbot: QtBot, make_demo: Any, tmp_path: Path
+) -> None:
+    """Found by an outside audit: Qt guessed rich text in tooltips, so an image named
+    ``<b>x</b>`` showed in bold and ``<img src=x>`` as a broken image, hiding the real name."""
+    from PySide6.QtGui import QTextDocument
+
+    from demo_app.ui.rich_text import literal
+
+    def shown(text: str) -> str:
+        document = QTextDocument()
+        document.setHtml(text)
+        return document.toPlainText()
+
+    hostile = ["<b>BOLD</b>", "<img src=x onerror=alert(1)>", "a & b", "line 1\nline 2"]
+    for text in hostile:
+        assert shown(literal(text)) == text
+    demo: Demo = make_demo()
+    name = "<b>holiday <img src=x onerror=alert(1)> &amp;.img"  # no "/" in a file name
+    image = write_image(tmp_path / "images", image_bytes(1 << 20), "img", name=name)
+    assert demo.window.load_image(image)
+    tooltip = demo.window.image_card.title.toolTip()
+    assert shown(tooltip) == str(image)
