@@ -43,6 +43,8 @@ __all__ = [
     "report_rows",
     "row_matches",
     "rows_of",
+    "sent_batch_key",
+    "sent_batch_rows",
     "sent_rows",
     "signature",
     "write_jsonl",
@@ -150,8 +152,13 @@ def _batch_events(batch: dict[str, Any]) -> list[Any]:
 
 def sent_rows(client: TelemetryClient, *, batches: int = SENT_BATCHES) -> list[EventRow]:
     """The events of the last ``batches`` sent batches, newest batch first."""
+    return sent_batch_rows(client.sent_batches(batches))
+
+
+def sent_batch_rows(batches: Iterable[dict[str, Any]]) -> list[EventRow]:
+    """The events of sent batches (as ``client.sent_batches()`` gives them), in that order."""
     rows: list[EventRow] = []
-    for batch in client.sent_batches(batches):
+    for batch in batches:
         for index, event in enumerate(_batch_events(batch)):
             if not isinstance(event, dict):
                 continue
@@ -168,6 +175,11 @@ def sent_rows(client: TelemetryClient, *, batches: int = SENT_BATCHES) -> list[E
                 )
             )
     return rows
+
+
+def sent_batch_key(row: EventRow) -> str:
+    """Which sent batch a sent row is of (``s:<batch id>``)."""
+    return row.key.rpartition(":")[0]
 
 
 def dropped_rows(client: TelemetryClient, *, limit: int = DROPPED_LIMIT) -> list[EventRow]:

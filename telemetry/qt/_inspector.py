@@ -39,6 +39,7 @@ from telemetry._inspection import (
     QUEUED,
     REPORTS,
     SENT,
+    SENT_BATCHES,
     EventRow,
     ReportRow,
     Row,
@@ -48,6 +49,8 @@ from telemetry._inspection import (
     last_queue_id,
     queued_rows,
     report_rows,
+    sent_batch_key,
+    sent_batch_rows,
     sent_rows,
     signature,
     write_jsonl,
@@ -147,7 +150,9 @@ class EventInspector(InspectorLayout):
             if kind in self._signatures and previous == current:
                 continue
             self._signatures[kind] = current
-            if not (kind == QUEUED and self._appended_only(previous, current)):
+            if kind == QUEUED and self._appended_only(previous, current):
+                pass
+            elif not (kind == SENT and self._sent_added_only(previous, current)):
                 self._load(kind)
             changed = True
         if self._poll_reports() or changed:
@@ -161,7 +166,7 @@ class EventInspector(InspectorLayout):
         except Exception:  # a busy or broken database must not break the window
             log.exception("reading error reports failed")
             return False
-        if REPORTS in self._signatures and rows == self.report_model.rows:
+        if REPORTS in self._signatures and rows == self.report_model.read_rows:
             return False
         self._signatures[REPORTS] = len(rows)
         self._set_report_rows(rows)
@@ -202,6 +207,38 @@ class EventInspector(InspectorLayout):
                 self._queued_last_id = last_queue_id(rows)
         return True
 
+    def _sent_added_only(self, previous: Any, current: Any) -> bool:
+        """Batches were only sent since (the newest batch read is still there, a newer one
+        is the newest): read only the new batches, add their rows and remove those of the
+        batches beyond the last 100 (no full re-read, no reset of the table)."""
+        if not isinstance(previous, int) or not isinstance(current, int) or current <= previous:
+            return False
+        model = self.models[SENT]
+        if not model.read_rows:
+            return False
+        try:
+            # Batch ids only grow: the new batches are at most ``current - previous``.
+            batches = self._client.sent_batches(min(current - previous, SENT_BATCHES) + 1)
+        except Exception:
+            log.exception("reading sent events failed")
+            return False
+        ids = [b.get("id") for b in batches]
+        if previous not in ids:  # the batch read last is gone (data deleted): read it all
+            return False
+        new = [b for b in batches if isinstance(b.get("id"), int) and b["id"] > previous]
+        if len(new) >= SENT_BATCHES:
+            return False
+        rows = sent_batch_rows(new)
+        kept: set[str] = {sent_batch_key(r) for r in rows}
+        for row in model.read_rows:  # newest batch first
+            batch = sent_batch_key(row)
+            if batch not in kept and len(kept) >= SENT_BATCHES:
+                continue
+            kept.add(batch)
+            rows.append(row)
+        self._update_rows(SENT, rows)
+        return True
+
     def _load(self, kind: str) -> None:
         try:
             if kind == QUEUED:
@@ -226,6 +263,13 @@ class EventInspector(InspectorLayout):
         if kind == self.current_kind():
             self._refresh_json()
 
+    def _update_rows(self, kind: str, rows: list[EventRow]) -> None:
+        """Like :meth:`_set_rows` for rows that keep most of the current ones (the same
+        objects): only the changes reach the view, which keeps its selection."""
+        self.models[kind].update_rows(rows)
+        if kind == self.current_kind():
+            self._refresh_json()
+
     @Slot()
     def load_more(self) -> None:
         """Read the next page of queued events."""
@@ -236,10 +280,10 @@ class EventInspector(InspectorLayout):
             return
         if not rows:
             return
-        all_rows = [*self.models[QUEUED].rows, *rows]
+        all_rows = [*self.models[QUEUED].read_rows, *rows]
         self._queued_loaded = len(all_rows)
         self._queued_last_id = last_queue_id(all_rows)
-        self._set_rows(QUEUED, all_rows)
+        self._update_rows(QUEUED, all_rows)
         self._after_load()
 
     def _after_load(self) -> None:
@@ -382,9 +426,9 @@ class EventInspector(InspectorLayout):
         if kind == QUEUED:
             source = all_queued_rows(self._client)
         elif kind == REPORTS:
-            source = self.report_model.rows
+            source = self.report_model.read_rows
         else:
-            source = self.models[kind].rows
+            source = self.models[kind].read_rows
         return write_jsonl((r for r in source if proxy.accepts(r)), path)
 
     @Slot()

@@ -4,6 +4,7 @@ event type and search text (the filter itself is :func:`~telemetry._inspection.r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import (
@@ -37,14 +38,75 @@ class _RowsModel(QAbstractTableModel, Generic[_R]):
 
     def __init__(self, headers: list[str], parent: QObject | None = None) -> None:
         super().__init__(parent)
+        #: The rows in table order (sorted by :meth:`sort_rows`, in Python: the proxy never
+        #: calls ``data()`` to sort, which took seconds for tens of thousands of rows).
         self.rows: list[_R] = []
+        #: The same rows in the order they were read (what a sort starts from, so equal
+        #: keys keep that order).
+        self.read_rows: list[_R] = []
         self._headers = headers
+        self._sort_column = -1
+        self._sort_order = Qt.SortOrder.AscendingOrder
+
+    def sort_key(self, column: int) -> Callable[[_R], Any]:
+        """The key sorting by ``column`` (what the ``SORT_ROLE`` data is)."""
+        raise NotImplementedError
+
+    def _sorted(self, rows: list[_R]) -> list[_R]:
+        if not 0 <= self._sort_column < len(self._headers):
+            return list(rows)
+        descending = self._sort_order == Qt.SortOrder.DescendingOrder
+        return sorted(rows, key=self.sort_key(self._sort_column), reverse=descending)
 
     def set_rows(self, rows: list[_R]) -> None:
-        """Replace every row."""
+        """Replace every row (``rows`` in the order read)."""
         self.beginResetModel()
-        self.rows = rows
+        self.read_rows = list(rows)
+        self.rows = self._sorted(self.read_rows)
         self.endResetModel()
+
+    def update_rows(self, rows: list[_R], *, max_runs: int = 200) -> None:
+        """Make ``rows`` (in the order read) the rows, keeping those that are the same objects
+        as before in place: only the rows gone are removed and the new ones inserted, so a
+        view keeps its selection and scroll position and a proxy filters only the new rows.
+        More than ``max_runs`` separate runs of changes: one reset instead."""
+        target = self._sorted(rows)
+        wanted = {id(r) for r in target}
+        before = {id(r) for r in self.rows}
+        removed = [i for i, r in enumerate(self.rows) if id(r) not in wanted]
+        added = [i for i, r in enumerate(target) if id(r) not in before]
+        if not removed and not added:
+            self.read_rows = list(rows)
+            return
+        remove_runs, add_runs = _runs(removed), _runs(added)
+        if len(remove_runs) + len(add_runs) > max_runs:
+            self.set_rows(rows)
+            return
+        for first, last in reversed(remove_runs):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self.rows[first : last + 1]
+            self.endRemoveRows()
+        for first, last in add_runs:
+            self.beginInsertRows(QModelIndex(), first, last)
+            self.rows[first:first] = target[first : last + 1]
+            self.endInsertRows()
+        self.read_rows = list(rows)
+
+    def sort_rows(self, column: int, order: Qt.SortOrder) -> None:
+        """Sort the rows by ``column`` (-1: the order read), keeping persistent indexes (the
+        selection) on their rows."""
+        self._sort_column, self._sort_order = column, order
+        self.layoutAboutToBeChanged.emit()
+        old_rows = self.rows
+        self.rows = self._sorted(self.read_rows)
+        position = {id(r): i for i, r in enumerate(self.rows)}
+        old_indexes = self.persistentIndexList()
+        new_indexes = []
+        for index in old_indexes:
+            row = position.get(id(old_rows[index.row()])) if index.row() < len(old_rows) else None
+            new_indexes.append(QModelIndex() if row is None else self.index(row, index.column()))
+        self.changePersistentIndexList(old_indexes, new_indexes)
+        self.layoutChanged.emit()
 
     def rowCount(self, parent: _ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -60,22 +122,39 @@ class _RowsModel(QAbstractTableModel, Generic[_R]):
         return None
 
 
+def _runs(positions: list[int]) -> list[tuple[int, int]]:
+    """Ascending positions as (first, last) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for p in positions:
+        if runs and runs[-1][1] == p - 1:
+            runs[-1] = (runs[-1][0], p)
+        else:
+            runs.append((p, p))
+    return runs
+
+
 class EventTableModel(_RowsModel[EventRow]):
     """The rows of one list; column 0 is the time, 1 the event type, 2 the detail, 3 the size."""
+
+    _KEYS: tuple[Callable[[EventRow], Any], ...] = (
+        lambda r: r.time or 0,
+        lambda r: r.event_type,
+        lambda r: r.detail,
+        lambda r: r.size,
+    )
 
     def __init__(self, detail_header: str, parent: QObject | None = None) -> None:
         super().__init__(
             [self.tr("Time"), self.tr("Event type"), detail_header, self.tr("Size")], parent
         )
 
+    def sort_key(self, column: int) -> Callable[[EventRow], Any]:
+        return self._KEYS[column]
+
     def append_rows(self, rows: list[EventRow]) -> None:
-        """Add rows at the end (keeps the selection and scroll position)."""
-        if not rows:
-            return
-        first = len(self.rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
-        self.rows.extend(rows)
-        self.endInsertRows()
+        """Add rows after those read (keeps the selection and scroll position)."""
+        if rows:
+            self.update_rows([*self.read_rows, *rows])
 
     def data(self, index: _ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self.rows):
@@ -83,7 +162,7 @@ class EventTableModel(_RowsModel[EventRow]):
         row = self.rows[index.row()]
         column = index.column()
         if role == self.SORT_ROLE:
-            return (row.time or 0, row.event_type, row.detail, row.size)[column]
+            return self._KEYS[column](row)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return self._display(row, column)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 3:
@@ -119,21 +198,25 @@ class ReportTableModel(_RowsModel[ReportRow]):
             parent,
         )
 
+    _KEYS: tuple[Callable[[ReportRow], Any], ...] = (
+        lambda r: r.level,
+        lambda r: r.error,
+        lambda r: r.count,
+        lambda r: r.first_seen or 0,
+        lambda r: r.last_seen or 0,
+        lambda r: 0 if r.status == QUEUED else 1,
+    )
+
+    def sort_key(self, column: int) -> Callable[[ReportRow], Any]:
+        return self._KEYS[column]
+
     def data(self, index: _ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self.rows):
             return None
         row = self.rows[index.row()]
         column = index.column()
         if role == self.SORT_ROLE:
-            status = 0 if row.status == QUEUED else 1
-            return (
-                row.level,
-                row.error,
-                row.count,
-                row.first_seen or 0,
-                row.last_seen or 0,
-                status,
-            )[column]
+            return self._KEYS[column](row)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return self._display(row, column)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 2:
@@ -159,14 +242,23 @@ class ReportTableModel(_RowsModel[ReportRow]):
 
 
 class EventFilterProxy(QSortFilterProxyModel):
-    """Keeps the rows of the chosen event type that contain the search text; sorts by the
-    model's sort role (the time as a number, not as text)."""
+    """Keeps the rows of the chosen event type that contain the search text. Sorting (a
+    header click) sorts the source model's rows in Python by the model's sort key (the time
+    as a number, not as text); the proxy's own sort column stays -1, so it keeps the source
+    order and never calls ``data()`` to compare rows."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.event_type: str | None = None
         self.search = ""
         self.setSortRole(EventTableModel.SORT_ROLE)
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        model = self.sourceModel()
+        if isinstance(model, EventTableModel | ReportTableModel):
+            model.sort_rows(column, order)
+        else:
+            super().sort(column, order)
 
     def set_filter(self, event_type: str | None, search: str) -> None:
         """Show only rows of ``event_type`` (``None``: any) containing ``search``."""
