@@ -4,6 +4,7 @@ event type and search text (the filter itself is :func:`~telemetry._inspection.r
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +19,13 @@ from PySide6.QtCore import (
 )
 
 from telemetry._inspection import QUEUED, EventRow, ReportRow, Row, row_matches
+
+
+def literal(text: str) -> str:
+    """``text`` as rich text that Qt shows exactly: tooltips guess rich text, so an event
+    named ``<b>x</b>`` would show in bold and ``<img src=x>`` as a broken image."""
+    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>"
+
 
 __all__ = ["EventFilterProxy", "EventTableModel", "ReportTableModel"]
 
@@ -163,8 +171,10 @@ class EventTableModel(_RowsModel[EventRow]):
         column = index.column()
         if role == self.SORT_ROLE:
             return self._KEYS[column](row)
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+        if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, column)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return literal(self._display(row, column))
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 3:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -217,8 +227,10 @@ class ReportTableModel(_RowsModel[ReportRow]):
         column = index.column()
         if role == self.SORT_ROLE:
             return self._KEYS[column](row)
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+        if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, column)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return literal(self._display(row, column))
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -383,3 +383,26 @@ def test_escape_closes_the_inspector_window(qtbot: QtBot, client: telemetry.Clie
     qtbot.keyClicks(inspector.search_edit, "Flash")
     qtbot.keyClick(inspector.search_edit, Qt.Key.Key_Escape)
     assert not inspector.isVisible()
+
+
+def test_hostile_event_names_show_literally_in_tooltips(
+    qtbot: QtBot, client: telemetry.Client
+) -> None:
+    """Found by an outside audit: tooltips guessed rich text, so an event named ``<b>x</b>``
+    showed in bold and ``<img src=x ...>`` as a broken image, hiding the real name."""
+    from PySide6.QtGui import QTextDocument
+
+    names = ["<img src=x onerror=alert(1)>", "<b>BOLD</b> event", "a &amp; b"]
+    for name in names:
+        client.track(name)
+    inspector = _inspector(qtbot, client, refresh_interval=0)
+    view = inspector.views[inspector.current_kind()]
+    model = view.model()
+    seen = set()
+    for row in range(model.rowCount()):
+        index = model.index(row, 1)
+        document = QTextDocument()
+        document.setHtml(model.data(index, Qt.ItemDataRole.ToolTipRole))
+        assert document.toPlainText() == model.data(index, Qt.ItemDataRole.DisplayRole)
+        seen.add(document.toPlainText())
+    assert set(names) <= seen
