@@ -15,6 +15,7 @@ import pytest
 
 from telemetry.collector import Storage
 from telemetry.collector._reports import parse_report
+from telemetry.collector._validation import parse_batch
 
 from . import _reports_support as reports
 from ._amplitude_fake import Decision, Received, accept
@@ -41,17 +42,20 @@ def delete(url: str, project: str, device_id: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("events", "held_status"),
-    [(8, 413), (1200, 200)],
-    ids=["halves-after-413", "second-chunk"],
+    ("events", "blob", "held_status"),
+    [(8, 0, 413), (120, 10_000, 200)],
+    ids=["halves-after-413", "next-chunk"],  # 120 x 10 KB: two chunks of <= 800 KB
 )
 def test_events_claimed_before_a_deletion_are_not_sent_after_it(
-    tmp_path: Path, storage: Storage, events: int, held_status: int
+    tmp_path: Path, storage: Storage, events: int, blob: int, held_status: int
 ) -> None:
     deleted = threading.Event()
+    stored = [event(i, event_properties={"index": i, "blob": "x" * blob}) for i in range(events)]
+    # All in the outbox before the forwarder starts: one pass claims them all.
+    storage.insert_batch(parse_batch(json.dumps(batch(stored)).encode()), forward=True)
 
     def decide(received: Received) -> Decision:
-        # The first request (the whole batch, or its first 1,000-event chunk) is held until the
+        # The first request (the whole batch, or its first 800 KB chunk) is held until the
         # device is deleted, then answered: a 413 makes the forwarder send halves, a 200 the
         # next chunk, of rows it claimed before the deletion.
         with fake.lock:
@@ -63,7 +67,6 @@ def test_events_claimed_before_a_deletion_are_not_sent_after_it(
         return accept(received)
 
     with forwarding_collector(tmp_path, decide, database=storage) as (url, fake):
-        assert post(url, batch([event(i) for i in range(events)])).status_code == 200
         wait_until(lambda: len(fake.snapshot()) >= 1)
         try:
             answered_at = delete(url, PROJECT, DEVICE_ID)
@@ -76,7 +79,8 @@ def test_events_claimed_before_a_deletion_are_not_sent_after_it(
         wait_until(lambda: later["insert_id"] in fake.delivered())
         wait_until(lambda: storage.outbox_count() == 0)
         requests = fake.snapshot()
-    assert requests[0].at < answered_at and len(requests[0].events) == min(events, 1000)
+    assert requests[0].at < answered_at
+    assert (len(requests[0].events) == events) == (held_status == 413)
     sent_after = [
         e for r in requests if r.at >= answered_at for e in r.events if e["device_id"] == DEVICE_ID
     ]
