@@ -10,7 +10,8 @@ never send the same row at once), sends them and settles them:
 * **200**: rows deleted;
 * **413**: the request is split in halves, each sent again (a single event still too large is
   dropped);
-* **429**: rows wait ``Retry-After`` seconds (30 s when absent, as Amplitude advises);
+* **429**: rows wait ``Retry-After`` seconds, at least 1 s (30 s when absent, negative or not a
+  number, as Amplitude advises);
 * **400**: the events Amplitude names (``events_with_invalid_fields``,
   ``events_with_missing_fields``, ``events_with_invalid_id_lengths``, ``silenced_events``) are
   dropped and the rest resent at once. A 400 naming none is narrowed down: the request is split
@@ -23,6 +24,13 @@ never send the same row at once), sends them and settles them:
   10 min;
 * rows still unsent 7 days after they were stored are dropped (past Amplitude's dedup window a
   late retry could duplicate).
+
+Just before each request (each chunk, each half, each resend) the claimed rows are looked up
+again and only those still in the outbox are sent: a deletion request (``POST /deletion``) that
+removed some while the forwarder held them in memory keeps them from being sent.
+
+A pass that delivered nothing (throttled, backed off, refused) is followed by the usual
+interval, not at once by another pass.
 
 Tokens are only put in the request body; logs name the project, counts and statuses.
 """
@@ -67,6 +75,8 @@ MAX_FORWARD_AGE_MS: Final = 7 * 24 * 3600 * 1000
 #: How long a claimed row stays invisible to other forwarders.
 LEASE_MS: Final = 120_000
 DEFAULT_429_WAIT_SECONDS: Final = 30.0
+#: Shortest wait after a 429, whatever its ``Retry-After`` says (0 would mean a busy loop).
+MIN_RETRY_AFTER_SECONDS: Final = 1.0
 MAX_BACKOFF_SECONDS: Final = 600.0
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 
@@ -108,14 +118,17 @@ def _blames_the_request(raw_body: bytes) -> bool:
 
 
 def retry_after_seconds(response: Response, *, default: float) -> float:
-    """A 429's ``Retry-After`` in seconds, between 0 and :data:`MAX_BACKOFF_SECONDS`;
-    ``default`` when it is missing or not a number (``nan`` included). Both forwarders use it."""
+    """A 429's ``Retry-After`` in seconds, between :data:`MIN_RETRY_AFTER_SECONDS` and
+    :data:`MAX_BACKOFF_SECONDS`; ``default`` when it is missing, negative or not a number
+    (``nan`` included). Both forwarders use it."""
     raw = (response.header("retry-after") or "").strip()
     try:
         wait = float(raw)
     except ValueError:
         return default
-    return min(MAX_BACKOFF_SECONDS, max(0.0, wait)) if wait == wait else default
+    if not wait >= 0.0:  # negative or nan
+        return default
+    return min(MAX_BACKOFF_SECONDS, max(MIN_RETRY_AFTER_SECONDS, wait))
 
 
 def backoff_delay_seconds(base: float, attempts: int) -> float:
@@ -141,13 +154,17 @@ class Forwarder:
         self._client = client
         self._backoff_base = backoff_base
         self._clock = clock or state.clock
+        #: Rows settled (delivered or dropped) in the current pass.
+        self._settled = 0
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     async def run_once(self) -> int:
         """Expire old rows, then claim one project's due rows and send them; return how many
-        rows were claimed (0: nothing due)."""
+        rows were delivered or dropped, or set aside for a project no longer configured (0:
+        nothing due, or nothing got through: throttled, backed off; the next pass then waits
+        the interval)."""
         store = self._state.storage
         metrics = self._state.metrics
         now = self._now_ms()
@@ -165,13 +182,24 @@ class Forwarder:
         if token is None:  # no longer configured for this environment: keep them for later
             await run_in_threadpool(store.forward_retry, [r.id for r in rows], now + LEASE_MS)
             return len(rows)
+        self._settled = 0
         for chunk in _chunks(rows, token.reveal()):
             await self._send(project, token.reveal(), chunk)
-        return len(rows)
+        return self._settled
+
+    async def _done(self, ids: Sequence[int]) -> None:
+        await run_in_threadpool(self._state.storage.forward_done, ids)
+        self._settled += len(ids)
 
     async def _send(self, project: str, token: str, rows: list[ForwardRow]) -> None:
         store = self._state.storage
         metrics = self._state.metrics
+        # A deletion request may have removed some of the claimed rows since: send only those
+        # still in the outbox (and nothing when none is).
+        pending = await run_in_threadpool(store.forward_pending, [r.id for r in rows])
+        rows = [r for r in rows if r.id in pending]
+        if not rows:
+            return
         ids = [r.id for r in rows]
         try:
             response = await self._client.post(
@@ -188,12 +216,12 @@ class Forwarder:
         status = response.status
         metrics.inc("forward_requests", status=status)
         if status == 200:
-            await run_in_threadpool(store.forward_done, ids)
+            await self._done(ids)
             metrics.inc("forwarded_events", len(rows))
             logger.info("forwarded %d events of %r", len(rows), project)
         elif status == 413:
             if len(rows) == 1:
-                await run_in_threadpool(store.forward_done, ids)
+                await self._done(ids)
                 metrics.inc("forward_dropped_events", 1)
                 logger.warning("dropped one event of %r: too large for the destination", project)
                 return
@@ -232,7 +260,7 @@ class Forwarder:
             await self._send(project, token, rows[half:])
             return
         dropped = [rows[i].id for i in sorted(named)] if named else [rows[0].id]
-        await run_in_threadpool(self._state.storage.forward_done, dropped)
+        await self._done(dropped)
         self._state.metrics.inc("forward_dropped_events", len(dropped))
         logger.warning("destination refused %d events of %r: dropped", len(dropped), project)
         rest = [row for i, row in enumerate(rows) if i not in named] if named else []
@@ -252,7 +280,7 @@ async def run_forwarder(
     state: CollectorState, *, interval: float, backoff_base: float = 5.0
 ) -> AsyncIterator[Forwarder]:
     """Run a :class:`Forwarder` in a background task while the context is open: a pass every
-    ``interval`` seconds (at once again while there is a backlog)."""
+    ``interval`` seconds (at once again while passes get rows through)."""
     async with AsyncHttpClient(trust_env=False) as client:
         forwarder = Forwarder(state, client, backoff_base=backoff_base)
 

@@ -186,6 +186,20 @@ class PostgresStore(Storage):
                 ),
             )
 
+    def _pending(self, sql: str, ids: Sequence[int]) -> set[int]:
+        if not ids:
+            return set()
+        rows = self._pool.run(
+            "reading the outbox", lambda c: c.execute(sql, (list(ids),)).fetchall()
+        )
+        return {int(row[0]) for row in rows}
+
+    def forward_pending(self, ids: Sequence[int]) -> set[int]:
+        return self._pending("SELECT id FROM outbox WHERE id = ANY(%s)", ids)
+
+    def report_forward_pending(self, ids: Sequence[int]) -> set[int]:
+        return self._pending("SELECT id FROM report_outbox WHERE id = ANY(%s)", ids)
+
     def forward_expire(self, created_before: int) -> int:
         return self._pool.run(
             "expiring forwards",

@@ -7,12 +7,17 @@ holding one ``event`` item (the payload as stored, so its ``event_id`` is kept) 
 sentry_client=desktop-telemetry-collector/<version>``, and settles it:
 
 * **2xx**: row deleted (counted in ``forwarded_reports``);
-* **429**: the row waits ``Retry-After`` seconds (60 s when absent or unreadable);
+* **429**: the row waits ``Retry-After`` seconds, at least 1 s (60 s when absent, negative or
+  unreadable);
 * **other 4xx**: the report is dropped (counted in ``report_forward_dropped``, logged without
   its contents): resending the same bytes would be refused again;
 * **5xx, other statuses, network errors**: exponential backoff with jitter, 5 s doubling up to
   10 min;
 * rows still unsent 7 days after they were stored are dropped (counted).
+
+Just before each report is sent its row is looked up again, and a report a deletion request
+(``POST /deletion``) removed since the row was claimed is not sent. A pass that delivered or
+dropped nothing is followed by the usual interval, not at once by another pass.
 
 The key is only put in the request header; logs name the project, counts and statuses.
 """
@@ -81,7 +86,8 @@ class ReportForwarder:
         return int(self._clock() * 1000)
 
     async def run_once(self) -> int:
-        """Expire old rows, then claim due rows and send them; return how many were claimed."""
+        """Expire old rows, then claim due rows and send them; return how many were delivered
+        or dropped (0: nothing due, or nothing got through; the next pass waits the interval)."""
         store = self._state.storage
         now = self._now_ms()
         expired = await run_in_threadpool(store.report_forward_expire, now - MAX_FORWARD_AGE_MS)
@@ -91,18 +97,24 @@ class ReportForwarder:
         rows = await run_in_threadpool(
             lambda: store.claim_report_forwards(now=now, lease_ms=LEASE_MS, limit=BATCH)
         )
+        settled = 0
         for row in rows:
-            await self._send(row)
-        return len(rows)
+            settled += await self._send(row)
+        return settled
 
-    async def _send(self, row: ReportForward) -> None:
+    async def _send(self, row: ReportForward) -> int:
+        """Send one report and settle its row; return 1 when it was delivered or dropped."""
         state = self._state
         store = state.storage
         metrics = state.metrics
         target = state.config.report_target(row.project)
         if target is None:  # no longer configured: keep it for later
             await run_in_threadpool(store.report_forward_retry, [row.id], self._now_ms() + LEASE_MS)
-            return
+            return 0
+        # Claimed rows wait their turn (up to 50 reports, one request each): a deletion request
+        # may have removed this one since. Send it only when it is still in the outbox.
+        if not await run_in_threadpool(store.report_forward_pending, [row.id]):
+            return 0
         sent_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
         body = event_envelope(row.event_id, row.payload, sent_at=sent_at.replace("+00:00", "Z"))
         try:
@@ -119,27 +131,30 @@ class ReportForwarder:
             metrics.inc("report_forward_requests", status=0)
             logger.warning("forwarding an error report of %r failed: %s", row.project, exc.kind)
             await self._backoff(row)
-            return
+            return 0
         status = response.status
         metrics.inc("report_forward_requests", status=status)
         if 200 <= status < 300:
             await run_in_threadpool(store.report_forward_done, [row.id])
             metrics.inc("forwarded_reports")
-        elif status == 429:
+            return 1
+        if status == 429:
             wait = retry_after_seconds(response, default=DEFAULT_429_WAIT_SECONDS)
             logger.info("Sentry throttled %r: retrying in %.0f s", row.project, wait)
             await run_in_threadpool(
                 lambda: store.report_forward_retry([row.id], self._now_ms() + int(wait * 1000))
             )
-        elif 400 <= status < 500:
+            return 0
+        if 400 <= status < 500:
             await run_in_threadpool(store.report_forward_done, [row.id])
             metrics.inc("report_forward_dropped")
             logger.warning(
                 "Sentry refused an error report of %r (%d): dropped", row.project, status
             )
-        else:
-            logger.warning("Sentry answered %d for an error report of %r", status, row.project)
-            await self._backoff(row)
+            return 1
+        logger.warning("Sentry answered %d for an error report of %r", status, row.project)
+        await self._backoff(row)
+        return 0
 
     async def _backoff(self, row: ReportForward) -> None:
         delay = backoff_delay_seconds(self._backoff_base, row.attempts)
@@ -155,7 +170,7 @@ async def run_report_forwarder(
     state: CollectorState, *, interval: float, backoff_base: float = 5.0
 ) -> AsyncIterator[ReportForwarder]:
     """Run a :class:`ReportForwarder` in a background task while the context is open: a pass
-    every ``interval`` seconds (at once again while there is a backlog)."""
+    every ``interval`` seconds (at once again while passes get reports through)."""
     async with AsyncHttpClient(trust_env=False) as client:
         forwarder = ReportForwarder(state, client, backoff_base=backoff_base)
 

@@ -528,6 +528,23 @@ class EventStore(Storage):
         count: int = self._transaction("updating the outbox", work)
         return count
 
+    def _pending(self, table: str, ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                int(row[0])
+                for row in self._read(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
+            )
+        return found
+
+    def forward_pending(self, ids: Sequence[int]) -> set[int]:
+        return self._pending("outbox", ids)
+
+    def report_forward_pending(self, ids: Sequence[int]) -> set[int]:
+        return self._pending("report_outbox", ids)
+
     def forward_done(self, ids: Sequence[int]) -> None:
         self._update_ids("DELETE FROM outbox WHERE id IN ({marks})", (), ids)
 

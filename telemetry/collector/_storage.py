@@ -391,7 +391,8 @@ class Storage(abc.ABC):
         now: int | None = None,
         max_tombstones: int = MAX_TOMBSTONES,
     ) -> DeletionResult:
-        """Delete every event and pending forward of the device and keep a tombstone, when
+        """Delete every event, error report and pending forward of the device and keep a
+        tombstone, when
         :func:`proof_matches` the device's known proof hash and ``proof_hash`` (else nothing,
         ``verified`` False). ``None``: no check (the HTTP route always passes one)."""
 
@@ -418,6 +419,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
         """Count one more attempt for the rows and make them due at ``next_attempt_at``."""
+
+    @abc.abstractmethod
+    def forward_pending(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are still in the outbox (a deletion may have removed some since
+        they were claimed); the forwarder sends only those."""
 
     @abc.abstractmethod
     def forward_expire(self, created_before: int) -> int:
@@ -450,6 +456,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def report_forward_retry(self, ids: Sequence[int], next_attempt_at: int) -> None:
         """Count one more attempt for the rows and make them due at ``next_attempt_at``."""
+
+    @abc.abstractmethod
+    def report_forward_pending(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are still in the report outbox (a deletion may have removed some
+        since they were claimed); the report forwarder sends only those."""
 
     @abc.abstractmethod
     def report_forward_expire(self, created_before: int) -> int:

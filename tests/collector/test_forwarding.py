@@ -329,7 +329,7 @@ def test_config_errors_name_keys_not_values(tmp_path: Path) -> None:
     assert STAGING_TOKEN not in repr(load_config(None) and parse_config(config_for("http://x")))
 
 
-def test_retry_after_is_bounded_and_a_non_number_means_the_default() -> None:
+def test_retry_after_is_bounded_and_a_negative_or_non_number_means_the_default() -> None:
     from telemetry.collector._forwarder import retry_after_seconds
     from telemetry.transport import Response
 
@@ -337,6 +337,9 @@ def test_retry_after_is_bounded_and_a_non_number_means_the_default() -> None:
         headers = {} if value is None else {"retry-after": value}
         return retry_after_seconds(Response(429, b"", headers), default=30.0)
 
-    assert [wait("12"), wait("-5"), wait("1e9"), wait(None), wait("soon"), wait("nan")] == [
-        12.0, 0.0, 600.0, 30.0, 30.0, 30.0,
+    assert [wait("12"), wait("1e9"), wait(None), wait("soon"), wait("nan")] == [
+        12.0, 600.0, 30.0, 30.0, 30.0,
     ]  # fmt: skip
+    # 0 (or less than a second) is raised to 1 s, a negative value means the default: either
+    # would otherwise make the forwarder resend at once, again and again.
+    assert [wait("0"), wait("0.2"), wait("-5"), wait("-0.5")] == [1.0, 1.0, 30.0, 30.0]

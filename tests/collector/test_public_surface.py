@@ -86,6 +86,7 @@ STORAGE_METHODS = {
     ),
     "forward_done": "(self, ids: 'Sequence[int]') -> 'None'",
     "forward_expire": "(self, created_before: 'int') -> 'int'",
+    "forward_pending": "(self, ids: 'Sequence[int]') -> 'set[int]'",
     "forward_retry": "(self, ids: 'Sequence[int]', next_attempt_at: 'int') -> 'None'",
     "insert_batch": (
         "(self, batch: 'Batch', *, received_at_ms: 'int | None' = None, skew_ms: 'int' = 0, "
@@ -104,6 +105,7 @@ STORAGE_METHODS = {
     "report_count": "(self) -> 'int'",
     "report_forward_done": "(self, ids: 'Sequence[int]') -> 'None'",
     "report_forward_expire": "(self, created_before: 'int') -> 'int'",
+    "report_forward_pending": "(self, ids: 'Sequence[int]') -> 'set[int]'",
     "report_forward_retry": "(self, ids: 'Sequence[int]', next_attempt_at: 'int') -> 'None'",
     "report_groups": "(self, project: 'str | None' = None) -> 'list[ReportGroup]'",
     "schema_version": "(self) -> 'int'",
