@@ -333,6 +333,15 @@ def parse_config(data: dict[str, Any], *, source: str = "(inline)") -> Collector
         ids = [r.sentry_project_id for r in reports.values() if r.sentry_project_id is not None]
         if len(ids) != len(set(ids)):
             raise ConfigError("two projects have the same sentry_project_id")
+        for name in projects:
+            # /api/<project>/envelope/ takes a name first: a project named "7" would capture
+            # the reports sent to another project's sentry_project_id 7.
+            own = reports[name].sentry_project_id if name in reports else None
+            if name.isascii() and name.isdigit() and int(name) in ids and int(name) != own:
+                raise ConfigError(
+                    f"project name {name!r} is another project's sentry_project_id; "
+                    "rename one of them"
+                )
 
     rate = data.get("rate_limit", {})
     if not isinstance(rate, dict):

@@ -350,9 +350,12 @@ def test_config_keys_for_reports() -> None:
         {"x": {"sentry_dsn": "https://k@sentry.example/abc"}},
         {"x": {"sentry_project_id": 1}, "y": {"sentry_project_id": 1}},
         {"x": {"sentry_secret": "s"}},
+        # A project named like another's id would take its reports (found by an outside audit).
+        {"7": {"production": "t"}, "x": {"sentry_project_id": 7}},
     ):
         with pytest.raises(ConfigError):
             parse_config({"projects": bad})
+    assert parse_config({"projects": {"8": {"sentry_project_id": 8}}}).report_project("8") == "8"
 
 
 def test_the_report_tables_survive_a_reopen(tmp_path: Path) -> None:
