@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
+from telemetry._store._connect import is_disk_full
 from telemetry._store._db import STORE_WRITE_ERRORS, Database, log
 from telemetry.events import utf8_size
 
@@ -65,11 +66,15 @@ class Overflow:
         """Hold an event the journal or the database refused (``exc``: why)."""
         db = self._db
         db.note_failure(exc)
+        # From this failure, not only from ``db.full``: a flush that just emptied the queue
+        # may have cleared that flag meanwhile.
+        full = is_disk_full(exc)
         with db.lock:
             db.pending_counts[STORE_WRITE_ERRORS] += 1
             if len(self._rows) >= OVERFLOW_SIZE:
                 self._rows.popleft()
-                db.pending_counts[DROPPED_DISK_FULL if db.full else DROPPED_OVERFLOW] += 1
+                reason = DROPPED_DISK_FULL if full or db.full else DROPPED_OVERFLOW
+                db.pending_counts[reason] += 1
             self._rows.append(row)
             first = len(self._rows) == 1
         if first:  # once per episode, not once per event
