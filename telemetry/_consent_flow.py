@@ -168,9 +168,12 @@ class ConsentFlow:
         # The proofs are made now: the secret is erased with the device id below.
         secret = installation_secret(self._store, create=True) or b""
 
+        pending: list[Any] = []  # the deletion requests stored, once the erase has run
+
         def with_requests(queued: Any) -> list[Any] | None:
-            # One transaction: the uploader dropping a delivered request meanwhile loses nothing.
-            pending = list(queued or [])
+            # Read and written in the erase's transaction: the uploader dropping a delivered
+            # request meanwhile loses nothing.
+            pending[:] = list(queued or [])
             known = {r.get("device_id") for r in pending if isinstance(r, dict)}
             for device in exposed:
                 if device not in known:
@@ -185,19 +188,12 @@ class ConsentFlow:
                     )
             return pending or None
 
-        queued: list[Any] = []
-
-        def deletions(current: Any) -> list[Any] | None:
-            queued[:] = with_requests(current) or []
-            return queued or None
-
         # One transaction with the erase: a process killed half-way must not come back with
         # the data gone but the choice (and the deletion request) forgotten.
         unsent = self._forget_recorded(
             _KEPT_AT_OPT_OUT,
-            {STATE_KEY: lambda _: str(ConsentState.DENIED), DELETION_KEY: deletions},
+            {STATE_KEY: lambda _: str(ConsentState.DENIED), DELETION_KEY: with_requests},
         )
-        pending = queued
         log.info(
             "telemetry turned off: %d unsent events deleted, %d deletion request(s) queued",
             unsent,
