@@ -44,6 +44,8 @@ _T = TypeVar("_T")
 _D = TypeVar("_D")
 
 DB_FILENAME: Final = "telemetry.db"
+#: How long the main connection waits for another process's lock.
+_BUSY_MS: Final = 5_000
 
 # Counter names this module increments itself (also shown by `telemetry status`).
 STORE_WRITE_ERRORS: Final = "store_write_errors"
@@ -337,9 +339,6 @@ class Database:
         except sqlite3.Error as exc:
             log.debug("telemetry checkpoint skipped: %s", exc)
 
-
-#: How long the main connection waits for another process's lock.
-_BUSY_MS: Final = 5_000
 
 #: What a read-only query may do; sqlite-utils wraps each query in a savepoint.
 _READ_ACTIONS: Final = frozenset(
