@@ -8,7 +8,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -68,12 +68,21 @@ _LASTING_WRITE_ERRORS: Final = frozenset(
 #: write succeeds meanwhile (then its header probe decides again, so traffic comes back to try).
 _FAILURE_HOLD_SECONDS: Final = 30.0
 
+#: Row ids per ``IN (...)`` statement on the outboxes.
+_IDS_PER_STATEMENT: Final = 500
 #: Keys claimed per statement (3 parameters each, far below SQLite's 32,766).
 _KEYS_PER_CLAIM: Final = 1000
 #: Events stored per statement (10 parameters each). Few statements, not one per row: each step
 #: gives the GIL up and must get it back from the threads decoding other batches (up to the
 #: switch interval, 5 ms, each time), which made executemany's 500 steps the ingest's bottleneck.
 _EVENTS_PER_INSERT: Final = 1000
+
+
+def _id_chunks(ids: Sequence[int]) -> Iterator[tuple[list[int], str]]:
+    """``ids`` in chunks of at most :data:`_IDS_PER_STATEMENT`, each with its ``?`` marks."""
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 @functools.cache
@@ -519,9 +528,7 @@ class EventStore(Storage):
 
         def work(conn: sqlite3.Connection) -> int:
             total = 0
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _id_chunks(ids):
                 total += conn.execute(sql.format(marks=marks), (*params, *chunk)).rowcount
             return total
 
@@ -530,13 +537,9 @@ class EventStore(Storage):
 
     def _pending(self, table: str, ids: Sequence[int]) -> set[int]:
         found: set[int] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                int(row[0])
-                for row in self._read(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
-            )
+        for chunk, marks in _id_chunks(ids):
+            rows = self._read(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
+            found.update(int(row[0]) for row in rows)
         return found
 
     def forward_pending(self, ids: Sequence[int]) -> set[int]:

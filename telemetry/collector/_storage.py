@@ -392,9 +392,9 @@ class Storage(abc.ABC):
         max_tombstones: int = MAX_TOMBSTONES,
     ) -> DeletionResult:
         """Delete every event, error report and pending forward of the device and keep a
-        tombstone, when
-        :func:`proof_matches` the device's known proof hash and ``proof_hash`` (else nothing,
-        ``verified`` False). ``None``: no check (the HTTP route always passes one)."""
+        tombstone, when :func:`proof_matches` the device's known proof hash and ``proof_hash``
+        (else nothing, ``verified`` False). ``None``: no check (the HTTP route always passes
+        one)."""
 
     @abc.abstractmethod
     def check_writable(self) -> None:
