@@ -150,9 +150,10 @@ class EventInspector(InspectorLayout):
             if kind in self._signatures and previous == current:
                 continue
             self._signatures[kind] = current
-            if kind == QUEUED and self._appended_only(previous, current):
-                pass
-            elif not (kind == SENT and self._sent_added_only(previous, current)):
+            updated_in_place = (kind == QUEUED and self._appended_only(previous, current)) or (
+                kind == SENT and self._sent_added_only(previous, current)
+            )
+            if not updated_in_place:
                 self._load(kind)
             changed = True
         if self._poll_reports() or changed:

@@ -20,17 +20,16 @@ from PySide6.QtCore import (
 
 from telemetry._inspection import QUEUED, EventRow, ReportRow, Row, row_matches
 
-
-def literal(text: str) -> str:
-    """``text`` as rich text that Qt shows exactly: tooltips guess rich text, so an event
-    named ``<b>x</b>`` would show in bold and ``<img src=x>`` as a broken image."""
-    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>"
-
-
 __all__ = ["EventFilterProxy", "EventTableModel", "ReportTableModel"]
 
 _ModelIndex = QModelIndex | QPersistentModelIndex
 _R = TypeVar("_R", EventRow, ReportRow)
+
+
+def _literal(text: str) -> str:
+    """``text`` as rich text that Qt shows exactly: tooltips guess rich text, so an event
+    named ``<b>x</b>`` would show in bold and ``<img src=x>`` as a broken image."""
+    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>"
 
 
 def _local_time(ms: int | None) -> str:
@@ -41,8 +40,6 @@ def _local_time(ms: int | None) -> str:
 
 class _RowsModel(QAbstractTableModel, Generic[_R]):
     """A table over a list of rows with fixed column headers (what both tables share)."""
-
-    SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
     def __init__(self, headers: list[str], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -57,7 +54,7 @@ class _RowsModel(QAbstractTableModel, Generic[_R]):
         self._sort_order = Qt.SortOrder.AscendingOrder
 
     def sort_key(self, column: int) -> Callable[[_R], Any]:
-        """The key sorting by ``column`` (what the ``SORT_ROLE`` data is)."""
+        """The key sorting by ``column`` (the time as a number, not as text)."""
         raise NotImplementedError
 
     def _sorted(self, rows: list[_R]) -> list[_R]:
@@ -169,12 +166,10 @@ class EventTableModel(_RowsModel[EventRow]):
             return None
         row = self.rows[index.row()]
         column = index.column()
-        if role == self.SORT_ROLE:
-            return self._KEYS[column](row)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, column)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return literal(self._display(row, column))
+            return _literal(self._display(row, column))
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 3:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -225,12 +220,10 @@ class ReportTableModel(_RowsModel[ReportRow]):
             return None
         row = self.rows[index.row()]
         column = index.column()
-        if role == self.SORT_ROLE:
-            return self._KEYS[column](row)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, column)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return literal(self._display(row, column))
+            return _literal(self._display(row, column))
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -263,11 +256,10 @@ class EventFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self.event_type: str | None = None
         self.search = ""
-        self.setSortRole(EventTableModel.SORT_ROLE)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         model = self.sourceModel()
-        if isinstance(model, EventTableModel | ReportTableModel):
+        if isinstance(model, _RowsModel):
             model.sort_rows(column, order)
         else:
             super().sort(column, order)
