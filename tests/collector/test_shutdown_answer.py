@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from telemetry.collector import _limits as L
@@ -39,10 +40,9 @@ def _upload_body() -> bytes:
     return body
 
 
-def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
-    """The response's status line and headers, and what followed them (b"" heads: no answer)."""
-    received = b""
-    while b"\r\n\r\n" not in received:
+def _receive_until(sock: socket.socket, received: bytes, done: Callable[[bytes], bool]) -> bytes:
+    """``received`` plus what the socket gives until ``done(received)``, it closes or resets."""
+    while not done(received):
         try:
             data = sock.recv(65536)
         except ConnectionResetError:
@@ -50,20 +50,18 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
         if not data:
             break
         received += data
+    return received
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The response's status line and headers, and what followed them (b"" heads: no answer)."""
+    received = _receive_until(sock, b"", lambda got: b"\r\n\r\n" in got)
     head, _, rest = received.partition(b"\r\n\r\n")
     return head, rest
 
 
 def _read_body(sock: socket.socket, rest: bytes, length: int) -> bytes:
-    while len(rest) < length:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not data:
-            break
-        rest += data
-    return rest
+    return _receive_until(sock, rest, lambda got: len(got) >= length)
 
 
 def _log_without_timestamps(stderr: str) -> str:

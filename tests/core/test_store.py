@@ -116,17 +116,23 @@ def test_read_only_data_dir_falls_back_to_memory(tmp_path: Path) -> None:
             assert c.track("No dir possible") is not None
 
 
+def fill_the_disk(mount: Path) -> Path:
+    """Write zeros to a file on ``mount`` until the filesystem is full; returns the file."""
+    filler = mount / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass  # the disk is now full
+    return filler
+
+
 def test_full_disk_keeps_events_in_memory_then_writes_them(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "full", "4m") as mount:
         client = telemetry.create_client("proj1", "app", data_dir=mount / "t", upload=False)
         try:
-            filler = mount / "filler"
-            with open(filler, "wb", buffering=0) as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 4096)
-                except OSError:
-                    pass  # the disk is now full
+            filler = fill_the_disk(mount)
             ids = [client.track("While full", {"i": i, "pad": "z" * 2000}) for i in range(40)]
             assert all(ids)  # track() never raised
             assert client._store.overflow_size > 0
@@ -149,13 +155,7 @@ def test_a_thousand_events_in_memory_fit_in_the_room_freed(tmp_path: Path) -> No
         client = telemetry.create_client("proj1", "app", data_dir=mount / "t", upload=False)
         try:
             client._store.maintain()
-            filler = mount / "filler"
-            with open(filler, "wb", buffering=0) as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 4096)
-                except OSError:
-                    pass  # the disk is now full
+            filler = fill_the_disk(mount)
             ids = [client.track("While full", {"i": i, "pad": "z" * 150}) for i in range(1_000)]
             assert all(ids)
             assert client._store.overflow_size > 0  # what did not fit waits in memory
